@@ -1,0 +1,175 @@
+/**
+ * Reads a byte stream in the units protocols think in (exactly N bytes, a
+ * varint, whatever is there) and hands what it has buffered on to the next
+ * layer, so negotiation, Noise and yamux can take turns on one stream without
+ * losing bytes that arrived early.
+ *
+ * @module
+ */
+
+import { NetworkError } from "./network_error.ts";
+import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
+
+const EMPTY = new Uint8Array(0);
+
+/**
+ * A buffered reader over a `ReadableStream<Uint8Array>`.
+ *
+ * Returned arrays are views into the chunks the stream produced whenever the
+ * requested bytes lie in one chunk (no copy), and fresh arrays otherwise;
+ * either way they belong to the caller.
+ *
+ * Time-outs are not its business: abort the connection under it and a
+ * pending read rejects.
+ *
+ * @example
+ * ```ts
+ * import { ByteReader } from "./byte_reader.ts";
+ * const stream = ReadableStream.from([new Uint8Array([0, 3, 1]), new Uint8Array([2, 3])]);
+ * const reader = new ByteReader(stream);
+ * const header = await reader.readExactly(2);
+ * const body = await reader.readExactly((header[0] << 8) | header[1]);
+ * console.log(body); // Uint8Array [ 1, 2, 3 ]
+ * ```
+ */
+export class ByteReader {
+  readonly #source: ReadableStream<Uint8Array>;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #chunk: Uint8Array = EMPTY;
+  #offset = 0;
+  #released = false;
+
+  /** Locks `readable` for this reader until {@linkcode ByteReader.release}. */
+  constructor(readable: ReadableStream<Uint8Array>) {
+    this.#source = readable;
+    this.#reader = readable.getReader();
+  }
+
+  /** Bytes buffered and not yet returned. */
+  get buffered(): number {
+    return this.#chunk.length - this.#offset;
+  }
+
+  /** Pulls the next non-empty chunk into the buffer; false at end of stream. */
+  async #fill(): Promise<boolean> {
+    while (true) {
+      let result: ReadableStreamReadResult<Uint8Array>;
+      try {
+        result = await this.#reader.read();
+      } catch (err) {
+        throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
+      }
+      if (result.done) return false;
+      if (result.value.length > 0) {
+        this.#chunk = result.value;
+        this.#offset = 0;
+        return true;
+      }
+    }
+  }
+
+  /**
+   * Exactly `n` bytes.
+   *
+   * @throws {NetworkError} `CONNECTION_CLOSED` when the stream ends first,
+   *   `CONNECTION_RESET` when it errors
+   */
+  async readExactly(n: number): Promise<Uint8Array> {
+    if (this.buffered >= n) {
+      const view = this.#chunk.subarray(this.#offset, this.#offset + n);
+      this.#offset += n;
+      return view;
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      if (this.buffered === 0 && !(await this.#fill())) {
+        throw new NetworkError(
+          "CONNECTION_CLOSED",
+          `stream ended after ${filled} of ${n} expected bytes`,
+        );
+      }
+      const take = Math.min(n - filled, this.buffered);
+      out.set(this.#chunk.subarray(this.#offset, this.#offset + take), filled);
+      this.#offset += take;
+      filled += take;
+    }
+    return out;
+  }
+
+  /**
+   * Up to `max` bytes: what is buffered, or else the next chunk. `undefined`
+   * at the end of the stream.
+   */
+  async readSome(max = Number.POSITIVE_INFINITY): Promise<Uint8Array | undefined> {
+    if (this.buffered === 0 && !(await this.#fill())) return undefined;
+    const take = Math.min(max, this.buffered);
+    const view = this.#chunk.subarray(this.#offset, this.#offset + take);
+    this.#offset += take;
+    return view;
+  }
+
+  /**
+   * An unsigned varint, at most `max`.
+   *
+   * @throws {NetworkError} `FRAME_TOO_LARGE` above `max`, `PROTOCOL_VIOLATION`
+   *   for a malformed varint, `CONNECTION_CLOSED` when the stream ends first
+   */
+  async readVarint(max = Number.MAX_SAFE_INTEGER): Promise<number> {
+    const bytes = new Uint8Array(MAX_VARINT_BYTES);
+    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
+      if (this.buffered === 0 && !(await this.#fill())) {
+        throw new NetworkError("CONNECTION_CLOSED", "stream ended inside a varint");
+      }
+      bytes[i] = this.#chunk[this.#offset++];
+      const decoded = decodeVarint(bytes.subarray(0, i + 1), 0, max);
+      if (decoded !== undefined) return decoded.value;
+    }
+    throw new NetworkError("PROTOCOL_VIOLATION", `varint longer than ${MAX_VARINT_BYTES} bytes`);
+  }
+
+  /**
+   * Gives up the stream: returns a `ReadableStream` that yields the buffered
+   * bytes first and then the rest of the source, for the next layer. The
+   * reader must not be used afterwards. Cancelling the returned stream cancels
+   * the source. With nothing buffered it is the source itself, unwrapped.
+   */
+  release(): ReadableStream<Uint8Array> {
+    if (this.#released) throw new TypeError("ByteReader already released");
+    this.#released = true;
+    if (this.buffered === 0) {
+      this.#reader.releaseLock();
+      return this.#source;
+    }
+    let pending: Uint8Array | undefined = this.buffered > 0
+      ? this.#chunk.subarray(this.#offset)
+      : undefined;
+    this.#chunk = EMPTY;
+    this.#offset = 0;
+    const reader = this.#reader;
+    return new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (pending !== undefined) {
+          controller.enqueue(pending);
+          pending = undefined;
+          return;
+        }
+        try {
+          const { done, value } = await reader.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (err) {
+          controller.error(err);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Cancels the source stream. */
+  async cancel(reason?: unknown): Promise<void> {
+    await this.#reader.cancel(reason).catch(() => {});
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Structured logs: one JSON object a line on stderr, with a level, a message
+ * and fields (peer id, protocol, address). The level comes from the
+ * `NETWORK_LOG` environment variable (`debug`, `info`, `warn`, `error`, `off`;
+ * default `warn`) when the process may read it.
+ *
+ * @module
+ */
+
+/** Log levels, most verbose first. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "off";
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, off: 100 };
+
+/** Structured fields attached to a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** Where log lines go; replaceable in tests. */
+export type LogSink = (line: string) => void;
+
+function envLevel(): LogLevel {
+  try {
+    const value = Deno.env.get("NETWORK_LOG");
+    if (value !== undefined && value in RANK) return value as LogLevel;
+  } catch {
+    // no --allow-env: keep the default
+  }
+  return "warn";
+}
+
+const encoder = new TextEncoder();
+const stderrSink: LogSink = (line) => {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+};
+
+/**
+ * A logger with fixed fields, e.g. the component and the peer id.
+ *
+ * @example
+ * ```ts
+ * import { Logger } from "./log.ts";
+ * const log = new Logger({ component: "noise" }).child({ peer: "12D3KooW..." });
+ * log.info("handshake complete", { ms: 3 });
+ * ```
+ */
+export class Logger {
+  readonly #fields: LogFields;
+  readonly #level: LogLevel;
+  readonly #sink: LogSink;
+
+  /**
+   * @param fields fields on every line
+   * @param level threshold; default from `NETWORK_LOG`, else `warn`
+   * @param sink where lines go; default stderr
+   */
+  constructor(fields: LogFields = {}, level: LogLevel = envLevel(), sink: LogSink = stderrSink) {
+    this.#fields = fields;
+    this.#level = level;
+    this.#sink = sink;
+  }
+
+  /** A logger with more fixed fields. */
+  child(fields: LogFields): Logger {
+    return new Logger({ ...this.#fields, ...fields }, this.#level, this.#sink);
+  }
+
+  /** Whether lines of `level` are written; check before building costly fields. */
+  enabled(level: LogLevel): boolean {
+    return RANK[level] >= RANK[this.#level] && level !== "off";
+  }
+
+  /** Writes a `debug` line. */
+  debug(msg: string, fields?: LogFields): void {
+    this.#write("debug", msg, fields);
+  }
+  /** Writes an `info` line. */
+  info(msg: string, fields?: LogFields): void {
+    this.#write("info", msg, fields);
+  }
+  /** Writes a `warn` line. */
+  warn(msg: string, fields?: LogFields): void {
+    this.#write("warn", msg, fields);
+  }
+  /** Writes an `error` line. */
+  error(msg: string, fields?: LogFields): void {
+    this.#write("error", msg, fields);
+  }
+
+  #write(level: LogLevel, msg: string, fields?: LogFields): void {
+    if (!this.enabled(level)) return;
+    const record: LogFields = { ts: new Date().toISOString(), level, msg, ...this.#fields };
+    if (fields !== undefined) {
+      for (const [k, v] of Object.entries(fields)) {
+        record[k] = v instanceof Error
+          ? { name: v.name, message: v.message, code: (v as { code?: unknown }).code }
+          : v;
+      }
+    }
+    this.#sink(JSON.stringify(record));
+  }
+}
+
+/** The root logger of the stack; components take `rootLogger.child({ component })`. */
+export const rootLogger: Logger = new Logger();

@@ -1,0 +1,119 @@
+/**
+ * The one error type every layer of the stack throws.
+ *
+ * A `NetworkError` carries a stable string {@linkcode NetworkErrorCode}, so
+ * callers branch on `err.code` rather than on message text, and so metrics and
+ * logs can count failures by kind. Decoders of untrusted input (frames,
+ * varints, protobuf, handshake messages, negotiation lines) throw only this
+ * type; anything else escaping from them is a bug.
+ *
+ * @module
+ */
+
+/**
+ * Stable error codes. New codes may be added; existing ones never change
+ * meaning.
+ *
+ * - `DIAL_REFUSED`: the remote end refused the connection (nothing listens, or
+ *   a partition was injected in tests).
+ * - `DIAL_TIMEOUT`: a dial did not complete within its deadline.
+ * - `BAD_ADDRESS`: a multiaddr could not be parsed or is not supported by the
+ *   transport it was given to.
+ * - `ADDRESS_IN_USE`: a listener could not bind its address.
+ * - `CONNECTION_CLOSED`: the connection or stream was closed (locally or by the
+ *   peer) while an operation was pending.
+ * - `CONNECTION_RESET`: the peer aborted the connection or reset the stream.
+ * - `FRAME_TOO_LARGE`: a length prefix or a frame exceeds the protocol's limit.
+ * - `PROTOCOL_VIOLATION`: the peer sent something the protocol forbids.
+ * - `HANDSHAKE_FAILED`: an authentication or upgrade handshake failed.
+ * - `UNAUTHORIZED`: the peer authenticated but is not allowed (unknown key,
+ *   replayed handshake).
+ * - `TIMEOUT`: an operation other than a dial ran past its deadline.
+ * - `LIMIT_EXCEEDED`: a configured resource limit (streams, connections,
+ *   buffered bytes) would be exceeded.
+ * - `UNSUPPORTED_PROTOCOL`: the peer supports none of the proposed protocols.
+ * - `ABORTED`: the caller's `AbortSignal` fired.
+ */
+export type NetworkErrorCode =
+  | "DIAL_REFUSED"
+  | "DIAL_TIMEOUT"
+  | "BAD_ADDRESS"
+  | "ADDRESS_IN_USE"
+  | "CONNECTION_CLOSED"
+  | "CONNECTION_RESET"
+  | "FRAME_TOO_LARGE"
+  | "PROTOCOL_VIOLATION"
+  | "HANDSHAKE_FAILED"
+  | "UNAUTHORIZED"
+  | "TIMEOUT"
+  | "LIMIT_EXCEEDED"
+  | "UNSUPPORTED_PROTOCOL"
+  | "ABORTED";
+
+/** Options for {@linkcode NetworkError}. */
+export interface NetworkErrorOptions {
+  /** The lower-level error that caused this one, if any. */
+  cause?: unknown;
+}
+
+/**
+ * An error from the network stack, with a stable {@linkcode NetworkErrorCode}.
+ *
+ * @example Branch on the code
+ * ```ts
+ * import { NetworkError } from "./network_error.ts";
+ *
+ * try {
+ *   throw new NetworkError("DIAL_REFUSED", "nothing listens on /memory/7");
+ * } catch (err) {
+ *   if (NetworkError.is(err, "DIAL_REFUSED")) console.log("retry later");
+ * }
+ * ```
+ */
+export class NetworkError extends Error {
+  /** The stable code; see {@linkcode NetworkErrorCode}. */
+  readonly code: NetworkErrorCode;
+
+  /**
+   * @param code the stable code
+   * @param message what went wrong, for a human
+   * @param options the cause, if any
+   */
+  constructor(code: NetworkErrorCode, message: string, options?: NetworkErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "NetworkError";
+    this.code = code;
+  }
+
+  /**
+   * Whether `err` is a `NetworkError`, optionally with one of the given codes.
+   *
+   * @example
+   * ```ts
+   * import { NetworkError } from "./network_error.ts";
+   * const err: unknown = new NetworkError("TIMEOUT", "slow");
+   * console.log(NetworkError.is(err, "TIMEOUT", "DIAL_TIMEOUT")); // true
+   * ```
+   */
+  static is(err: unknown, ...codes: NetworkErrorCode[]): err is NetworkError {
+    return err instanceof NetworkError && (codes.length === 0 || codes.includes(err.code));
+  }
+
+  /**
+   * Returns `err` if it is a `NetworkError`; otherwise wraps it in one with
+   * `code`, keeping the original as `cause`. Use at layer boundaries so callers
+   * only ever see typed errors.
+   *
+   * @example
+   * ```ts
+   * import { NetworkError } from "./network_error.ts";
+   * const e = NetworkError.wrap(new TypeError("boom"), "PROTOCOL_VIOLATION", "decoding");
+   * console.log(e.code); // "PROTOCOL_VIOLATION"
+   * ```
+   */
+  static wrap(err: unknown, code: NetworkErrorCode, context: string): NetworkError {
+    if (err instanceof NetworkError) return err;
+    const detail = err instanceof Error ? err.message : String(err);
+    return new NetworkError(code, `${context}: ${detail}`, { cause: err });
+  }
+}
