@@ -75,6 +75,11 @@ export class ByteReader {
    *   `CONNECTION_RESET` when it errors
    */
   async readExactly(n: number): Promise<Uint8Array> {
+    // Pull the first chunk before choosing view or copy, so bytes that arrive
+    // in one chunk come back as a view of it.
+    if (this.buffered === 0 && n > 0 && !(await this.#fill())) {
+      throw new NetworkError("CONNECTION_CLOSED", `stream ended after 0 of ${n} expected bytes`);
+    }
     if (this.buffered >= n) {
       const view = this.#chunk.subarray(this.#offset, this.#offset + n);
       this.#offset += n;
