@@ -1,0 +1,20 @@
+/**
+ * libp2p identities: Ed25519 key pairs, their serialized public keys, peer
+ * ids, and the libp2p-noise handshake payload that binds a Noise static key
+ * to an identity.
+ *
+ * @example
+ * ```ts
+ * import { Ed25519Identity, PeerId } from "./mod.ts";
+ * const me = Ed25519Identity.generate();
+ * console.log(PeerId.parse(me.peerId.toString()).equals(me.peerId)); // true
+ * ```
+ *
+ * @module
+ */
+
+export * from "./ed25519_identity.ts";
+export * from "./peer_id.ts";
+export * from "./public_key.ts";
+export * from "./verify_ed25519.ts";
+export * from "./noise_handshake_payload.ts";
