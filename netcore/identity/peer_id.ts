@@ -99,7 +99,10 @@ export class PeerId {
       code = decodeVarint(bytes, 0, 0xff);
       length = code === undefined ? undefined : decodeVarint(bytes, code.length, 0xff);
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_ADDRESS", "peer id multihash");
+      // Not `NetworkError.wrap`: the varint's own code would leak through.
+      throw new NetworkError("BAD_ADDRESS", "peer id multihash has a malformed varint", {
+        cause: err,
+      });
     }
     if (code === undefined || length === undefined) {
       throw new NetworkError("BAD_ADDRESS", "peer id multihash is truncated");
