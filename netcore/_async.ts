@@ -112,17 +112,29 @@ export interface DeadlineOptions extends SignalOptions {
  * ```
  */
 export function deadlineSignal(ms: number, options: DeadlineOptions = {}): AbortSignal {
+  // Unref so an armed deadline never keeps the process (or a test) alive.
+  return timeoutSignal(ms, options, false);
+}
+
+/**
+ * The signal behind {@linkcode deadlineSignal} and {@linkcode deadline}. The
+ * timer is cleared as soon as the signal fires, whether by time-out or by the
+ * parent, so a finished operation leaves no timer behind.
+ */
+function timeoutSignal(ms: number, options: DeadlineOptions, keepAlive: boolean): AbortSignal {
   const { code = "TIMEOUT", what = "operation", signal } = options;
   const controller = new AbortController();
   const timer = setTimeout(
     () => controller.abort(new NetworkError(code, `${what} timed out after ${ms} ms`)),
     ms,
   );
-  // Unref so an armed deadline never keeps the process (or a test) alive.
-  Deno.unrefTimer(timer);
-  controller.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
-  if (signal === undefined) return controller.signal;
-  return AbortSignal.any([controller.signal, signal]);
+  if (!keepAlive) Deno.unrefTimer(timer);
+  const combined = signal === undefined
+    ? controller.signal
+    : AbortSignal.any([controller.signal, signal]);
+  if (combined.aborted) clearTimeout(timer);
+  else combined.addEventListener("abort", () => clearTimeout(timer), { once: true });
+  return combined;
 }
 
 /**
@@ -145,12 +157,17 @@ export async function deadline<T>(
   ms: number,
   options: DeadlineOptions = {},
 ): Promise<T> {
-  const signal = deadlineSignal(ms, options);
-  const controller = new AbortController();
+  const done = new AbortController();
+  const parent = options.signal === undefined
+    ? done.signal
+    : AbortSignal.any([options.signal, done.signal]);
+  // Someone awaits this one, so its timer keeps the process alive until it
+  // fires or the promise settles (aborting `done` clears it).
+  const signal = timeoutSignal(ms, { ...options, signal: parent }, true);
   try {
-    return await abortable(promise, AbortSignal.any([signal, controller.signal]));
+    return await abortable(promise, signal);
   } finally {
-    controller.abort(); // disarms the timer
+    done.abort();
   }
 }
 
