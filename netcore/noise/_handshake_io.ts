@@ -1,0 +1,98 @@
+/**
+ * What both handshake profiles share around the Noise messages themselves:
+ * the framed reads and writes on the raw connection, one deadline for the
+ * whole handshake, and the rule that any failure aborts this one connection
+ * and surfaces as a typed error. Internal to `netcore/noise`.
+ *
+ * @module
+ */
+
+import { abortError } from "../_async.ts";
+import { ByteReader } from "../byte_reader.ts";
+import { NetworkError } from "../network_error.ts";
+import type { Connection } from "../transport/connection.ts";
+import type { UpgradeContext } from "../transport/transport.ts";
+import { encodeFrame, type FrameBounds, readHandshakeFrame } from "./_frame.ts";
+
+/** Framed handshake I/O on one connection. */
+export interface HandshakeIo {
+  /** Sends one handshake message with its length prefix. */
+  send(message: Uint8Array): Promise<void>;
+  /** Receives one handshake message whose length lies in `bounds`. */
+  receive(bounds: FrameBounds): Promise<Uint8Array>;
+}
+
+/** The handshake's result, with the connection's reader and writer kept for the channel. */
+export interface HandshakeOutcome<T> {
+  /** What the handshake steps returned. */
+  value: T;
+  /** The reader on the raw readable; may hold bytes sent right after the handshake. */
+  reader: ByteReader;
+  /** The writer on the raw writable. */
+  writer: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+/** Codes a handshake failure keeps; anything else becomes `HANDSHAKE_FAILED`. */
+const KEPT_CODES = ["HANDSHAKE_FAILED", "UNAUTHORIZED", "TIMEOUT", "ABORTED"] as const;
+
+/**
+ * Runs `steps` on `conn` within `timeoutMs` (and `context.signal`). On any
+ * failure the connection is aborted (so a pending read wakes up) and a
+ * `NetworkError` is thrown: `TIMEOUT` when the deadline passed, `ABORTED` when
+ * the caller cancelled, `UNAUTHORIZED` as the steps threw it, and
+ * `HANDSHAKE_FAILED` (with the cause) for everything else, including a peer
+ * that closed or reset the connection mid-handshake.
+ */
+export async function runHandshake<T>(
+  conn: Connection,
+  context: UpgradeContext,
+  timeoutMs: number,
+  what: string,
+  steps: (io: HandshakeIo) => Promise<T>,
+): Promise<HandshakeOutcome<T>> {
+  const controller = new AbortController();
+  const onTimeout = () =>
+    controller.abort(new NetworkError("TIMEOUT", `${what} timed out after ${timeoutMs} ms`));
+  const timer = setTimeout(onTimeout, timeoutMs);
+  Deno.unrefTimer(timer);
+  const onCancel = () => controller.abort(context.signal.reason);
+  context.signal.addEventListener("abort", onCancel, { once: true });
+  // The abort wakes whichever read or write the handshake is blocked on.
+  const onAbort = () => conn.abort(abortError(controller.signal));
+  controller.signal.addEventListener("abort", onAbort, { once: true });
+  if (context.signal.aborted) onCancel();
+
+  const reader = new ByteReader(conn.readable);
+  const writer = conn.writable.getWriter();
+  const io: HandshakeIo = {
+    async send(message) {
+      await writer.write(encodeFrame(message));
+    },
+    receive(bounds) {
+      return readHandshakeFrame(reader, bounds);
+    },
+  };
+  try {
+    if (controller.signal.aborted) throw abortError(controller.signal);
+    const value = await steps(io);
+    if (controller.signal.aborted) throw abortError(controller.signal);
+    return { value, reader, writer };
+  } catch (err) {
+    const error = controller.signal.aborted
+      ? abortError(controller.signal)
+      : NetworkError.is(err, ...KEPT_CODES)
+      ? err
+      : new NetworkError(
+        "HANDSHAKE_FAILED",
+        `${what}: ${err instanceof Error ? err.message : String(err)}`,
+        { cause: err },
+      );
+    controller.signal.removeEventListener("abort", onAbort);
+    conn.abort(error);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    context.signal.removeEventListener("abort", onCancel);
+    controller.signal.removeEventListener("abort", onAbort);
+  }
+}
