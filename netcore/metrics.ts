@@ -94,6 +94,11 @@ function escapeLabel(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
 }
 
+// The format escapes only backslash and newline in HELP text.
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
 /**
  * A set of metrics, rendered together. Registering a name twice returns the
  * metric already there, so modules can declare what they use without
@@ -138,7 +143,10 @@ export class MetricsRegistry {
   render(): string {
     const lines: string[] = [];
     for (const metric of this.#metrics.values()) {
-      lines.push(`# HELP ${metric.name} ${metric.help}`, `# TYPE ${metric.name} ${metric.kind}`);
+      lines.push(
+        `# HELP ${metric.name} ${escapeHelp(metric.help)}`,
+        `# TYPE ${metric.name} ${metric.kind}`,
+      );
       for (const { labels, value } of metric.entries()) {
         const names = Object.keys(labels);
         const text = names.length === 0
