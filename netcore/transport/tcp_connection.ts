@@ -1,0 +1,249 @@
+/**
+ * One end of a TCP connection as a {@linkcode Connection}.
+ *
+ * Deno's own `conn.readable`/`conn.writable` close the whole socket when
+ * either of them ends, which makes half-close impossible, so this module puts
+ * the thinnest possible streams over `conn.read`/`conn.write` instead: a byte
+ * stream (BYOB-capable, 64 KiB auto-allocated chunks) and a plain sink.
+ *
+ * @module
+ */
+
+import { Multiaddr } from "../multiaddr.ts";
+import { NetworkError, type NetworkErrorCode } from "../network_error.ts";
+import type { Connection } from "./connection.ts";
+
+/** Options for a {@linkcode TcpConnection}. Defaults in {@linkcode TCP_CONNECTION_DEFAULTS}. */
+export interface TcpConnectionOptions {
+  /**
+   * How long `close()` waits, after half-closing our side, for the peer to
+   * end its side before releasing the socket anyway. Default 5_000 ms.
+   */
+  closeGracePeriod?: number;
+  /** Size of the buffers default readers get. Default 65_536 bytes. */
+  readChunkSize?: number;
+}
+
+/** The defaults of {@linkcode TcpConnectionOptions}. */
+export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
+  closeGracePeriod: 5_000,
+  readChunkSize: 65_536,
+};
+
+/**
+ * Maps a Deno I/O error to a {@linkcode NetworkError}; `fallback` is the code
+ * for anything unrecognised.
+ *
+ * @example
+ * ```ts
+ * import { ioError } from "./tcp_connection.ts";
+ * const err = ioError(new Deno.errors.ConnectionReset("reset"), "read", "CONNECTION_CLOSED");
+ * console.log(err.code); // "CONNECTION_RESET"
+ * ```
+ */
+export function ioError(err: unknown, context: string, fallback: NetworkErrorCode): NetworkError {
+  if (err instanceof NetworkError) return err;
+  let code = fallback;
+  if (err instanceof Deno.errors.ConnectionRefused) code = "DIAL_REFUSED";
+  else if (err instanceof Deno.errors.TimedOut) code = "DIAL_TIMEOUT";
+  else if (err instanceof Deno.errors.AddrInUse) code = "ADDRESS_IN_USE";
+  else if (err instanceof Deno.errors.AddrNotAvailable) code = "BAD_ADDRESS";
+  else if (
+    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
+    err instanceof Deno.errors.ConnectionAborted
+  ) code = "CONNECTION_RESET";
+  else if (
+    err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
+    err instanceof Deno.errors.NotConnected
+  ) code = "CONNECTION_CLOSED";
+  return NetworkError.wrap(err, code, context);
+}
+
+/**
+ * The multiaddr of a Deno TCP address.
+ *
+ * @example
+ * ```ts
+ * import { netAddrToMultiaddr } from "./tcp_connection.ts";
+ * const addr = netAddrToMultiaddr({ transport: "tcp", hostname: "::1", port: 80 });
+ * console.log(addr.toString()); // "/ip6/::1/tcp/80"
+ * ```
+ */
+export function netAddrToMultiaddr(addr: Deno.NetAddr): Multiaddr {
+  const family = addr.hostname.includes(":") ? "ip6" : "ip4";
+  return Multiaddr.parse(`/${family}/${addr.hostname}/tcp/${addr.port}`);
+}
+
+/**
+ * A TCP connection. Made by {@linkcode TcpTransport}; construct one yourself
+ * only to wrap a `Deno.TcpConn` you opened.
+ *
+ * - `readable` ends when the peer half-closes; errors with `CONNECTION_RESET`
+ *   when it resets. Cancelling it stops reading but sends nothing.
+ * - `writable.close()` half-closes (TCP FIN): the peer reads to its end and
+ *   may still write back. `writable.abort()` aborts the connection.
+ * - `abort()` closes the socket at once. The peer sees a reset (its reads
+ *   reject) when bytes it sent were still unread here, as TCP sends RST then;
+ *   otherwise it sees an end of stream and its next writes fail.
+ *
+ * @example
+ * ```ts
+ * import { TcpConnection } from "./tcp_connection.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const raw = await Deno.connect(listener.addr);
+ * const conn = new TcpConnection(raw);
+ * conn.abort();
+ * (await listener.accept()).close();
+ * listener.close();
+ * ```
+ */
+export class TcpConnection implements Connection {
+  /** Our address of this connection. */
+  readonly localAddr: Multiaddr;
+  /** The peer's address of this connection. */
+  readonly remoteAddr: Multiaddr;
+  /** Bytes from the peer. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the peer. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Settles when the socket is released. Never rejects. */
+  readonly closed: Promise<void>;
+
+  readonly #conn: Deno.TcpConn;
+  readonly #options: Required<TcpConnectionOptions>;
+  #readEnded = false;
+  #writeEnded = false;
+  #released = false;
+  /** Why the connection was aborted locally; pending operations reject with it. */
+  #abortReason: NetworkError | undefined;
+  readonly #readEnd = Promise.withResolvers<void>();
+  readonly #release = Promise.withResolvers<void>();
+
+  /**
+   * Wraps `conn`, which this object then owns.
+   *
+   * @param conn an open TCP connection
+   * @param options see {@linkcode TcpConnectionOptions}
+   */
+  constructor(conn: Deno.TcpConn, options: TcpConnectionOptions = {}) {
+    this.#conn = conn;
+    this.#options = { ...TCP_CONNECTION_DEFAULTS, ...options };
+    this.localAddr = netAddrToMultiaddr(conn.localAddr);
+    this.remoteAddr = netAddrToMultiaddr(conn.remoteAddr);
+    this.closed = this.#release.promise;
+    this.readable = new ReadableStream({
+      type: "bytes",
+      autoAllocateChunkSize: this.#options.readChunkSize,
+      pull: (controller) => this.#pull(controller),
+      cancel: () => this.#endRead(),
+    });
+    this.writable = new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk),
+      close: () => this.#closeWrite(),
+      abort: (reason) => this.abort(reason),
+    });
+  }
+
+  async #pull(controller: ReadableByteStreamController): Promise<void> {
+    const request = controller.byobRequest!;
+    const view = request.view!;
+    let n: number | null;
+    try {
+      n = await this.#conn.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+    } catch (err) {
+      const error = this.#abortReason ?? ioError(err, "TCP read failed", "CONNECTION_RESET");
+      this.#endRead();
+      // A reset connection is dead both ways: release it now.
+      this.#releaseSocket();
+      throw error;
+    }
+    if (n === null) {
+      this.#endRead();
+      controller.close();
+      request.respond(0);
+      return;
+    }
+    request.respond(n);
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    if (this.#abortReason) throw this.#abortReason;
+    try {
+      let written = 0;
+      while (written < chunk.length) {
+        written += await this.#conn.write(chunk.subarray(written));
+      }
+    } catch (err) {
+      throw this.#abortReason ?? ioError(err, "TCP write failed", "CONNECTION_RESET");
+    }
+  }
+
+  #closeWrite(): void {
+    if (this.#writeEnded) return;
+    this.#writeEnded = true;
+    if (!this.#released) {
+      try {
+        this.#conn.closeWrite();
+      } catch {
+        // The peer already reset: nothing left to half-close.
+      }
+    }
+    if (this.#readEnded) this.#releaseSocket();
+  }
+
+  #endRead(): void {
+    if (this.#readEnded) return;
+    this.#readEnded = true;
+    this.#readEnd.resolve();
+    if (this.#writeEnded) this.#releaseSocket();
+  }
+
+  #releaseSocket(): void {
+    if (this.#released) return;
+    this.#released = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by Deno (e.g. after an error).
+    }
+    this.#readEnd.resolve();
+    this.#release.resolve();
+  }
+
+  /**
+   * Half-closes our side (after the writes already queued when nobody holds
+   * the writable), waits for the peer to end its side or for the grace
+   * period, then releases the socket. If nobody reads `readable`, it is
+   * drained so the peer's end can be seen.
+   */
+  async close(): Promise<void> {
+    if (this.#released) return;
+    if (!this.writable.locked) {
+      await this.writable.close().catch(() => this.#closeWrite());
+    } else {
+      this.#closeWrite();
+    }
+    if (!this.readable.locked) {
+      this.readable.pipeTo(new WritableStream()).catch(() => {});
+    }
+    const grace = Promise.withResolvers<void>();
+    const timer = setTimeout(grace.resolve, this.#options.closeGracePeriod);
+    try {
+      await Promise.race([this.#readEnd.promise, grace.promise]);
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#releaseSocket();
+  }
+
+  /** Closes the socket at once; pending reads and writes here reject with `reason`. */
+  abort(reason?: unknown): void {
+    if (this.#released) return;
+    this.#abortReason = reason instanceof NetworkError
+      ? reason
+      : new NetworkError("CONNECTION_RESET", "connection aborted locally", { cause: reason });
+    this.#writeEnded = true;
+    this.#readEnded = true;
+    this.#releaseSocket();
+  }
+}

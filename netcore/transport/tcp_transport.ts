@@ -1,0 +1,191 @@
+/**
+ * The TCP transport, on `Deno.listen` and `Deno.connect`.
+ *
+ * @module
+ */
+
+import { abortable, deadlineSignal } from "../_async.ts";
+import type { Multiaddr } from "../multiaddr.ts";
+import { NetworkError } from "../network_error.ts";
+import {
+  ioError,
+  netAddrToMultiaddr,
+  TcpConnection,
+  type TcpConnectionOptions,
+} from "./tcp_connection.ts";
+import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
+
+/** Options for {@linkcode TcpTransport}. Defaults in {@linkcode TCP_TRANSPORT_DEFAULTS}. */
+export interface TcpTransportOptions extends TcpConnectionOptions {
+  /** How long a dial may take to connect before it fails with `DIAL_TIMEOUT`. Default 10_000 ms. */
+  connectTimeout?: number;
+  /** Whether to set TCP_NODELAY on every socket. Default `true`. */
+  noDelay?: boolean;
+  /** Whether to enable TCP keep-alive on every socket. Default `true`. */
+  keepAlive?: boolean;
+}
+
+/** The defaults of {@linkcode TcpTransportOptions} (and of the connections it makes). */
+export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
+  connectTimeout: 10_000,
+  noDelay: true,
+  keepAlive: true,
+  closeGracePeriod: 5_000,
+  readChunkSize: 65_536,
+};
+
+/**
+ * Dials and listens on `/ip4|ip6|dns|dns4|dns6/<host>/tcp/<port>` addresses
+ * (a trailing `/p2p/<id>` is ignored here: checking it is the security
+ * upgrade's job). DNS names are resolved by `Deno.connect`.
+ *
+ * Errors: `DIAL_REFUSED` (nothing listens), `DIAL_TIMEOUT` (the connect
+ * timeout or a `TimeoutError` signal fired), `ABORTED` (another abort),
+ * `ADDRESS_IN_USE`, `BAD_ADDRESS` (not a TCP address).
+ *
+ * @example Echo over loopback
+ * ```ts
+ * import { TcpTransport } from "./tcp_transport.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ *
+ * const tcp = new TcpTransport();
+ * const listener = await tcp.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
+ * (async () => {
+ *   for await (const conn of listener) await conn.readable.pipeTo(conn.writable);
+ * })();
+ * const conn = await tcp.dial(listener.addr);
+ * const writer = conn.writable.getWriter();
+ * await writer.write(new Uint8Array([1, 2, 3]));
+ * await writer.close();
+ * for await (const chunk of conn.readable) console.log(chunk); // Uint8Array [ 1, 2, 3 ]
+ * await conn.close();
+ * await listener.close();
+ * ```
+ */
+export class TcpTransport implements Transport<TcpConnection> {
+  readonly #options: Required<TcpTransportOptions>;
+
+  /** @param options see {@linkcode TcpTransportOptions} */
+  constructor(options: TcpTransportOptions = {}) {
+    this.#options = { ...TCP_TRANSPORT_DEFAULTS, ...options };
+  }
+
+  /** Whether `addr` is a TCP address. */
+  supports(addr: Multiaddr): boolean {
+    return addr.tcpEndpoint() !== undefined;
+  }
+
+  /**
+   * Connects to `addr`.
+   *
+   * @throws {NetworkError} `DIAL_REFUSED`, `DIAL_TIMEOUT`, `ABORTED`, `BAD_ADDRESS`
+   */
+  async dial(addr: Multiaddr, options: DialOptions = {}): Promise<TcpConnection> {
+    const endpoint = addr.tcpEndpoint();
+    if (endpoint === undefined) {
+      throw new NetworkError("BAD_ADDRESS", `TCP cannot dial ${addr}`);
+    }
+    const signal = deadlineSignal(this.#options.connectTimeout, {
+      code: "DIAL_TIMEOUT",
+      what: `TCP dial to ${addr}`,
+      signal: options.signal,
+    });
+    const connecting = Deno.connect({ hostname: endpoint.hostname, port: endpoint.port, signal });
+    let raw: Deno.TcpConn;
+    try {
+      raw = await abortable(connecting, signal);
+    } catch (err) {
+      // A connect that succeeds after we gave up must not leak its socket.
+      connecting.then((late) => late.close(), () => {});
+      if (NetworkError.is(err, "TIMEOUT")) {
+        throw new NetworkError("DIAL_TIMEOUT", `TCP dial to ${addr} timed out`, { cause: err });
+      }
+      throw ioError(err, `TCP dial to ${addr} failed`, "DIAL_REFUSED");
+    }
+    return this.#wrap(raw);
+  }
+
+  /**
+   * Binds `addr` (port 0 picks a free port, resolved in `listener.addr`).
+   *
+   * @throws {NetworkError} `ADDRESS_IN_USE`, `BAD_ADDRESS`
+   */
+  listen(addr: Multiaddr, options: ListenOptions = {}): Promise<Listener<TcpConnection>> {
+    const endpoint = addr.tcpEndpoint();
+    if (endpoint === undefined) {
+      return Promise.reject(new NetworkError("BAD_ADDRESS", `TCP cannot listen on ${addr}`));
+    }
+    let raw: Deno.TcpListener;
+    try {
+      raw = Deno.listen({ hostname: endpoint.hostname, port: endpoint.port, transport: "tcp" });
+    } catch (err) {
+      return Promise.reject(ioError(err, `TCP listen on ${addr} failed`, "BAD_ADDRESS"));
+    }
+    return Promise.resolve(new TcpListener(raw, options, (conn) => this.#wrap(conn)));
+  }
+
+  #wrap(raw: Deno.TcpConn): TcpConnection {
+    try {
+      raw.setNoDelay(this.#options.noDelay);
+      raw.setKeepAlive(this.#options.keepAlive);
+    } catch {
+      // The peer may already have gone; the connection's first read will say so.
+    }
+    return new TcpConnection(raw, this.#options);
+  }
+}
+
+/** Accepts TCP connections; iteration ends when closed. */
+class TcpListener implements Listener<TcpConnection> {
+  readonly addr: Multiaddr;
+  readonly #raw: Deno.TcpListener;
+  readonly #options: ListenOptions;
+  readonly #wrap: (conn: Deno.TcpConn) => TcpConnection;
+  #closed = false;
+
+  constructor(
+    raw: Deno.TcpListener,
+    options: ListenOptions,
+    wrap: (conn: Deno.TcpConn) => TcpConnection,
+  ) {
+    this.#raw = raw;
+    this.#options = options;
+    this.#wrap = wrap;
+    this.addr = netAddrToMultiaddr(raw.addr);
+    options.signal?.addEventListener("abort", () => this.close(), { once: true });
+    if (options.signal?.aborted) this.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<TcpConnection> {
+    while (!this.#closed) {
+      let raw: Deno.TcpConn;
+      try {
+        raw = await this.#raw.accept();
+      } catch (err) {
+        if (this.#closed || err instanceof Deno.errors.BadResource) return;
+        // Transient (e.g. out of file descriptors): report, breathe, go on.
+        const error = ioError(err, "TCP accept failed", "CONNECTION_CLOSED");
+        this.#options.onInboundError?.(error, this.addr);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      if (this.#closed) {
+        raw.close();
+        return;
+      }
+      yield this.#wrap(raw);
+    }
+  }
+
+  close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      try {
+        this.#raw.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    return Promise.resolve();
+  }
+}
