@@ -1,0 +1,235 @@
+/**
+ * multistream-select against hostile bytes: random and mutated byte sequences,
+ * split into random chunks, fed to the listener and to both dialers. Whatever
+ * arrives, negotiation settles (no hang: the peer hangs up after its bytes,
+ * and a deadline backs that up), fails only with a NetworkError, and leaves no
+ * unhandled rejection behind.
+ */
+
+import fc from "fast-check";
+import { NetworkError } from "../netcore/network_error.ts";
+import type { Duplex } from "../netcore/transport/connection.ts";
+import {
+  handleProtocol,
+  MULTISTREAM_PROTOCOL_ID,
+  selectProtocol,
+  selectProtocolOptimistic,
+} from "../netcore/negotiate/mod.ts";
+
+const utf8 = new TextEncoder();
+
+function msg(line: string): Uint8Array {
+  const body = utf8.encode(line + "\n");
+  return concat(new Uint8Array([body.length]), body); // all test lines are < 128 bytes
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+function duplexPair(): { a: Duplex; b: Duplex } {
+  const ab = new TransformStream<Uint8Array, Uint8Array>({}, { highWaterMark: 16 }, {
+    highWaterMark: 16,
+  });
+  const ba = new TransformStream<Uint8Array, Uint8Array>({}, { highWaterMark: 16 }, {
+    highWaterMark: 16,
+  });
+  return {
+    a: { readable: ba.readable, writable: ab.writable },
+    b: { readable: ab.readable, writable: ba.writable },
+  };
+}
+
+/** Plays the peer: reads everything sent to it, writes `chunks`, hangs up. */
+async function playPeer(peer: Duplex, chunks: Uint8Array[]): Promise<void> {
+  const draining = peer.readable.pipeTo(new WritableStream()).catch(() => {});
+  const writer = peer.writable.getWriter();
+  try {
+    for (const chunk of chunks) await writer.write(chunk.slice());
+    await writer.close();
+  } catch {
+    // The side under test may have given up and cancelled: fine.
+  }
+  await draining;
+}
+
+/** Settles `promise`, failing the property if it takes longer than `ms`. */
+async function settlesWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs `work`; any failure must be a NetworkError. */
+async function onlyNetworkErrors(work: Promise<unknown>): Promise<void> {
+  try {
+    await settlesWithin(work, 2000);
+  } catch (err) {
+    if (!NetworkError.is(err)) throw err;
+  }
+}
+
+const unhandled: unknown[] = [];
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  unhandled.push(event.reason);
+});
+
+function noUnhandledRejections(): Promise<void> {
+  // Let stray rejections surface before looking.
+  return new Promise((resolve, reject) =>
+    setTimeout(() => {
+      if (unhandled.length > 0) reject(new Error(`unhandled rejections: ${unhandled.join("; ")}`));
+      else resolve();
+    }, 20)
+  );
+}
+
+/** Splits `bytes` at the given cut points into chunks. */
+function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
+  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((x, y) => x - y);
+  const chunks: Uint8Array[] = [];
+  let start = 0;
+  for (const p of points) {
+    if (p > start) chunks.push(bytes.subarray(start, p));
+    start = Math.max(start, p);
+  }
+  if (start < bytes.length) chunks.push(bytes.subarray(start));
+  return chunks;
+}
+
+type Mutation =
+  | { kind: "flip"; at: number; xor: number }
+  | { kind: "truncate"; at: number }
+  | { kind: "insert"; at: number; byte: number }
+  | { kind: "delete"; at: number };
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
+  fc.record({
+    kind: fc.constant("flip" as const),
+    at: fc.nat(),
+    xor: fc.integer({ min: 1, max: 255 }),
+  }),
+  fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
+  fc.record({
+    kind: fc.constant("insert" as const),
+    at: fc.nat(),
+    byte: fc.integer({ min: 0, max: 255 }),
+  }),
+  fc.record({ kind: fc.constant("delete" as const), at: fc.nat() }),
+);
+
+function mutate(bytes: Uint8Array, mutations: Mutation[]): Uint8Array {
+  let out: Uint8Array = bytes.slice();
+  for (const m of mutations) {
+    const at = m.at % (out.length + 1);
+    if (m.kind === "flip" && at < out.length) out[at] ^= m.xor;
+    if (m.kind === "truncate") out = out.subarray(0, at);
+    if (m.kind === "insert") {
+      out = concat(out.subarray(0, at), new Uint8Array([m.byte]), out.subarray(at));
+    }
+    if (m.kind === "delete" && at < out.length) {
+      out = concat(out.subarray(0, at), out.subarray(at + 1));
+    }
+  }
+  return out;
+}
+
+const HEADER = msg(MULTISTREAM_PROTOCOL_ID);
+const PROTOCOLS = ["/a/1.0.0", "/b/1.0.0"];
+
+/** What a dialer may send: the header, proposals, ls, data. */
+const dialerTranscript = fc.array(
+  fc.constantFrom(msg("/a/1.0.0"), msg("/b/1.0.0"), msg("/c/1.0.0"), msg("ls"), msg("na"), HEADER),
+  { maxLength: 5 },
+).map((messages) => concat(HEADER, ...messages, utf8.encode("data")));
+
+/** What a listener may answer: the header, acceptance, na, data. */
+const listenerTranscript = fc.array(
+  fc.constantFrom(msg("/a/1.0.0"), msg("/b/1.0.0"), msg("na"), HEADER),
+  { maxLength: 4 },
+).map((messages) => concat(HEADER, ...messages, utf8.encode("data")));
+
+const anyBytes = fc.uint8Array({ maxLength: 96 });
+const hostileBytes = (transcript: fc.Arbitrary<Uint8Array>) =>
+  fc.oneof(
+    anyBytes,
+    fc.tuple(transcript, fc.array(mutation, { minLength: 1, maxLength: 4 })).map(([t, ms]) =>
+      mutate(t, ms)
+    ),
+    transcript,
+  );
+const cuts = fc.array(fc.nat({ max: 200 }), { maxLength: 6 });
+const OPTIONS = { timeout: 1000, maxAttempts: 3, maxLineLength: 64 };
+
+Deno.test("listener: random and mutated dialer bytes end in agreement or a NetworkError", async () => {
+  await fc.assert(
+    fc.asyncProperty(hostileBytes(dialerTranscript), cuts, async (bytes, at) => {
+      const { a, b } = duplexPair();
+      const peer = playPeer(a, split(bytes, at));
+      await onlyNetworkErrors(
+        handleProtocol(b, PROTOCOLS, OPTIONS).then(async ({ stream }) => {
+          await stream.readable.cancel();
+        }),
+      );
+      await b.writable.abort().catch(() => {});
+      await settlesWithin(peer, 2000);
+    }),
+    { numRuns: 300 },
+  );
+  await noUnhandledRejections();
+});
+
+Deno.test("dialer: random and mutated listener bytes end in agreement or a NetworkError", async () => {
+  await fc.assert(
+    fc.asyncProperty(hostileBytes(listenerTranscript), cuts, async (bytes, at) => {
+      const { a, b } = duplexPair();
+      const peer = playPeer(b, split(bytes, at));
+      await onlyNetworkErrors(
+        selectProtocol(a, ["/c/1.0.0", ...PROTOCOLS], OPTIONS).then(async ({ stream }) => {
+          await stream.readable.cancel();
+        }),
+      );
+      await a.writable.abort().catch(() => {});
+      await settlesWithin(peer, 2000);
+    }),
+    { numRuns: 300 },
+  );
+  await noUnhandledRejections();
+});
+
+Deno.test("optimistic dialer: hostile answers surface on the stream as NetworkErrors only", async () => {
+  await fc.assert(
+    fc.asyncProperty(hostileBytes(listenerTranscript), cuts, async (bytes, at) => {
+      const { a, b } = duplexPair();
+      const peer = playPeer(b, split(bytes, at));
+      const { stream } = selectProtocolOptimistic(a, "/a/1.0.0", OPTIONS);
+      const writer = stream.writable.getWriter();
+      await onlyNetworkErrors(writer.write(utf8.encode("hello")));
+      await onlyNetworkErrors(
+        stream.readable.pipeTo(new WritableStream()),
+      );
+      await onlyNetworkErrors(writer.write(utf8.encode("more")));
+      // Closing an errored stream is a TypeError by the Streams standard; the
+      // reason it errored is in `closed`.
+      await onlyNetworkErrors(writer.close().catch(() => writer.closed));
+      // After a failure the original duplex is unlocked and ours to close.
+      await a.writable.abort().catch(() => {});
+      await settlesWithin(peer, 2000);
+    }),
+    { numRuns: 300 },
+  );
+  await noUnhandledRejections();
+});
