@@ -1,0 +1,27 @@
+/**
+ * Transports and their combinators: the {@linkcode Connection} and
+ * {@linkcode Transport} contracts, {@linkcode TcpTransport}, and
+ * {@linkcode andThen} (upgrade every connection), {@linkcode withTimeout}
+ * (bound a whole dial) and {@linkcode choice} (route by address). The
+ * in-memory transport lives in `memsocket/`.
+ *
+ * @example TCP, upgraded, with a dial deadline
+ * ```ts
+ * import { andThen, TcpTransport, withTimeout } from "./mod.ts";
+ *
+ * const transport = withTimeout(
+ *   andThen(new TcpTransport(), (conn, { role }) => Promise.resolve(Object.assign(conn, { role }))),
+ *   10_000,
+ * );
+ * ```
+ *
+ * @module
+ */
+
+export * from "./connection.ts";
+export * from "./transport.ts";
+export * from "./tcp_connection.ts";
+export * from "./tcp_transport.ts";
+export * from "./and_then.ts";
+export * from "./with_timeout.ts";
+export * from "./choice.ts";
