@@ -11,6 +11,7 @@
  */
 
 import { ByteReader } from "../netcore/byte_reader.ts";
+import { defaultRegistry } from "../netcore/metrics.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { Duplex } from "../netcore/transport/connection.ts";
 import {
@@ -445,4 +446,56 @@ Deno.test("invalid protocol names of our own are caller bugs (TypeError/RangeErr
   }
   assert(thrown instanceof RangeError, `long name -> ${thrown}`);
   assert(!a.readable.locked && !a.writable.locked, "nothing locked by rejected calls");
+});
+
+Deno.test("optimistic: cancelling the readable early still lets a refusal reach the writer", async () => {
+  const { a, b } = duplexPair();
+  const peer = new ScriptedPeer(b);
+  const { stream } = selectProtocolOptimistic(a, "/x");
+  await stream.readable.cancel("not interested in answers");
+  const writer = stream.writable.getWriter();
+  await writer.write(utf8.encode("data"));
+  assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID);
+  await peer.send(HEADER, NA);
+  await rejectsWith(writer.closed, "UNSUPPORTED_PROTOCOL");
+});
+
+Deno.test("failures are counted by role and code", async () => {
+  const metric = defaultRegistry.find("netcore_negotiation_failures_total");
+  assert(metric !== undefined, "the counter is registered");
+  const before = metric.get({ role: "listener", code: "PROTOCOL_VIOLATION" });
+  const { a, b } = duplexPair();
+  const peer = new ScriptedPeer(a);
+  const handling = handleProtocol(b, ["/a"]);
+  await peer.send(msg("hello"));
+  await rejectsWith(handling, "PROTOCOL_VIOLATION");
+  assertEquals(metric.get({ role: "listener", code: "PROTOCOL_VIOLATION" }), before + 1);
+});
+
+Deno.test("over a real TCP loopback connection, both ways", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const accepting = listener.accept();
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    const server = await accepting;
+    try {
+      const [dialed, handled] = await Promise.all([
+        selectProtocol(client, ["/noise/2", "/noise"]),
+        handleProtocol(server, ["/noise"]),
+      ]);
+      assertEquals([dialed.protocol, handled.protocol], ["/noise", "/noise"]);
+      const { stream } = selectProtocolOptimistic(dialed.stream, "/ipfs/ping/1.0.0");
+      const inner = handleProtocol(handled.stream, ["/ipfs/ping/1.0.0"]);
+      await writeAll(stream.writable, "x".repeat(32));
+      const pinged = await inner;
+      assertEquals(await readAll(pinged.stream.readable, 32), "x".repeat(32));
+      await writeAll(pinged.stream.writable, "y".repeat(32));
+      assertEquals(await readAll(stream.readable, 32), "y".repeat(32));
+    } finally {
+      client.close();
+      server.close();
+    }
+  } finally {
+    listener.close();
+  }
 });

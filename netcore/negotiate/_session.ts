@@ -10,10 +10,18 @@
 
 import { abortError } from "../_async.ts";
 import { ByteReader } from "../byte_reader.ts";
+import { defaultRegistry } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Duplex } from "../transport/connection.ts";
+import type { Role } from "../transport/transport.ts";
 import { decodeLine } from "./_message.ts";
 import { NEGOTIATE_DEFAULTS, type NegotiateOptions } from "./options.ts";
+
+const failures = defaultRegistry.counter(
+  "netcore_negotiation_failures_total",
+  "multistream-select negotiations that failed, by our role and error code",
+  ["role", "code"],
+);
 
 /** The options with defaults filled in. */
 export type ResolvedOptions = Required<Omit<NegotiateOptions, "signal">> & {
@@ -38,6 +46,7 @@ export class Session {
   readonly #reader: ByteReader;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #maxLineLength: number;
+  readonly #role: Role;
   #failed: Promise<never> | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #signal: AbortSignal | undefined;
@@ -45,8 +54,10 @@ export class Session {
   #done = false;
 
   /** Takes the locks on both halves of `duplex`; arms nothing yet. */
-  constructor(duplex: Duplex, options: ResolvedOptions, reader = new ByteReader(duplex.readable)) {
+  constructor(duplex: Duplex, role: Role, options: ResolvedOptions) {
+    const reader = new ByteReader(duplex.readable);
     this.#duplex = duplex;
+    this.#role = role;
     this.#reader = reader;
     try {
       this.#writer = duplex.writable.getWriter();
@@ -160,6 +171,7 @@ export class Session {
   fail(err: unknown): unknown {
     if (this.#done) return err;
     this.#disarm();
+    failures.labels({ role: this.#role, code: NetworkError.is(err) ? err.code : "BUG" }).inc();
     try {
       // Dropping the buffered bytes makes release() give the source back
       // itself, unlocked, so the caller can cancel it.

@@ -44,7 +44,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * mid-negotiation: close or abort it.
  *
  * @param duplex the raw connection, secure channel or substream to negotiate on
- * @param protocols the protocols we speak, or a test for them
+ * @param protocols the protocols we speak, or a test for them (an exception
+ *   it throws ends the negotiation and is rethrown as is)
  * @throws {NetworkError} `LIMIT_EXCEEDED` after `maxAttempts` refusals,
  *   `UNSUPPORTED_PROTOCOL` when the dialer speaks another multistream
  *   version, `PROTOCOL_VIOLATION` for anything else out of place,
@@ -67,7 +68,7 @@ export async function handleProtocol(
   const supports = typeof protocols === "function"
     ? protocols
     : (protocol: string) => protocols.includes(protocol);
-  const session = new Session(duplex, resolved);
+  const session = new Session(duplex, "listener", resolved);
   session.arm(resolved);
   try {
     const header = await session.readLine();

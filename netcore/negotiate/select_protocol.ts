@@ -44,7 +44,7 @@ export async function selectProtocol(
   const resolved = resolveOptions(options);
   if (protocols.length === 0) throw new TypeError("no protocol to propose");
   for (const protocol of protocols) checkProtocolName(protocol, resolved.maxLineLength);
-  const session = new Session(duplex, resolved);
+  const session = new Session(duplex, "dialer", resolved);
   session.arm(resolved);
   try {
     await session.write(encodeMessages([MULTISTREAM_PROTOCOL_ID, protocols[0]]));

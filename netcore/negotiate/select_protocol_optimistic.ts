@@ -32,6 +32,8 @@ class OptimisticSelect {
   #rejectFailed!: (err: unknown) => void;
   readonly #failed: Promise<never>;
   #writable: WritableStreamDefaultController | undefined;
+  /** Set when the reader cancelled before agreement: cancel once agreed. */
+  #cancelled: { reason: unknown } | undefined;
 
   constructor(session: Session, protocol: string, options: ResolvedOptions) {
     this.#session = session;
@@ -85,6 +87,9 @@ class OptimisticSelect {
       }
       this.#state = "agreed";
       this.#session.disarm();
+      if (this.#cancelled !== undefined) {
+        await this.#session.reader.cancel(this.#cancelled.reason);
+      }
     } catch (err) {
       this.#fail(err);
       throw err;
@@ -113,7 +118,12 @@ class OptimisticSelect {
       if (chunk === undefined) controller.close();
       else controller.enqueue(chunk);
     },
-    cancel: (reason) => this.#session.reader.cancel(reason),
+    cancel: async (reason) => {
+      // Before agreement the answer still has to be read, so that the writer
+      // learns of a refusal; only the data after it is unwanted.
+      if (this.#state === "idle" || this.#state === "proposed") this.#cancelled = { reason };
+      else if (this.#state === "agreed") await this.#session.reader.cancel(reason);
+    },
   }, { highWaterMark: 0 });
 
   readonly writable: WritableStream<Uint8Array> = new WritableStream<Uint8Array>({
@@ -159,7 +169,7 @@ class OptimisticSelect {
  *
  * The returned stream wraps `duplex` (a pass-through once agreed); closing
  * its writable before writing sends the proposal first; cancelling its
- * readable cancels `duplex.readable`, whatever the negotiation's state.
+ * readable cancels `duplex.readable`, after the answer when it is still due.
  *
  * @param duplex the stream to negotiate on, usually a fresh substream
  * @param protocol the one protocol we want to speak
@@ -181,6 +191,6 @@ export function selectProtocolOptimistic(
 ): Negotiated {
   const resolved = resolveOptions(options);
   checkProtocolName(protocol, resolved.maxLineLength);
-  const select = new OptimisticSelect(new Session(duplex, resolved), protocol, resolved);
+  const select = new OptimisticSelect(new Session(duplex, "dialer", resolved), protocol, resolved);
   return { protocol, stream: { readable: select.readable, writable: select.writable } };
 }
