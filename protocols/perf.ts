@@ -1,0 +1,148 @@
+/**
+ * The libp2p perf protocol, `/perf/1.0.0` (libp2p/specs `perf/perf.md`): the
+ * client sends an 8-byte big-endian count of bytes it wants back, uploads its
+ * bytes and closes its write side; the server drains the upload, then sends
+ * the requested count and closes.
+ *
+ * How the client times the two phases, identically for every implementation
+ * the comparison script runs: upload is from the first byte written until the
+ * first byte of the answer arrives (the server answers only after it drained
+ * the whole upload) or, with nothing to download, until the stream ends;
+ * download is from that first answer byte until the stream ends.
+ *
+ * @module
+ */
+
+import { ByteReader } from "../netcore/byte_reader.ts";
+import { NetworkError } from "../netcore/network_error.ts";
+import type { Duplex } from "../netcore/transport/connection.ts";
+
+/** The protocol id. */
+export const PERF_PROTOCOL = "/perf/1.0.0";
+
+/** Size of the writes both sides make. */
+const BLOCK = 64 * 1024;
+
+/** Options for {@linkcode handlePerf}. */
+export interface PerfServerOptions {
+  /** Largest download a client may ask for, in bytes. Default 16 GiB. */
+  maxDownload?: number;
+}
+
+async function writeCount(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  count: number,
+): Promise<void> {
+  // Zero-filled blocks: the content does not matter, and the writer may reuse
+  // a chunk once write() resolved, so one block serves every write.
+  const block = new Uint8Array(Math.min(BLOCK, Math.max(count, 1)));
+  let left = count;
+  while (left > 0) {
+    const n = Math.min(left, block.length);
+    await writer.write(n === block.length ? block : block.subarray(0, n));
+    left -= n;
+  }
+}
+
+/**
+ * Serves one perf stream.
+ *
+ * @throws {NetworkError} `LIMIT_EXCEEDED` for a download over the limit,
+ *   `CONNECTION_CLOSED` if the stream ends before the 8-byte count
+ * @example
+ * ```ts ignore
+ * import { handlePerf, PERF_PROTOCOL } from "./perf.ts";
+ * node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
+ * ```
+ */
+export async function handlePerf(stream: Duplex, options: PerfServerOptions = {}): Promise<void> {
+  const maxDownload = options.maxDownload ?? 16 * 1024 ** 3;
+  const reader = new ByteReader(stream.readable);
+  const header = await reader.readExactly(8);
+  const count = Number(new DataView(header.buffer, header.byteOffset, 8).getBigUint64(0));
+  if (count > maxDownload) {
+    await reader.cancel();
+    throw new NetworkError("LIMIT_EXCEEDED", `perf download of ${count} bytes over the limit`);
+  }
+  while ((await reader.readSome()) !== undefined) {
+    // drain the upload
+  }
+  const writer = stream.writable.getWriter();
+  try {
+    await writeCount(writer, count);
+    await writer.close();
+  } finally {
+    writer.releaseLock();
+  }
+}
+
+/** What {@linkcode runPerf} measured. */
+export interface PerfResult {
+  /** Bytes uploaded. */
+  uploadBytes: number;
+  /** Bytes downloaded. */
+  downloadBytes: number;
+  /** Upload phase in ms (see the module doc). */
+  uploadMs: number;
+  /** Download phase in ms. */
+  downloadMs: number;
+}
+
+/**
+ * Runs the perf protocol as the client on `stream`.
+ *
+ * @throws {NetworkError} `PROTOCOL_VIOLATION` if the server sends more or
+ *   fewer bytes than asked for
+ * @example
+ * ```ts ignore
+ * import { PERF_PROTOCOL, runPerf } from "./perf.ts";
+ * const stream = await node.newStream(addr, [PERF_PROTOCOL]);
+ * const r = await runPerf(stream, { upload: 1 << 20, download: 1 << 20 });
+ * ```
+ */
+export async function runPerf(
+  stream: Duplex,
+  amounts: { upload: number; download: number },
+): Promise<PerfResult> {
+  const writer = stream.writable.getWriter();
+  const reader = stream.readable.getReader();
+  const start = performance.now();
+  let firstByteAt: number | undefined;
+  let received = 0;
+  const receiving = (async () => {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (firstByteAt === undefined && value.length > 0) firstByteAt = performance.now();
+      received += value.length;
+    }
+  })();
+  try {
+    const header = new Uint8Array(8);
+    new DataView(header.buffer).setBigUint64(0, BigInt(amounts.download));
+    await writer.write(header);
+    await writeCount(writer, amounts.upload);
+    await writer.close();
+  } catch (err) {
+    reader.cancel(err).catch(() => {});
+    await receiving.catch(() => {});
+    throw err;
+  } finally {
+    writer.releaseLock();
+  }
+  await receiving;
+  const end = performance.now();
+  if (received !== amounts.download) {
+    throw new NetworkError(
+      "PROTOCOL_VIOLATION",
+      `perf server sent ${received} bytes, ${amounts.download} were asked for`,
+    );
+  }
+  const uploadEnd = firstByteAt ?? end;
+  return {
+    uploadBytes: amounts.upload,
+    downloadBytes: received,
+    uploadMs: uploadEnd - start,
+    downloadMs: end - uploadEnd,
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * The libp2p ping protocol, `/ipfs/ping/1.0.0` (libp2p/specs `ping/ping.md`):
+ * the dialer sends 32 random bytes, the listener echoes them, the dialer
+ * checks them and measures the round trip. Several pings may follow each other
+ * on one stream.
+ *
+ * @module
+ */
+
+import { ByteReader } from "../netcore/byte_reader.ts";
+import { NetworkError } from "../netcore/network_error.ts";
+import { deadline } from "../netcore/_async.ts";
+import type { Duplex } from "../netcore/transport/connection.ts";
+
+/** The protocol id. */
+export const PING_PROTOCOL = "/ipfs/ping/1.0.0";
+
+/** Bytes in one ping, per the spec. */
+export const PING_LENGTH = 32;
+
+/**
+ * Serves pings on one stream until the dialer closes it: every 32 bytes read
+ * are written back. Returns when the stream ends; rejects with a
+ * `NetworkError` if it fails (the caller resets that stream only).
+ *
+ * @example
+ * ```ts ignore
+ * import { handlePing } from "./ping.ts";
+ * node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
+ * ```
+ */
+export async function handlePing(stream: Duplex): Promise<void> {
+  const reader = new ByteReader(stream.readable);
+  const writer = stream.writable.getWriter();
+  try {
+    while (true) {
+      // A partial ping at the end of the stream is answered with nothing: the
+      // spec says the listener echoes 32-byte pings only.
+      const first = await reader.readSome(PING_LENGTH);
+      if (first === undefined) break;
+      const payload = first.length === PING_LENGTH ? first : await readRest(reader, first);
+      await writer.write(payload);
+    }
+    await writer.close();
+  } finally {
+    writer.releaseLock();
+  }
+}
+
+async function readRest(reader: ByteReader, first: Uint8Array): Promise<Uint8Array> {
+  const payload = new Uint8Array(PING_LENGTH);
+  payload.set(first);
+  payload.set(await reader.readExactly(PING_LENGTH - first.length), first.length);
+  return payload;
+}
+
+/** Options for {@linkcode Pinger}. */
+export interface PingOptions {
+  /** Time limit for one ping in ms. Default 10_000. */
+  timeout?: number;
+}
+
+/**
+ * Sends pings on one stream and measures their round trips.
+ *
+ * @example
+ * ```ts ignore
+ * import { Pinger, PING_PROTOCOL } from "./ping.ts";
+ * const pinger = new Pinger(await node.newStream(addr, [PING_PROTOCOL]));
+ * console.log(`rtt ${await pinger.ping()} ms`);
+ * await pinger.close();
+ * ```
+ */
+export class Pinger {
+  readonly #reader: ByteReader;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #timeout: number;
+  // One buffer for every ping: the writer may reuse a chunk once write()
+  // resolved, and the answer is compared before the next ping starts.
+  readonly #payload = new Uint8Array(PING_LENGTH);
+
+  /** Takes over `stream` (locks both its sides). */
+  constructor(stream: Duplex, options: PingOptions = {}) {
+    this.#reader = new ByteReader(stream.readable);
+    this.#writer = stream.writable.getWriter();
+    this.#timeout = options.timeout ?? 10_000;
+  }
+
+  /**
+   * One ping; resolves with the round-trip time in milliseconds.
+   *
+   * @throws {NetworkError} `PROTOCOL_VIOLATION` if the echo differs,
+   *   `TIMEOUT` after the time limit, `CONNECTION_CLOSED` if the stream ends
+   */
+  async ping(): Promise<number> {
+    crypto.getRandomValues(this.#payload);
+    const start = performance.now();
+    const answer = await deadline(this.#roundTrip(), this.#timeout, { what: "ping" });
+    const rtt = performance.now() - start;
+    for (let i = 0; i < PING_LENGTH; i++) {
+      if (answer[i] !== this.#payload[i]) {
+        throw new NetworkError("PROTOCOL_VIOLATION", "ping answer differs from the ping");
+      }
+    }
+    return rtt;
+  }
+
+  async #roundTrip(): Promise<Uint8Array> {
+    await this.#writer.write(this.#payload);
+    return await this.#reader.readExactly(PING_LENGTH);
+  }
+
+  /** Closes our side and waits for the listener to close its side. */
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+    this.#writer.releaseLock();
+    while ((await this.#reader.readSome().catch(() => undefined)) !== undefined) {
+      // the listener must not send more; drain whatever it did until its end
+    }
+  }
+}

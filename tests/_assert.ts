@@ -1,0 +1,98 @@
+/**
+ * The assertions the tests use, with `@std/assert`'s names (JSR is
+ * unreachable here), on top of `node:assert`.
+ */
+
+import nodeAssert from "node:assert";
+import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
+
+/** Fails unless `condition` is truthy. */
+export function assert(condition: unknown, message = "assertion failed"): asserts condition {
+  nodeAssert.ok(condition, message);
+}
+
+/** Deep, strict equality (typed arrays compared by content). */
+export function assertEquals<T>(actual: T, expected: T, message?: string): void {
+  nodeAssert.deepStrictEqual(actual, expected, message);
+}
+
+/** Deep inequality. */
+export function assertNotEquals<T>(actual: T, expected: T, message?: string): void {
+  nodeAssert.notDeepStrictEqual(actual, expected, message);
+}
+
+// deno-lint-ignore no-explicit-any
+type ErrorClass<E extends Error> = new (...args: any[]) => E;
+
+function checkError<E extends Error>(
+  err: unknown,
+  ErrorType: ErrorClass<E> | undefined,
+  includes: string | undefined,
+): E {
+  if (ErrorType !== undefined && !(err instanceof ErrorType)) {
+    throw new nodeAssert.AssertionError({
+      message: `expected ${ErrorType.name}, got ${err instanceof Error ? err.stack : String(err)}`,
+    });
+  }
+  if (includes !== undefined && !(err instanceof Error && err.message.includes(includes))) {
+    throw new nodeAssert.AssertionError({
+      message: `expected an error message including ${JSON.stringify(includes)}, got ${
+        err instanceof Error ? JSON.stringify(err.message) : String(err)
+      }`,
+    });
+  }
+  return err as E;
+}
+
+/** Awaits `fn()` and fails unless it rejects (with `ErrorType`, whose message includes `includes`). */
+export async function assertRejects<E extends Error = Error>(
+  fn: () => Promise<unknown>,
+  ErrorType?: ErrorClass<E>,
+  includes?: string,
+): Promise<E> {
+  try {
+    await fn();
+  } catch (err) {
+    return checkError(err, ErrorType, includes);
+  }
+  throw new nodeAssert.AssertionError({ message: "expected the promise to reject" });
+}
+
+/** Calls `fn()` and fails unless it throws (with `ErrorType`, whose message includes `includes`). */
+export function assertThrows<E extends Error = Error>(
+  fn: () => unknown,
+  ErrorType?: ErrorClass<E>,
+  includes?: string,
+): E {
+  try {
+    fn();
+  } catch (err) {
+    return checkError(err, ErrorType, includes);
+  }
+  throw new nodeAssert.AssertionError({ message: "expected the function to throw" });
+}
+
+/** Fails unless `err` is a `NetworkError` with one of `codes`. */
+export function assertNetworkError(err: unknown, ...codes: NetworkErrorCode[]): NetworkError {
+  if (!NetworkError.is(err, ...codes)) {
+    throw new nodeAssert.AssertionError({
+      message: `expected NetworkError ${codes.join("|")}, got ${
+        err instanceof Error ? err.stack : String(err)
+      }`,
+    });
+  }
+  return err;
+}
+
+/** Awaits `fn()` and fails unless it rejects with a `NetworkError` of one of `codes`. */
+export async function assertRejectsCode(
+  fn: () => Promise<unknown>,
+  ...codes: NetworkErrorCode[]
+): Promise<NetworkError> {
+  try {
+    await fn();
+  } catch (err) {
+    return assertNetworkError(err, ...codes);
+  }
+  throw new nodeAssert.AssertionError({ message: `expected a rejection with ${codes.join("|")}` });
+}
