@@ -203,6 +203,11 @@ export class SecureChannel implements Connection {
     } else if (this.#writeState === "closing") {
       await this.#flushing?.catch(() => {});
     }
+    // The lower connection waits for the peer's end of stream, which only a
+    // read can see; our reader holds its readable, so drain ours if unread.
+    if (!this.#readable.locked && this.#readState === "open") {
+      this.#readable.pipeTo(new WritableStream()).catch(() => {});
+    }
     await this.#lower.close();
   }
 
