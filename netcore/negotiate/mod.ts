@@ -8,10 +8,12 @@
  * - {@linkcode handleProtocol}: the listener.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { handleProtocol, selectProtocol } from "./mod.ts";
- * import type { Duplex } from "../transport/connection.ts";
- * declare const dialerSide: Duplex, listenerSide: Duplex;
+ * const up = new TransformStream<Uint8Array, Uint8Array>();
+ * const down = new TransformStream<Uint8Array, Uint8Array>();
+ * const dialerSide = { readable: down.readable, writable: up.writable };
+ * const listenerSide = { readable: up.readable, writable: down.writable };
  * const [dialed, handled] = await Promise.all([
  *   selectProtocol(dialerSide, ["/yamux/1.0.0"]),
  *   handleProtocol(listenerSide, ["/yamux/1.0.0", "/mplex/6.7.0"]),

@@ -19,9 +19,18 @@ import type { Duplex } from "../transport/connection.ts";
  */
 export const MULTISTREAM_PROTOCOL_ID = "/multistream/1.0.0";
 
-/** Options for every negotiation function. Defaults in {@linkcode NEGOTIATE_DEFAULTS}. */
+/**
+ * Options for every negotiation function. Defaults in
+ * {@linkcode NEGOTIATE_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import type { NegotiateOptions } from "./options.ts";
+ * const options: NegotiateOptions = { timeout: 5_000, signal: AbortSignal.timeout(60_000) };
+ * ```
+ */
 export interface NegotiateOptions {
-  /** Cancels the negotiation; it rejects with an `ABORTED` {@linkcode NetworkError}. */
+  /** Cancels the negotiation; it rejects with an `ABORTED` `NetworkError`. */
   signal?: AbortSignal;
   /**
    * Deadline for the whole negotiation in ms; past it the negotiation rejects
