@@ -88,16 +88,36 @@ export class Logger {
 
   #write(level: LogLevel, msg: string, fields?: LogFields): void {
     if (!this.enabled(level)) return;
-    const record: LogFields = { ts: new Date().toISOString(), level, msg, ...this.#fields };
-    if (fields !== undefined) {
-      for (const [k, v] of Object.entries(fields)) {
-        record[k] = v instanceof Error
-          ? { name: v.name, message: v.message, code: (v as { code?: unknown }).code }
-          : v;
-      }
+    const ts = new Date().toISOString();
+    const record: LogFields = { ts, level, msg };
+    for (const source of [this.#fields, fields]) {
+      if (source === undefined) continue;
+      for (const [k, v] of Object.entries(source)) record[k] = loggable(v);
     }
-    this.#sink(JSON.stringify(record));
+    // Set again so no field overwrites them (their place in the line stays first).
+    record.ts = ts;
+    record.level = level;
+    record.msg = msg;
+    let line: string;
+    try {
+      line = JSON.stringify(record);
+    } catch {
+      // A circular field: say so rather than lose the line or throw at the caller.
+      line = JSON.stringify({ ts: record.ts, level, msg, unserializable: Object.keys(record) });
+    }
+    this.#sink(line);
   }
+}
+
+function loggable(value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Error) {
+    return { name: value.name, message: value.message, code: (value as { code?: unknown }).code };
+  }
+  if (value instanceof Uint8Array) {
+    return `0x${Array.from(value, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+  return value;
 }
 
 /** The root logger of the stack; components take `rootLogger.child({ component })`. */

@@ -113,7 +113,12 @@ export class NetworkError extends Error {
    */
   static wrap(err: unknown, code: NetworkErrorCode, context: string): NetworkError {
     if (err instanceof NetworkError) return err;
-    const detail = err instanceof Error ? err.message : String(err);
+    let detail: string;
+    try {
+      detail = err instanceof Error ? err.message : String(err);
+    } catch {
+      detail = Object.prototype.toString.call(err);
+    }
     return new NetworkError(code, `${context}: ${detail}`, { cause: err });
   }
 }

@@ -148,3 +148,20 @@ Deno.test("log: the default level comes from NETWORK_LOG, else warn", () => {
     else Deno.env.set("NETWORK_LOG", saved);
   }
 });
+
+Deno.test("log: bigint, bytes and circular fields never throw at the caller; fixed keys win", () => {
+  const out = capture();
+  const log = new Logger({ level: "spoofed" }, "debug", out.sink);
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+  log.info("counts", { nonce: 2n ** 64n, key: new Uint8Array([1, 255]), msg: "spoofed" });
+  log.warn("loop", { circular });
+  const first = JSON.parse(out.lines[0]);
+  assertEquals(first.level, "info");
+  assertEquals(first.msg, "counts");
+  assertEquals(first.nonce, "18446744073709551616");
+  assertEquals(first.key, "0x01ff");
+  const second = JSON.parse(out.lines[1]);
+  assertEquals(second.msg, "loop");
+  assertEquals(second.unserializable.includes("circular"), true);
+});
