@@ -5,7 +5,7 @@
  * @module
  */
 
-import { deadlineSignal } from "../netcore/_async.ts";
+import { dialDeadline } from "../netcore/transport/_dial_deadline.ts";
 import type { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type {
@@ -85,18 +85,20 @@ export class MemoryTransport implements Transport<MemoryConnection> {
    * @throws {NetworkError} `DIAL_REFUSED`, `DIAL_TIMEOUT`, `ABORTED`, `BAD_ADDRESS`
    */
   async dial(addr: Multiaddr, options: DialOptions = {}): Promise<MemoryConnection> {
-    const signal = deadlineSignal(this.#options.connectTimeout, {
-      code: "DIAL_TIMEOUT",
-      what: `memory dial to ${addr}`,
-      signal: options.signal,
-    });
+    const deadline = dialDeadline(
+      this.#options.connectTimeout,
+      `memory dial to ${addr}`,
+      options.signal,
+    );
     try {
-      return await this.#network.connect(addr, { ...this.#options, signal });
+      return await this.#network.connect(addr, { ...this.#options, signal: deadline.signal });
     } catch (err) {
       if (NetworkError.is(err, "TIMEOUT")) {
         throw new NetworkError("DIAL_TIMEOUT", `memory dial to ${addr} timed out`, { cause: err });
       }
       throw err;
+    } finally {
+      deadline.clear();
     }
   }
 

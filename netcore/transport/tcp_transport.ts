@@ -4,7 +4,7 @@
  * @module
  */
 
-import { abortable, deadlineSignal } from "../_async.ts";
+import { abortable } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import {
@@ -13,6 +13,7 @@ import {
   TcpConnection,
   type TcpConnectionOptions,
 } from "./tcp_connection.ts";
+import { dialDeadline } from "./_dial_deadline.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
 /** Options for {@linkcode TcpTransport}. Defaults in {@linkcode TCP_TRANSPORT_DEFAULTS}. */
@@ -85,11 +86,12 @@ export class TcpTransport implements Transport<TcpConnection> {
     if (endpoint === undefined) {
       throw new NetworkError("BAD_ADDRESS", `TCP cannot dial ${addr}`);
     }
-    const signal = deadlineSignal(this.#options.connectTimeout, {
-      code: "DIAL_TIMEOUT",
-      what: `TCP dial to ${addr}`,
-      signal: options.signal,
-    });
+    const deadline = dialDeadline(
+      this.#options.connectTimeout,
+      `TCP dial to ${addr}`,
+      options.signal,
+    );
+    const { signal } = deadline;
     const connecting = Deno.connect({ hostname: endpoint.hostname, port: endpoint.port, signal });
     let raw: Deno.TcpConn;
     try {
@@ -101,6 +103,8 @@ export class TcpTransport implements Transport<TcpConnection> {
         throw new NetworkError("DIAL_TIMEOUT", `TCP dial to ${addr} timed out`, { cause: err });
       }
       throw ioError(err, `TCP dial to ${addr} failed`, "DIAL_REFUSED");
+    } finally {
+      deadline.clear();
     }
     return this.#wrap(raw);
   }

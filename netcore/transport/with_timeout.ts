@@ -4,9 +4,10 @@
  * @module
  */
 
-import { abortable, deadlineSignal } from "../_async.ts";
+import { abortable } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
+import { dialDeadline } from "./_dial_deadline.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
 import type { DialOptions, Transport } from "./transport.ts";
 
@@ -33,11 +34,8 @@ export function withTimeout<C extends ConnectionLifecycle>(
     supports: (addr) => transport.supports(addr),
     listen: (addr, options) => transport.listen(addr, options),
     async dial(addr: Multiaddr, options: DialOptions = {}): Promise<C> {
-      const signal = deadlineSignal(ms, {
-        code: "DIAL_TIMEOUT",
-        what: `dial to ${addr}`,
-        signal: options.signal,
-      });
+      const deadline = dialDeadline(ms, `dial to ${addr}`, options.signal);
+      const { signal } = deadline;
       const dialing = transport.dial(addr, { ...options, signal });
       try {
         return await abortable(dialing, signal);
@@ -47,6 +45,8 @@ export function withTimeout<C extends ConnectionLifecycle>(
           throw new NetworkError("DIAL_TIMEOUT", `dial to ${addr} timed out`, { cause: err });
         }
         throw err;
+      } finally {
+        deadline.clear();
       }
     },
   };

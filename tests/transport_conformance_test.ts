@@ -1,0 +1,349 @@
+/**
+ * One conformance suite for every byte transport, run against TCP on
+ * loopback and against the in-memory transport.
+ */
+
+import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
+import { Multiaddr } from "../netcore/multiaddr.ts";
+import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
+import { andThen } from "../netcore/transport/and_then.ts";
+import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
+import type { Listener, Transport } from "../netcore/transport/transport.ts";
+import { withTimeout } from "../netcore/transport/with_timeout.ts";
+
+/** What the suite needs to know about a transport. */
+interface Subject {
+  name: string;
+  /** A fresh transport (memory: on its own network). */
+  make(): Transport;
+  /** Where to listen, with port 0. */
+  listenAddr: string;
+  /** An address nothing listens on. */
+  refusedAddr(transport: Transport): Promise<Multiaddr>;
+  /** Most bytes a writer may get accepted while the peer reads nothing. */
+  maxBuffered: number;
+  /**
+   * Whether `abort()` makes the peer's pending read reject. Deno exposes no
+   * SO_LINGER, so an aborted TCP socket is closed with FIN and the peer
+   * first sees an end of stream, then failing writes.
+   */
+  abortRejectsPeerRead: boolean;
+}
+
+function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`assertion failed: ${message}`);
+}
+
+function assertEquals(actual: unknown, expected: unknown, message = ""): void {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
+}
+
+async function assertRejectsWith(
+  promise: Promise<unknown>,
+  ...codes: NetworkErrorCode[]
+): Promise<NetworkError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (NetworkError.is(err, ...codes)) return err;
+    throw new Error(`expected NetworkError ${codes.join("|")}, got ${err}`, { cause: err });
+  }
+  throw new Error(`expected a rejection with ${codes.join("|")}, but it resolved`);
+}
+
+const text = (s: string) => new TextEncoder().encode(s);
+const str = (b: Uint8Array) => new TextDecoder().decode(b);
+
+async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of readable) {
+    chunks.push(chunk);
+    length += chunk.length;
+  }
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+async function writeAndClose(conn: Connection, bytes: Uint8Array): Promise<void> {
+  const writer = conn.writable.getWriter();
+  await writer.write(bytes);
+  await writer.close();
+}
+
+/** Listens and hands every inbound connection to `handle`; `stop()` closes and waits for all. */
+async function serve(
+  transport: Transport,
+  addr: string,
+  handle: (conn: Connection) => Promise<void>,
+): Promise<{ listener: Listener; stop(): Promise<void> }> {
+  const listener = await transport.listen(Multiaddr.parse(addr));
+  const handlers: Promise<void>[] = [];
+  const loop = (async () => {
+    for await (const conn of listener) {
+      handlers.push(handle(conn).catch(() => conn.abort()));
+    }
+  })();
+  return {
+    listener,
+    async stop() {
+      await listener.close();
+      await loop;
+      await Promise.all(handlers);
+    },
+  };
+}
+
+/** Takes the next inbound connection. */
+async function acceptOne(listener: Listener): Promise<Connection> {
+  const next = await listener[Symbol.asyncIterator]().next();
+  assert(!next.done, "listener yielded a connection");
+  return next.value;
+}
+
+const echo = async (conn: Connection) => {
+  await conn.readable.pipeTo(conn.writable);
+  await conn.closed;
+};
+
+function conformance(subject: Subject): void {
+  const test = (name: string, fn: () => Promise<void>) =>
+    Deno.test({ name: `${subject.name}: ${name}`, fn });
+
+  test("dial, listen and echo", async () => {
+    const transport = subject.make();
+    const server = await serve(transport, subject.listenAddr, echo);
+    assert(server.listener.addr.toString() !== subject.listenAddr, "port 0 is resolved");
+    const conn = await transport.dial(server.listener.addr);
+    assert(conn.remoteAddr.equals(server.listener.addr), "remoteAddr is the listener's");
+    const [, back] = await Promise.all([
+      writeAndClose(conn, text("hello")),
+      readAll(conn.readable),
+    ]);
+    assertEquals(str(back), "hello");
+    await conn.closed;
+    await server.stop();
+  });
+
+  test("64 MiB arrive intact (SHA-256 compared)", async () => {
+    const transport = subject.make();
+    const size = 64 * 1024 * 1024;
+    const server = await serve(transport, subject.listenAddr, async (conn) => {
+      const received = new Uint8Array(size);
+      let offset = 0;
+      for await (const chunk of conn.readable) {
+        received.set(chunk, offset);
+        offset += chunk.length;
+      }
+      const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", received));
+      await writeAndClose(conn, digest);
+      await conn.closed;
+    });
+    const data = new Uint8Array(size);
+    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    const expected = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
+    const conn = await transport.dial(server.listener.addr);
+    const sending = (async () => {
+      const writer = conn.writable.getWriter();
+      for (let i = 0; i < size; i += 65536) await writer.write(data.subarray(i, i + 65536));
+      await writer.close();
+    })();
+    const [, digest] = await Promise.all([sending, readAll(conn.readable)]);
+    assertEquals([...digest], [...expected], "digest");
+    await conn.closed;
+    await server.stop();
+  });
+
+  test("backpressure: a peer that does not read stalls the writer", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const [conn, peer] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
+    const writer = conn.writable.getWriter();
+    const chunk = new Uint8Array(65536);
+    let accepted = 0;
+    let pending: Promise<void> | undefined;
+    while (accepted <= subject.maxBuffered) {
+      const write = writer.write(chunk);
+      const stalled = await Promise.race([
+        write.then(() => false),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 200)),
+      ]);
+      if (stalled) {
+        pending = write;
+        break;
+      }
+      accepted += chunk.length;
+    }
+    assert(pending !== undefined, `writer stalled (accepted ${accepted} bytes)`);
+    assert(accepted > 0, "some bytes were accepted before the stall");
+    assert(accepted <= subject.maxBuffered, `accepted ${accepted} <= ${subject.maxBuffered}`);
+    // Once the peer reads, the stalled write completes and every byte arrives.
+    const draining = readAll(peer.readable);
+    await pending;
+    await writer.close();
+    assertEquals((await draining).length, accepted + chunk.length, "bytes received");
+    await Promise.all([conn.close(), peer.close()]);
+    await listener.close();
+  });
+
+  test("half-close: A ends its side, B reads to the end and still writes back", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
+    await writeAndClose(a, text("ping"));
+    assertEquals(str(await readAll(b.readable)), "ping", "B read to the end");
+    await writeAndClose(b, text("pong"));
+    assertEquals(str(await readAll(a.readable)), "pong", "A read the reply");
+    await Promise.all([a.closed, b.closed]);
+    await listener.close();
+  });
+
+  test("close() is graceful: the peer reads everything, then its end", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
+    const writer = a.writable.getWriter();
+    await writer.write(text("last words"));
+    writer.releaseLock();
+    const closing = a.close();
+    assertEquals(str(await readAll(b.readable)), "last words");
+    await b.close();
+    await closing;
+    await Promise.all([a.closed, b.closed]);
+    await listener.close();
+  });
+
+  test("abort is seen by the peer", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
+    const bWriter = b.writable.getWriter();
+    await bWriter.write(text("never read")); // left unread in A
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const aReader = a.readable.getReader();
+    a.abort(new Error("test abort"));
+    await assertRejectsWith(aReader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+    await a.closed;
+    const bReader = b.readable.getReader();
+    if (subject.abortRejectsPeerRead) {
+      await assertRejectsWith(bReader.read(), "CONNECTION_RESET");
+    } else {
+      try {
+        const result = await bReader.read();
+        assert(result.done, "no data arrives after an abort");
+      } catch (err) {
+        assert(NetworkError.is(err, "CONNECTION_RESET"), `read failed with a reset: ${err}`);
+      }
+    }
+    // Either way the peer cannot keep writing into a dropped connection.
+    await assertRejectsWith(
+      (async () => {
+        for (let i = 0; i < 100; i++) {
+          await bWriter.write(text("anyone there?"));
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      })(),
+      "CONNECTION_RESET",
+      "CONNECTION_CLOSED",
+    );
+    b.abort();
+    await b.closed;
+    await listener.close();
+  });
+
+  test("dial to an address nobody listens on -> DIAL_REFUSED", async () => {
+    const transport = subject.make();
+    await assertRejectsWith(transport.dial(await subject.refusedAddr(transport)), "DIAL_REFUSED");
+  });
+
+  test("dial deadlines -> DIAL_TIMEOUT, a plain abort -> ABORTED", async () => {
+    const transport = subject.make();
+    const server = await serve(transport, subject.listenAddr, async (conn) => {
+      // The dialer's deadline aborts its raw connection: this side sees it end.
+      await readAll(conn.readable).catch(() => {});
+      await conn.close();
+    });
+    const addr = server.listener.addr;
+    const timedOut = AbortSignal.abort(new DOMException("deadline", "TimeoutError"));
+    await assertRejectsWith(transport.dial(addr, { signal: timedOut }), "DIAL_TIMEOUT");
+    await assertRejectsWith(transport.dial(addr, { signal: AbortSignal.abort() }), "ABORTED");
+    // A dial that connects but whose upgrade hangs: the whole dial is bounded.
+    const hanging = withTimeout(
+      andThen(
+        transport,
+        (_conn, { signal }) =>
+          new Promise<Connection>((_, reject) =>
+            signal.addEventListener("abort", () => reject(signal.reason))
+          ),
+      ),
+      100,
+    );
+    const started = performance.now();
+    await assertRejectsWith(hanging.dial(addr), "DIAL_TIMEOUT");
+    const elapsed = performance.now() - started;
+    assert(elapsed >= 90 && elapsed < 2000, `timed out after ~100 ms (took ${elapsed})`);
+    await server.stop();
+  });
+
+  test("closing the listener ends its iteration and refuses new dials", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const next = listener[Symbol.asyncIterator]().next();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await listener.close();
+    assertEquals((await next).done, true, "iteration ended");
+    await assertRejectsWith(transport.dial(listener.addr), "DIAL_REFUSED");
+  });
+
+  test("500 concurrent connections each echo their own bytes", async () => {
+    const transport = subject.make();
+    const server = await serve(transport, subject.listenAddr, echo);
+    const results = await Promise.all(
+      Array.from({ length: 500 }, async (_, i) => {
+        const conn = await transport.dial(server.listener.addr);
+        const message = `connection ${i} `.repeat(20);
+        const [, back] = await Promise.all([
+          writeAndClose(conn, text(message)),
+          readAll(conn.readable),
+        ]);
+        await conn.closed;
+        return str(back) === message;
+      }),
+    );
+    assertEquals(results.filter((ok) => !ok).length, 0, "mismatched echoes");
+    await server.stop();
+  });
+}
+
+conformance({
+  name: "tcp",
+  make: () => new TcpTransport(),
+  listenAddr: "/ip4/127.0.0.1/tcp/0",
+  async refusedAddr(transport) {
+    // Bind a free port, then free it again: nothing listens there now.
+    const listener = await transport.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
+    await listener.close();
+    return listener.addr;
+  },
+  // Loopback socket buffers grow with autotuning (several MiB each way).
+  maxBuffered: 32 * 1024 * 1024,
+  abortRejectsPeerRead: false,
+});
+
+conformance({
+  name: "memory",
+  make: () => new MemoryTransport({ network: new MemoryNetwork() }),
+  listenAddr: "/memory/0",
+  refusedAddr: () => Promise.resolve(Multiaddr.parse("/memory/4242")),
+  // 256 KiB of pipe buffer, plus the one 64 KiB chunk being split into it.
+  maxBuffered: 256 * 1024 + 64 * 1024,
+  abortRejectsPeerRead: true,
+});
