@@ -8,10 +8,27 @@
 import { NetworkError } from "../network_error.ts";
 import type { NoiseCipher } from "./crypto.ts";
 
-/** The largest Noise message, in bytes (spec section 3). */
+/**
+ * The largest Noise message, in bytes (spec section 3: "Noise messages ...
+ * are limited to 65535 bytes").
+ *
+ * @example
+ * ```ts
+ * import { MAX_NOISE_MESSAGE_LEN, NOISE_TAG_LEN } from "./cipher_state.ts";
+ * console.log(MAX_NOISE_MESSAGE_LEN - NOISE_TAG_LEN); // 65519: the largest transport payload
+ * ```
+ */
 export const MAX_NOISE_MESSAGE_LEN = 65535;
 
-/** The length of the AEAD authentication tag every ciphertext carries. */
+/**
+ * The length of the AEAD authentication tag every ciphertext carries.
+ *
+ * @example
+ * ```ts
+ * import { NOISE_TAG_LEN } from "./cipher_state.ts";
+ * console.log(NOISE_TAG_LEN); // 16
+ * ```
+ */
 export const NOISE_TAG_LEN = 16;
 
 /** 2^64-1: never used as a nonce for messages; `rekey()` uses it (spec 5.1). */
@@ -51,6 +68,8 @@ export class CipherState {
   #n = 0n;
 
   /**
+   * A CipherState with `key` (copied) and n = 0.
+   *
    * @param cipher the cipher functions
    * @param key the initial 32-byte key; none means "empty" (pass-through)
    */

@@ -16,7 +16,22 @@ import { SymmetricState } from "./symmetric_state.ts";
 const DH_LEN = 32;
 const PSK_LEN = 32;
 
-/** Options for {@linkcode HandshakeState}. */
+/**
+ * Options for {@linkcode HandshakeState}.
+ *
+ * @example A validator-style IK initiator
+ * ```ts
+ * import type { HandshakeOptions } from "./handshake_state.ts";
+ * import { getCryptoBackend } from "./crypto.ts";
+ * const { dh } = getCryptoBackend();
+ * const options: HandshakeOptions = {
+ *   protocolName: "Noise_IK_25519_ChaChaPoly_SHA256",
+ *   initiator: true,
+ *   s: dh.generateKeyPair(),
+ *   rs: dh.generateKeyPair().publicKey,
+ * };
+ * ```
+ */
 export interface HandshakeOptions {
   /** The full protocol name, e.g. "Noise_IK_25519_ChaChaPoly_SHA256" or "Noise_XXpsk3_25519_AESGCM_BLAKE2s". */
   protocolName: string;

@@ -6,10 +6,27 @@
  * @module
  */
 
-/** A token of a message pattern (spec 7.1) or of a pre-message pattern. */
+/**
+ * A token of a message pattern (spec 7.1) or of a pre-message pattern.
+ *
+ * @example
+ * ```ts
+ * import type { NoiseToken } from "./patterns.ts";
+ * const xxSecond: NoiseToken[] = ["e", "ee", "s", "es"];
+ * ```
+ */
 export type NoiseToken = "e" | "s" | "ee" | "es" | "se" | "ss" | "psk";
 
-/** One message of a pattern: who sends it and its tokens, in order. */
+/**
+ * One message of a pattern: who sends it and its tokens, in order.
+ *
+ * @example
+ * ```ts
+ * import { parseHandshakePattern } from "./patterns.ts";
+ * const first = parseHandshakePattern("IK").messages[0];
+ * console.log(first.fromInitiator, first.tokens); // true ["e", "es", "s", "ss"]
+ * ```
+ */
 export interface NoiseMessagePattern {
   /** `true` for "->" (initiator to responder), `false` for "<-". */
   readonly fromInitiator: boolean;
@@ -101,7 +118,16 @@ const PATTERN_TEXT: Readonly<Record<string, string>> = {
 const ONE_WAY = new Set(["N", "K", "X"]);
 const TOKENS = new Set<string>(["e", "s", "ee", "es", "se", "ss", "psk"]);
 
-/** The names of every base pattern this module knows, in spec order. */
+/**
+ * The names of every base pattern this module knows, in spec order: 3
+ * one-way, 12 fundamental interactive, 23 deferred.
+ *
+ * @example
+ * ```ts
+ * import { HANDSHAKE_PATTERN_NAMES } from "./patterns.ts";
+ * console.log(HANDSHAKE_PATTERN_NAMES.length); // 38
+ * ```
+ */
 export const HANDSHAKE_PATTERN_NAMES: readonly string[] = Object.keys(PATTERN_TEXT);
 
 function parseLine(line: string): NoiseMessagePattern {
