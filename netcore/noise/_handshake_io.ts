@@ -53,8 +53,10 @@ export async function runHandshake<T>(
   const controller = new AbortController();
   const onTimeout = () =>
     controller.abort(new NetworkError("TIMEOUT", `${what} timed out after ${timeoutMs} ms`));
+  // Not unref'd: a pending handshake is work in progress (over an in-memory
+  // pipe nothing else may keep the process alive), and the timer is cleared
+  // the moment the handshake settles.
   const timer = setTimeout(onTimeout, timeoutMs);
-  Deno.unrefTimer(timer);
   const onCancel = () => controller.abort(context.signal.reason);
   context.signal.addEventListener("abort", onCancel, { once: true });
   // The abort wakes whichever read or write the handshake is blocked on.

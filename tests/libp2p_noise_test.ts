@@ -1,0 +1,332 @@
+/**
+ * libp2p-noise (libp2p/specs noise/README.md): Noise_XX_25519_ChaChaPoly_SHA256,
+ * empty prologue, 2-byte length-prefixed handshake messages, each side's
+ * static key authenticated by a signed NoiseHandshakePayload; the dialer
+ * refuses a peer other than the one it dialed.
+ */
+
+import { deepStrictEqual } from "node:assert";
+import { MemoryConnection } from "../memsocket/memory_connection.ts";
+import { MemoryNetwork } from "../memsocket/memory_network.ts";
+import { MemoryTransport } from "../memsocket/memory_transport.ts";
+import { Ed25519Identity } from "../netcore/identity/mod.ts";
+import { Multiaddr } from "../netcore/multiaddr.ts";
+import { NetworkError } from "../netcore/network_error.ts";
+import { defaultRegistry } from "../netcore/metrics.ts";
+import { getCryptoBackend } from "../netcore/noise/crypto.ts";
+import { HandshakeState } from "../netcore/noise/handshake_state.ts";
+import {
+  LIBP2P_NOISE_PROTOCOL_NAME,
+  libp2pNoise,
+  type Libp2pNoiseConnection,
+} from "../netcore/noise/libp2p_noise.ts";
+import { andThen } from "../netcore/transport/and_then.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
+import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
+import type { Transport, UpgradeContext } from "../netcore/transport/transport.ts";
+
+function assert(condition: unknown, message = "assertion failed"): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+function assertEquals(actual: unknown, expected: unknown, message?: string): void {
+  deepStrictEqual(actual, expected, message);
+}
+
+async function expectCode(promise: Promise<unknown>, ...codes: string[]): Promise<NetworkError> {
+  try {
+    await promise;
+  } catch (err) {
+    assert(
+      err instanceof NetworkError && codes.includes(err.code),
+      `expected NetworkError ${codes.join("|")}, got ${err}`,
+    );
+    return err;
+  }
+  throw new Error(`expected a rejection with ${codes.join("|")}`);
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function context(
+  role: "dialer" | "listener",
+  signal = new AbortController().signal,
+): UpgradeContext {
+  return { role, signal };
+}
+
+function memoryPair(dialedAddr = "/memory/2"): [MemoryConnection, MemoryConnection] {
+  return MemoryConnection.pair(Multiaddr.parse("/memory/1"), Multiaddr.parse(dialedAddr));
+}
+
+/** Checks both ends talk, both ways, through the channel. */
+async function exchange(a: Connection, b: Connection): Promise<void> {
+  const aw = a.writable.getWriter();
+  const bw = b.writable.getWriter();
+  await aw.write(encoder.encode("ping"));
+  const br = b.readable.getReader();
+  assertEquals(decoder.decode((await br.read()).value), "ping");
+  await bw.write(encoder.encode("pong"));
+  const ar = a.readable.getReader();
+  assertEquals(decoder.decode((await ar.read()).value), "pong");
+  aw.releaseLock();
+  bw.releaseLock();
+  ar.releaseLock();
+  br.releaseLock();
+}
+
+// ---- the handshake over real transports ----
+
+async function overTransport(
+  name: string,
+  raw: () => Transport,
+  listenAddr: string,
+): Promise<void> {
+  const alice = Ed25519Identity.generate();
+  const bob = Ed25519Identity.generate();
+  const dialer = andThen(raw(), libp2pNoise(alice, { streamMuxers: ["/yamux/1.0.0"] }));
+  const listening = andThen(raw(), libp2pNoise(bob, { streamMuxers: ["/mplex/6.7.0"] }));
+  const listener = await listening.listen(Multiaddr.parse(listenAddr));
+  const accepted = listener[Symbol.asyncIterator]().next();
+  const a = await dialer.dial(listener.addr.withPeerId(bob.peerId.toString()));
+  const b = (await accepted).value as Libp2pNoiseConnection;
+  await listener.close();
+
+  assert(a.remotePeerId.equals(bob.peerId), `${name}: the dialer sees the listener's peer id`);
+  assert(b.remotePeerId.equals(alice.peerId), `${name}: the listener sees the dialer's peer id`);
+  assertEquals(a.handshakeHash, b.handshakeHash, "both ends agree on the handshake hash");
+  assertEquals(a.remoteIdentityKey, bob.publicKey);
+  assertEquals(b.remoteIdentityKey, alice.publicKey);
+  assertEquals(a.remoteStreamMuxers, ["/mplex/6.7.0"]);
+  assertEquals(b.remoteStreamMuxers, ["/yamux/1.0.0"]);
+  await exchange(a, b);
+  a.abort();
+  b.abort();
+}
+
+Deno.test("XX over memsocket: both sides see each other's peer id and talk", async () => {
+  await overTransport("memory", () => new MemoryTransport({ network: sharedNetwork }), "/memory/0");
+});
+
+Deno.test("XX over TCP on loopback: both sides see each other's peer id and talk", async () => {
+  const tcp = new TcpTransport();
+  await overTransport("tcp", () => tcp, "/ip4/127.0.0.1/tcp/0");
+});
+
+const sharedNetwork = new MemoryNetwork();
+
+Deno.test("both backends interoperate: native dialer with noble listener and back", async () => {
+  for (const [d, l] of [["native", "noble"], ["noble", "native"]] as const) {
+    const [rawA, rawB] = memoryPair();
+    const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+    const [a, b] = await Promise.all([
+      libp2pNoise(alice, { backend: getCryptoBackend(d) })(rawA, context("dialer")),
+      libp2pNoise(bob, { backend: getCryptoBackend(l) })(rawB, context("listener")),
+    ]);
+    await exchange(a, b);
+    a.abort();
+    b.abort();
+  }
+});
+
+// ---- who we talk to ----
+
+Deno.test("the dialer checks the /p2p/ peer id of the address it dialed", async () => {
+  const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+  const mallory = Ed25519Identity.generate();
+  // Right peer: accepted.
+  {
+    const [rawA, rawB] = memoryPair(`/memory/2/p2p/${bob.peerId}`);
+    const [a, b] = await Promise.all([
+      libp2pNoise(alice)(rawA, context("dialer")),
+      libp2pNoise(bob)(rawB, context("listener")),
+    ]);
+    assert(a.remotePeerId.equals(bob.peerId));
+    a.abort();
+    b.abort();
+  }
+  // Mallory answers on an address that names bob: refused before message 3 is sent.
+  {
+    const [rawA, rawB] = memoryPair(`/memory/2/p2p/${bob.peerId}`);
+    const before = defaultRegistry.find("network_noise_rejected_total")
+      ?.get({ profile: "libp2p", reason: "unauthorized" }) ?? 0;
+    const [dial, accept] = [
+      libp2pNoise(alice)(rawA, context("dialer")),
+      libp2pNoise(mallory)(rawB, context("listener")),
+    ];
+    const err = await expectCode(dial, "UNAUTHORIZED");
+    assert(
+      err.message.includes(bob.peerId.toString()) && err.message.includes(`${mallory.peerId}`),
+    );
+    await expectCode(accept, "HANDSHAKE_FAILED");
+    const after = defaultRegistry.find("network_noise_rejected_total")!
+      .get({ profile: "libp2p", reason: "unauthorized" });
+    assertEquals(after, before + 1);
+  }
+});
+
+Deno.test("an explicit expectedPeerId overrides the address and is enforced", async () => {
+  const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+  const carol = Ed25519Identity.generate();
+  const [rawA, rawB] = memoryPair();
+  const [dial, accept] = [
+    libp2pNoise(alice, { expectedPeerId: carol.peerId })(rawA, context("dialer")),
+    libp2pNoise(bob)(rawB, context("listener")),
+  ];
+  await expectCode(dial, "UNAUTHORIZED");
+  await expectCode(accept, "HANDSHAKE_FAILED");
+});
+
+// ---- tampering ----
+
+/**
+ * Two raw pairs joined by a relay that flips one bit at byte `offset` of the
+ * stream going `direction`, as a man in the middle would.
+ */
+function tamperedPair(
+  direction: "toListener" | "toDialer",
+  offset: number,
+): [Connection, Connection] {
+  const [dialerEnd, relayA] = memoryPair();
+  const [relayB, listenerEnd] = memoryPair();
+  const relay = (from: Connection, to: Connection, flip: boolean) => {
+    let position = 0;
+    from.readable.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          const copy = chunk.slice();
+          if (flip && offset >= position && offset < position + copy.length) {
+            copy[offset - position] ^= 0x04;
+          }
+          position += copy.length;
+          controller.enqueue(copy);
+        },
+      }),
+    ).pipeTo(to.writable).catch(() => {
+      from.abort();
+      to.abort();
+    });
+  };
+  relay(relayA, relayB, direction === "toListener");
+  relay(relayB, relayA, direction === "toDialer");
+  return [dialerEnd, listenerEnd];
+}
+
+Deno.test("a bit flipped anywhere in a handshake message fails the handshake with HANDSHAKE_FAILED", async () => {
+  // Byte offsets on the wire (2-byte length prefixes included):
+  // message 1 = [0,34) to the listener; message 2 = [0, 2+96+payload) to the
+  // dialer; message 3 follows message 1 to the listener.
+  const cases: ["toListener" | "toDialer", number, string][] = [
+    ["toListener", 2, "message 1, ephemeral key"],
+    ["toListener", 33, "message 1, last byte of the ephemeral key"],
+    ["toDialer", 2, "message 2, ephemeral key"],
+    ["toDialer", 40, "message 2, encrypted static key"],
+    ["toDialer", 90, "message 2, static key tag"],
+    ["toDialer", 120, "message 2, encrypted payload"],
+    ["toListener", 34 + 2 + 10, "message 3, encrypted static key"],
+    ["toListener", 34 + 2 + 70, "message 3, encrypted payload"],
+  ];
+  for (const [direction, offset, what] of cases) {
+    const [rawA, rawB] = tamperedPair(direction, offset);
+    const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+    const [dial, accept] = await Promise.allSettled([
+      libp2pNoise(alice, { handshakeTimeout: 2_000 })(rawA, context("dialer")),
+      libp2pNoise(bob, { handshakeTimeout: 2_000 })(rawB, context("listener")),
+    ]);
+    assert(accept.status === "rejected", `${what}: the listener must refuse`);
+    assert(
+      NetworkError.is(accept.reason, "HANDSHAKE_FAILED"),
+      `${what}: expected HANDSHAKE_FAILED, got ${accept.reason}`,
+    );
+    if (what.startsWith("message 3")) {
+      // The initiator is done once it sent message 3; it learns of the
+      // failure when the listener drops the connection.
+      assert(dial.status === "fulfilled", `${what}: the dialer completed`);
+      const reader = dial.value.readable.getReader();
+      await expectCode(reader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+    } else {
+      assert(dial.status === "rejected", `${what}: the dialer must fail`);
+      assert(
+        NetworkError.is(dial.reason, "HANDSHAKE_FAILED"),
+        `${what}: expected HANDSHAKE_FAILED, got ${dial.reason}`,
+      );
+    }
+  }
+});
+
+Deno.test("message 1 must be a bare ephemeral key: a payload there is refused", async () => {
+  const [rawA, rawB] = memoryPair();
+  const bob = Ed25519Identity.generate();
+  const accept = libp2pNoise(bob)(rawB, context("listener"));
+  const initiator = new HandshakeState({
+    protocolName: LIBP2P_NOISE_PROTOCOL_NAME,
+    initiator: true,
+    s: getCryptoBackend().dh.generateKeyPair(),
+  });
+  const message = initiator.writeMessage(encoder.encode("early data"));
+  const framed = new Uint8Array([0, message.length, ...message]);
+  await rawA.writable.getWriter().write(framed);
+  const err = await expectCode(accept, "HANDSHAKE_FAILED");
+  assert(err.message.includes("message 1"), err.message);
+});
+
+Deno.test("an out-of-order message (message 3 bytes where message 1 belongs) is refused", async () => {
+  const [rawA, rawB] = memoryPair();
+  const bob = Ed25519Identity.generate();
+  const accept = libp2pNoise(bob)(rawB, context("listener"));
+  // 64 bytes: the size of an encrypted static key and an empty payload tag.
+  await rawA.writable.getWriter().write(new Uint8Array([0, 64, ...new Uint8Array(64)]));
+  await expectCode(accept, "HANDSHAKE_FAILED");
+});
+
+// ---- time ----
+
+Deno.test("a peer that stops mid-handshake: TIMEOUT, and the connection is aborted", async () => {
+  const [rawA, rawB] = memoryPair();
+  const bob = Ed25519Identity.generate();
+  const started = performance.now();
+  const accept = libp2pNoise(bob, { handshakeTimeout: 150 })(rawB, context("listener"));
+  // Message 1 only, then silence.
+  const initiator = new HandshakeState({
+    protocolName: LIBP2P_NOISE_PROTOCOL_NAME,
+    initiator: true,
+    s: getCryptoBackend().dh.generateKeyPair(),
+  });
+  const message = initiator.writeMessage(new Uint8Array(0));
+  await rawA.writable.getWriter().write(new Uint8Array([0, message.length, ...message]));
+  await expectCode(accept, "TIMEOUT");
+  const elapsed = performance.now() - started;
+  assert(elapsed >= 140 && elapsed < 2_000, `timed out after ${elapsed} ms`);
+  // The silent peer's side was reset (a reset drops message 2 too, as TCP's RST would).
+  await expectCode(rawA.readable.getReader().read(), "CONNECTION_RESET");
+});
+
+Deno.test("the upgrade context's signal cancels the handshake with ABORTED", async () => {
+  const [, rawB] = memoryPair();
+  const controller = new AbortController();
+  const accept = libp2pNoise(Ed25519Identity.generate())(
+    rawB,
+    context("listener", controller.signal),
+  );
+  controller.abort(new Error("shutting down"));
+  await expectCode(accept, "ABORTED");
+});
+
+Deno.test("bytes the peer sends right after the handshake are not lost", async () => {
+  const [rawA, rawB] = memoryPair();
+  const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+  const dialing = libp2pNoise(alice)(rawA, context("dialer"));
+  const accepting = libp2pNoise(bob)(rawB, context("listener"));
+  const a = await dialing;
+  // The dialer writes at once; the listener may still be finishing message 3.
+  const writer = a.writable.getWriter();
+  await writer.write(encoder.encode("early"));
+  await writer.close();
+  const b = await accepting;
+  const chunks: string[] = [];
+  for await (const chunk of b.readable) chunks.push(decoder.decode(chunk));
+  assertEquals(chunks.join(""), "early");
+  a.abort();
+  b.abort();
+});
