@@ -156,9 +156,11 @@ const log = rootLogger.child({ component: "noise", profile: "validator" });
 /** An `UNAUTHORIZED` refusal with the label it is counted under. */
 class Refusal extends NetworkError {
   readonly reason: string;
-  constructor(reason: string, message: string) {
+  readonly staticKey: string;
+  constructor(reason: string, staticKey: Uint8Array, message: string) {
     super("UNAUTHORIZED", message);
     this.reason = reason;
+    this.staticKey = staticKeyHex(staticKey);
   }
 }
 
@@ -294,7 +296,11 @@ export function validatorNoise(
       onRemoteStatic(key) {
         remotePeer = trustedPeers?.get(key);
         if (remotePeer === undefined && mode === "mutual") {
-          refusal = new Refusal("unknown_peer", `static key ${staticKeyHex(key)} is not trusted`);
+          refusal = new Refusal(
+            "unknown_peer",
+            key,
+            `static key ${staticKeyHex(key)} is not trusted`,
+          );
           throw refusal;
         }
       },
@@ -321,6 +327,7 @@ export function validatorNoise(
         if (!replayGuard.isFresh(key, timestamp)) {
           throw new Refusal(
             "replay",
+            key,
             `timestamp ${timestamp} from ${staticKeyHex(key)} is not newer than the last accepted`,
           );
         }
@@ -328,6 +335,7 @@ export function validatorNoise(
         if (Math.abs(timestamp - now) > maxClockSkew) {
           throw new Refusal(
             "clock_skew",
+            key,
             `timestamp ${timestamp} from ${staticKeyHex(key)} is ${
               timestamp - now
             } ms off our clock (window ${maxClockSkew} ms)`,
@@ -363,7 +371,12 @@ export function validatorNoise(
     } catch (err) {
       if (err instanceof Refusal) {
         rejected.labels({ profile: "validator", reason: err.reason }).inc();
-        log.warn("handshake refused", { role: context.role, reason: err.reason, error: err });
+        log.warn("handshake refused", {
+          role: context.role,
+          reason: err.reason,
+          staticKey: err.staticKey,
+          error: err,
+        });
       } else {
         const reason = NetworkError.is(err) ? err.code.toLowerCase() : "error";
         rejected.labels({ profile: "validator", reason }).inc();
