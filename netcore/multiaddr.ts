@@ -499,9 +499,9 @@ export class Multiaddr {
       }
     } catch (err) {
       // Varint errors (non-minimal, too large) come with their own codes.
-      throw NetworkError.is(err, "BAD_ADDRESS")
-        ? err
-        : NetworkError.wrap(err, "BAD_ADDRESS", "bad binary multiaddr");
+      if (NetworkError.is(err, "BAD_ADDRESS")) throw err;
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new NetworkError("BAD_ADDRESS", `bad binary multiaddr: ${detail}`, { cause: err });
     }
     checkShape(components);
     const addr = new Multiaddr(components);
