@@ -1,0 +1,515 @@
+/**
+ * The yamux session against the spec (hashicorp/yamux `spec.md`, libp2p/specs
+ * `yamux/README.md`), two sessions talking over an in-memory connection.
+ */
+
+import { MemoryConnection } from "../memsocket/mod.ts";
+import { defaultRegistry } from "../netcore/metrics.ts";
+import { Multiaddr } from "../netcore/multiaddr.ts";
+import {
+  encodeFrameHeader,
+  Flag,
+  FrameType,
+  GoAwayCode,
+  HEADER_LENGTH,
+  INITIAL_STREAM_WINDOW,
+  Yamux,
+  type YamuxOptions,
+  type YamuxStream,
+} from "../netcore/multiplexing/mod.ts";
+import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
+
+function assert(condition: unknown, message = "assertion failed"): asserts condition {
+  if (!condition) throw new Error(message);
+}
+
+function assertEquals(actual: unknown, expected: unknown, message = "") {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
+}
+
+async function assertRejectsCode(p: Promise<unknown>, code: NetworkErrorCode) {
+  try {
+    await p;
+  } catch (err) {
+    assert(NetworkError.is(err, code), `expected ${code}, got ${err}`);
+    return;
+  }
+  throw new Error(`expected a ${code} rejection`);
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function connectionPair(latency = 0, bufferSize = 1 << 20): [Connection, Connection] {
+  return MemoryConnection.pair(
+    Multiaddr.parse("/memory/1"),
+    Multiaddr.parse("/memory/2"),
+    { bufferSize, closeGracePeriod: 1_000 },
+    () => latency,
+  );
+}
+
+interface Pair {
+  client: Yamux;
+  server: Yamux;
+  close(): Promise<void>;
+}
+
+function sessionPair(
+  clientOptions: Partial<YamuxOptions> = {},
+  serverOptions: Partial<YamuxOptions> = {},
+  latency = 0,
+  bufferSize?: number,
+): Pair {
+  const [a, b] = connectionPair(latency, bufferSize);
+  const client = Yamux.create(a, { role: "dialer", keepAliveInterval: 0, ...clientOptions });
+  const server = Yamux.create(b, { role: "listener", keepAliveInterval: 0, ...serverOptions });
+  client.start();
+  server.start();
+  return {
+    client,
+    server,
+    async close() {
+      await Promise.all([client.close(), server.close()]);
+    },
+  };
+}
+
+async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of readable) {
+    parts.push(chunk);
+    total += chunk.length;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** Serves every inbound stream by echoing it back, then half-closing. */
+function serveEcho(muxer: Yamux): Promise<void> {
+  return (async () => {
+    for await (const stream of muxer) {
+      stream.readable.pipeTo(stream.writable).catch(() => {});
+    }
+  })();
+}
+
+async function echoOnce(stream: YamuxStream, text: string): Promise<string> {
+  const writer = stream.writable.getWriter();
+  await writer.write(encoder.encode(text));
+  await writer.close();
+  return decoder.decode(await readAll(stream.readable));
+}
+
+Deno.test("yamux: open, accept and echo in both directions; dialer ids odd, listener ids even", async () => {
+  const { client, server, close } = sessionPair();
+  const serving = [serveEcho(server), serveEcho(client)];
+  const fromClient = await client.openStream();
+  const fromServer = await server.openStream();
+  assertEquals([fromClient.id % 2, fromServer.id % 2], [1, 0]);
+  assertEquals([fromClient.direction, fromServer.direction], ["outbound", "outbound"]);
+  assertEquals(await echoOnce(fromClient, "hello from the dialer"), "hello from the dialer");
+  assertEquals(await echoOnce(fromServer, "hello from the listener"), "hello from the listener");
+  await Promise.all([fromClient.closed, fromServer.closed]);
+  assertEquals([fromClient.state, fromServer.state], ["closed", "closed"]);
+  await close();
+  await Promise.all(serving);
+});
+
+Deno.test("yamux: 1000 concurrent streams all complete", async () => {
+  const { client, server, close } = sessionPair(
+    { maxUnackedOutboundStreams: 1000 },
+    { acceptBacklog: 1000 },
+  );
+  const serving = serveEcho(server);
+  const streams = await Promise.all(Array.from({ length: 1000 }, () => client.openStream()));
+  const replies = await Promise.all(streams.map((s, i) => echoOnce(s, `message ${i}`.repeat(20))));
+  for (let i = 0; i < replies.length; i++) assertEquals(replies[i], `message ${i}`.repeat(20));
+  await Promise.all(streams.map((s) => s.closed));
+  assertEquals([client.streamCount, server.streamCount], [0, 0]);
+  await close();
+  await serving;
+});
+
+function pattern(offset: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const n = offset + i;
+    out[i] = (n * 31 + (n >>> 13)) & 0xff;
+  }
+  return out;
+}
+
+Deno.test("yamux: 64 MiB on one stream arrive intact and in order", async () => {
+  const { client, server, close } = sessionPair();
+  const total = 64 * 1024 * 1024;
+  const chunk = 1024 * 1024;
+  const received = (async () => {
+    for await (const stream of server) {
+      let at = 0;
+      for await (const piece of stream.readable) {
+        const expected = pattern(at, piece.length);
+        for (let i = 0; i < piece.length; i++) {
+          if (piece[i] !== expected[i]) throw new Error(`byte ${at + i} corrupted`);
+        }
+        at += piece.length;
+      }
+      await stream.close();
+      return at;
+    }
+  })();
+  const stream = await client.openStream();
+  const writer = stream.writable.getWriter();
+  const buffer = new Uint8Array(chunk);
+  for (let at = 0; at < total; at += chunk) {
+    // The same buffer is reused once each write resolves, as the contract allows.
+    buffer.set(pattern(at, chunk));
+    await writer.write(buffer);
+  }
+  await writer.close();
+  assertEquals(await received, total);
+  await stream.closed;
+  await close();
+});
+
+Deno.test("yamux: backpressure: an unread stream stalls its writer; the receiver holds at most the window", async () => {
+  const { client, server, close } = sessionPair();
+  const inbound = server[Symbol.asyncIterator]().next();
+  const stream = await client.openStream();
+  const writer = stream.writable.getWriter();
+  let accepted = 0;
+  const piece = new Uint8Array(64 * 1024);
+  const writing = (async () => {
+    for (let i = 0; i < 64; i++) {
+      await writer.write(piece);
+      accepted += piece.length;
+    }
+    await writer.close();
+  })();
+  const { value: remote } = await inbound;
+  assert(remote !== undefined);
+  await delay(200);
+  // 4 MiB offered; the peer granted 256 KiB and nobody reads.
+  assert(accepted <= INITIAL_STREAM_WINDOW, `writer accepted ${accepted} bytes`);
+  const stats = remote.stats();
+  assertEquals(stats.bufferedBytes, INITIAL_STREAM_WINDOW, "receiver buffered");
+  assert(stats.bufferedBytes <= stats.receiveWindow);
+  assertEquals(stream.stats().sendWindow, 0, "sender window");
+  // Reading releases the writer.
+  const all = await readAll(remote.readable);
+  await writing;
+  assertEquals(all.length, 64 * piece.length);
+  await remote.close();
+  await close();
+});
+
+Deno.test("yamux: window updates and auto-tuning: the window grows under load on a slow link", async () => {
+  // 10 ms each way: 256 KiB per 20 ms round trip would cap a stream at ~13 MB/s.
+  const { client, server, close } = sessionPair({}, {}, 10, 64 << 20);
+  const total = 16 * 1024 * 1024;
+  const received = (async () => {
+    for await (const stream of server) {
+      const data = await readAll(stream.readable);
+      const window = stream.stats().receiveWindow;
+      await stream.close();
+      return { length: data.length, window };
+    }
+  })();
+  // Let the start-up ping measure the round trip first.
+  while (client.rtt === undefined || server.rtt === undefined) await delay(5);
+  assert(server.rtt >= 19, `rtt ${server.rtt}`);
+  const stream = await client.openStream();
+  const writer = stream.writable.getWriter();
+  const started = performance.now();
+  for (let at = 0; at < total; at += 1 << 20) await writer.write(new Uint8Array(1 << 20));
+  await writer.close();
+  const result = await received;
+  const seconds = (performance.now() - started) / 1000;
+  assertEquals(result?.length, total);
+  assert(result!.window > INITIAL_STREAM_WINDOW, `window stayed at ${result?.window}`);
+  // Without tuning this takes 64 round trips (> 1.2 s).
+  assert(seconds < 1.2, `took ${seconds.toFixed(2)} s`);
+  await stream.closed;
+  await close();
+});
+
+Deno.test("yamux: auto-tuning never grows past maxStreamWindow", async () => {
+  const { client, server, close } = sessionPair({}, { maxStreamWindow: INITIAL_STREAM_WINDOW }, 5);
+  const received = (async () => {
+    for await (const stream of server) {
+      const data = await readAll(stream.readable);
+      const window = stream.stats().receiveWindow;
+      await stream.close();
+      return { length: data.length, window };
+    }
+  })();
+  while (server.rtt === undefined) await delay(5);
+  const stream = await client.openStream();
+  const writer = stream.writable.getWriter();
+  for (let i = 0; i < 4; i++) await writer.write(new Uint8Array(1 << 20));
+  await writer.close();
+  assertEquals(await received, { length: 4 << 20, window: INITIAL_STREAM_WINDOW });
+  await close();
+});
+
+Deno.test("yamux: half-close both ways: FIN ends the peer's readable, the other direction goes on", async () => {
+  const { client, server, close } = sessionPair();
+  const serving = (async () => {
+    for await (const stream of server) {
+      const request = decoder.decode(await readAll(stream.readable));
+      assertEquals(stream.state, "remoteClose");
+      const writer = stream.writable.getWriter();
+      await writer.write(encoder.encode(`got ${request}`));
+      await writer.close();
+      await stream.closed;
+      assertEquals(stream.state, "closed");
+      return;
+    }
+  })();
+  const stream = await client.openStream();
+  const writer = stream.writable.getWriter();
+  await writer.write(encoder.encode("request"));
+  await writer.close();
+  assertEquals(stream.state, "localClose");
+  assertEquals(decoder.decode(await readAll(stream.readable)), "got request");
+  await stream.closed;
+  assertEquals(stream.state, "closed");
+  await serving;
+  await close();
+});
+
+Deno.test("yamux: a reset is seen by the peer: its reads and writes fail with CONNECTION_RESET", async () => {
+  const { client, server, close } = sessionPair();
+  const inbound = server[Symbol.asyncIterator]().next();
+  const stream = await client.openStream();
+  const w = stream.writable.getWriter();
+  await w.write(encoder.encode("x"));
+  w.releaseLock();
+  const { value: remote } = await inbound;
+  assert(remote !== undefined);
+  const reader = remote.readable.getReader();
+  assertEquals(decoder.decode((await reader.read()).value), "x");
+  stream.abort(new Error("changed my mind"));
+  await assertRejectsCode(reader.read(), "CONNECTION_RESET");
+  await assertRejectsCode(
+    remote.writable.getWriter().write(encoder.encode("late")),
+    "CONNECTION_RESET",
+  );
+  await remote.closed;
+  assertEquals([stream.state, remote.state], ["reset", "reset"]);
+  // The session is fine.
+  const serving = serveEcho(server);
+  assertEquals(await echoOnce(await client.openStream(), "still here"), "still here");
+  await close();
+  await serving;
+});
+
+Deno.test("yamux: GoAway on close: new streams are refused, existing ones finish", async () => {
+  const { client, server } = sessionPair();
+  const inbound = server[Symbol.asyncIterator]().next();
+  const stream = await client.openStream();
+  const { value: remote } = await inbound;
+  assert(remote !== undefined);
+  const serverClosed = server.close();
+  while (client.remoteGoAway === undefined) await delay(1);
+  assertEquals(client.remoteGoAway, GoAwayCode.NormalTermination);
+  await assertRejectsCode(client.openStream(), "CONNECTION_CLOSED");
+  assertEquals(server.state, "closing");
+  // The existing stream still works both ways.
+  remote.readable.pipeTo(remote.writable).catch(() => {});
+  assertEquals(await echoOnce(stream, "finishing"), "finishing");
+  await serverClosed;
+  await client.closed;
+  assertEquals([server.state, client.state, server.error, client.error?.code], [
+    "closed",
+    "closed",
+    undefined,
+    undefined,
+  ]);
+});
+
+Deno.test("yamux: inbound stream limit: the excess stream is reset and counted; the connection survives", async () => {
+  const refused = defaultRegistry.find("yamux_streams_refused_total");
+  const before = refused?.get({ reason: "inbound_limit" }) ?? 0;
+  const { client, server, close } = sessionPair({}, { maxInboundStreams: 2 });
+  const serving = serveEcho(server);
+  const first = await client.openStream();
+  const second = await client.openStream();
+  const third = await client.openStream();
+  await assertRejectsCode(third.readable.getReader().read(), "CONNECTION_RESET");
+  assertEquals(
+    defaultRegistry.find("yamux_streams_refused_total")!.get({ reason: "inbound_limit" }),
+    before + 1,
+  );
+  assertEquals(await echoOnce(first, "one"), "one");
+  await first.closed;
+  // A slot is free again.
+  assertEquals(await echoOnce(await client.openStream(), "four"), "four");
+  assertEquals(await echoOnce(second, "two"), "two");
+  await close();
+  await serving;
+});
+
+Deno.test("yamux: unacknowledged outbound streams are limited: LIMIT_EXCEEDED", async () => {
+  // The server never takes streams from its iterator, so it never ACKs.
+  const { client, close } = sessionPair({ maxUnackedOutboundStreams: 2 });
+  await client.openStream();
+  await client.openStream();
+  await assertRejectsCode(client.openStream(), "LIMIT_EXCEEDED");
+  await close();
+});
+
+Deno.test("yamux: the accept backlog is bounded; streams opened before iteration are not lost", async () => {
+  const { client, server, close } = sessionPair({}, { acceptBacklog: 2 });
+  const streams = [await client.openStream(), await client.openStream(), await client.openStream()];
+  await assertRejectsCode(streams[2].readable.getReader().read(), "CONNECTION_RESET");
+  const serving = serveEcho(server);
+  assertEquals(await echoOnce(streams[0], "a"), "a");
+  assertEquals(await echoOnce(streams[1], "b"), "b");
+  await close();
+  await serving;
+});
+
+/** A raw peer: writes frames by hand, reads what the session sends. */
+function rawPeer(options: Partial<YamuxOptions> = {}) {
+  const [a, b] = connectionPair();
+  const muxer = Yamux.create(b, { role: "listener", keepAliveInterval: 0, ...options });
+  muxer.start();
+  const writer = a.writable.getWriter();
+  const reader = a.readable.getReader();
+  let buffered = new Uint8Array(0);
+  return {
+    muxer,
+    raw: a,
+    write: (bytes: Uint8Array) => writer.write(bytes),
+    /** The next frame header the session sent (bodies skipped). */
+    async nextFrame(): Promise<
+      { type: number; flags: number; id: number; length: number } | undefined
+    > {
+      while (buffered.length < HEADER_LENGTH) {
+        const { done, value } = await reader.read().catch(() => ({ done: true, value: undefined }));
+        if (done || value === undefined) return undefined;
+        const next = new Uint8Array(buffered.length + value.length);
+        next.set(buffered);
+        next.set(value, buffered.length);
+        buffered = next;
+      }
+      const view = new DataView(buffered.buffer, buffered.byteOffset);
+      const frame = {
+        type: view.getUint8(1),
+        flags: view.getUint16(2),
+        id: view.getUint32(4),
+        length: view.getUint32(8),
+      };
+      const skip = HEADER_LENGTH + (frame.type === FrameType.Data ? frame.length : 0);
+      buffered = buffered.subarray(Math.min(skip, buffered.length));
+      return frame;
+    },
+  };
+}
+
+Deno.test("yamux: a peer sending data past the window gets GoAway(protocol error); PROTOCOL_VIOLATION", async () => {
+  const peer = rawPeer();
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }),
+  );
+  const tooMuch = INITIAL_STREAM_WINDOW + 1;
+  const frame = new Uint8Array(HEADER_LENGTH + tooMuch);
+  frame.set(encodeFrameHeader({ type: FrameType.Data, flags: 0, streamId: 1, length: tooMuch }));
+  await peer.write(frame).catch(() => {});
+  let goAway: { length: number } | undefined;
+  while (true) {
+    const next = await peer.nextFrame();
+    if (next === undefined || next.type === FrameType.GoAway) {
+      goAway = next;
+      break;
+    }
+  }
+  assertEquals(goAway?.length, GoAwayCode.ProtocolError);
+  await peer.muxer.closed;
+  assertEquals(peer.muxer.error?.code, "PROTOCOL_VIOLATION");
+  assertEquals(peer.muxer.state, "closed");
+  peer.raw.abort();
+});
+
+Deno.test("yamux: ping measures the round trip; pings from the peer are answered", async () => {
+  const { client, server, close } = sessionPair({}, {}, 5);
+  const rtt = await client.ping();
+  assert(rtt >= 9 && rtt < 500, `rtt ${rtt}`);
+  const back = await server.ping();
+  assert(back >= 9 && back < 500, `rtt ${back}`);
+  assert(client.rtt !== undefined && client.rtt >= 9);
+  await close();
+});
+
+Deno.test("yamux: the raw wire: SYN opens, ACK acknowledges when accepted, ping is echoed with ACK", async () => {
+  const peer = rawPeer();
+  // The session's start-up ping.
+  const first = await peer.nextFrame();
+  assertEquals([first?.type, first?.flags, first?.id], [FrameType.Ping, Flag.SYN, 0]);
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: 0xabcdef }),
+  );
+  assertEquals(await peer.nextFrame(), {
+    type: FrameType.Ping,
+    flags: Flag.ACK,
+    id: 0,
+    length: 0xabcdef,
+  });
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }),
+  );
+  const { value: stream } = await peer.muxer[Symbol.asyncIterator]().next();
+  assertEquals(stream?.id, 1);
+  assertEquals(await peer.nextFrame(), {
+    type: FrameType.WindowUpdate,
+    flags: Flag.ACK,
+    id: 1,
+    length: 0,
+  });
+  // Ack a SYN for a stream with the listener's own parity: a protocol violation.
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 2, length: 0 }),
+  );
+  await peer.muxer.closed;
+  assertEquals(peer.muxer.error?.code, "PROTOCOL_VIOLATION");
+  peer.raw.abort();
+});
+
+Deno.test("yamux: keepalive pings run periodically; an unanswered one aborts the session with TIMEOUT", async () => {
+  const { client, server, close } = sessionPair({ keepAliveInterval: 20 });
+  await delay(100);
+  assert(client.rtt !== undefined && server.rtt !== undefined);
+  await close();
+
+  // A peer that never answers pings.
+  const [a, b] = connectionPair();
+  const muxer = Yamux.create(b, { role: "listener", keepAliveInterval: 20, pingTimeout: 50 });
+  muxer.start();
+  const draining = a.readable.pipeTo(new WritableStream()).catch(() => {});
+  await muxer.closed;
+  assertEquals(muxer.error?.code, "TIMEOUT");
+  a.abort();
+  await draining;
+});
+
+Deno.test("yamux: the peer aborting the connection ends open streams with CONNECTION_RESET", async () => {
+  const { client, server } = sessionPair();
+  const inbound = server[Symbol.asyncIterator]().next();
+  const stream = await client.openStream();
+  await inbound;
+  server.abort();
+  await assertRejectsCode(stream.readable.getReader().read(), "CONNECTION_RESET");
+  await client.closed;
+  assertEquals(client.state, "closed");
+});
