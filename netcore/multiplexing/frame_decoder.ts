@@ -59,7 +59,11 @@ export class FrameDecoder {
   #partialLength = 0;
   #remaining = 0;
 
-  /** @param maxDataLength the largest Data frame body accepted */
+  /**
+   * A decoder between frames.
+   *
+   * @param maxDataLength the largest Data frame body accepted
+   */
   constructor(maxDataLength: number) {
     this.#maxDataLength = maxDataLength;
   }

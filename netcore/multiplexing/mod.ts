@@ -9,3 +9,4 @@ export * from "./frame.ts";
 export * from "./frame_decoder.ts";
 export * from "./yamux.ts";
 export * from "./yamux_stream.ts";
+export * from "./yamux_upgrade.ts";

@@ -175,7 +175,8 @@ interface PendingPing {
  * await muxer.close();
  * ```
  */
-export class Yamux implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
+export class Yamux<C extends Connection = Connection>
+  implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
   /** Our address of the underlying connection. */
   readonly localAddr: Multiaddr;
   /** The peer's address of the underlying connection. */
@@ -185,7 +186,7 @@ export class Yamux implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
   /** Our side. */
   readonly role: Role;
 
-  readonly #conn: Connection;
+  readonly #conn: C;
   readonly #options: Required<Omit<YamuxOptions, "logger">>;
   readonly #windows: StreamWindowOptions;
   readonly #log: Logger;
@@ -236,7 +237,7 @@ export class Yamux implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
    * Wraps `conn`, which the session then owns. Prefer
    * {@linkcode Yamux.create}. Starts nothing: call {@linkcode Yamux.start}.
    */
-  constructor(conn: Connection, options: YamuxOptions) {
+  constructor(conn: C, options: YamuxOptions) {
     const { logger, ...rest } = options;
     this.#options = { ...YAMUX_DEFAULTS, ...rest };
     const o = this.#options;
@@ -293,12 +294,12 @@ export class Yamux implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
    * for await (const stream of muxer) handle(stream);
    * ```
    */
-  static create(conn: Connection, options: YamuxOptions): Yamux {
+  static create<C extends Connection>(conn: C, options: YamuxOptions): Yamux<C> {
     return new Yamux(conn, options);
   }
 
-  /** The connection the session runs on (e.g. to read the peer's identity). */
-  get connection(): Connection {
+  /** The connection the session runs on (e.g. a secure channel, to read the peer's identity). */
+  get connection(): C {
     return this.#conn;
   }
 
