@@ -330,3 +330,127 @@ Deno.test("bytes the peer sends right after the handshake are not lost", async (
   a.abort();
   b.abort();
 });
+
+// ---- interop with js-libp2p ----
+
+/**
+ * One end of a js-libp2p `MessageStream` as our Web-Streams `Connection`, so
+ * the two implementations can face each other over js-libp2p's own
+ * in-memory connection pair.
+ */
+function fromMessageStream(
+  stream: {
+    addEventListener(type: string, fn: (evt: Event) => void): void;
+    send(data: Uint8Array): boolean;
+    onDrain(): Promise<void>;
+    close(): Promise<void>;
+    abort(err: Error): void;
+  },
+  localAddr: string,
+  remoteAddr: string,
+): Connection {
+  const closed = Promise.withResolvers<void>();
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      stream.addEventListener("message", (evt) => {
+        const data = (evt as Event & { data: Uint8Array | { subarray(): Uint8Array } }).data;
+        controller.enqueue(data instanceof Uint8Array ? data : data.subarray());
+      });
+      stream.addEventListener("remoteCloseWrite", () => controller.close());
+      stream.addEventListener("close", (evt) => {
+        const error = (evt as Event & { error?: Error }).error;
+        try {
+          if (error) controller.error(error);
+          else controller.close();
+        } catch {
+          // already closed
+        }
+        closed.resolve();
+      });
+    },
+  });
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      if (!stream.send(chunk.slice())) await stream.onDrain();
+    },
+    close: () => stream.close(),
+    abort: (reason) => stream.abort(reason instanceof Error ? reason : new Error(String(reason))),
+  });
+  return {
+    readable,
+    writable,
+    localAddr: Multiaddr.parse(localAddr),
+    remoteAddr: Multiaddr.parse(remoteAddr),
+    close: () => stream.close(),
+    abort: (reason) => stream.abort(reason instanceof Error ? reason : new Error(String(reason))),
+    closed: closed.promise,
+  };
+}
+
+Deno.test("interop: @chainsafe/libp2p-noise 17 (js-libp2p) and ours complete XX both ways and talk", async () => {
+  const { noise } = await import("@chainsafe/libp2p-noise");
+  const { multiaddrConnectionPair } = await import("@libp2p/utils");
+  const { defaultLogger } = await import("@libp2p/logger");
+  const { generateKeyPair } = await import("@libp2p/crypto/keys");
+  const { peerIdFromPrivateKey } = await import("@libp2p/peer-id");
+
+  const jsKey = await generateKeyPair("Ed25519");
+  const jsPeerId = peerIdFromPrivateKey(jsKey);
+  const js = noise({})({
+    peerId: jsPeerId,
+    privateKey: jsKey,
+    logger: defaultLogger(),
+    // Early muxer negotiation (the handshake extensions) is on when muxers are configured.
+    upgrader: {
+      getStreamMuxers: () => new Map([["/yamux/1.0.0", { protocol: "/yamux/1.0.0" }]]),
+    } as never,
+  });
+  const ours = Ed25519Identity.generate();
+
+  for (const jsRole of ["dialer", "listener"] as const) {
+    const [outbound, inbound] = multiaddrConnectionPair();
+    const jsEnd = jsRole === "dialer" ? outbound : inbound;
+    const ourEnd = fromMessageStream(
+      jsRole === "dialer" ? inbound : outbound,
+      "/memory/1",
+      `/memory/2/p2p/${jsPeerId}`,
+    );
+    const ourRole = jsRole === "dialer" ? "listener" : "dialer";
+    const [theirs, mine] = await Promise.all([
+      jsRole === "dialer"
+        ? js.secureOutbound(jsEnd, { remotePeer: undefined })
+        : js.secureInbound(jsEnd, {}),
+      libp2pNoise(ours, { streamMuxers: ["/yamux/1.0.0"] })(ourEnd, context(ourRole)),
+    ]);
+    assertEquals(theirs.remotePeer.toString(), ours.peerId.toString(), `js as ${jsRole}`);
+    assertEquals(mine.remotePeerId.toString(), jsPeerId.toString(), `ours as ${ourRole}`);
+    assertEquals(mine.remoteStreamMuxers, ["/yamux/1.0.0"], "we read js's extensions");
+    assertEquals(theirs.streamMuxer?.protocol, "/yamux/1.0.0", "js reads ours");
+
+    // Transport messages both ways, including one larger than a frame.
+    const big = new Uint8Array(200_000).map((_, i) => i * 7);
+    const received: Uint8Array[] = [];
+    let total = 0;
+    const gotAll = Promise.withResolvers<void>();
+    theirs.connection.addEventListener("message", (evt: Event) => {
+      const data = (evt as Event & { data: Uint8Array | { subarray(): Uint8Array } }).data;
+      const chunk = data instanceof Uint8Array ? data : data.subarray();
+      received.push(chunk);
+      total += chunk.length;
+      if (total >= big.length) gotAll.resolve();
+    });
+    const writer = mine.writable.getWriter();
+    await writer.write(big);
+    await gotAll.promise;
+    const joined = new Uint8Array(total);
+    let offset = 0;
+    for (const c of received) joined.set(c, offset), offset += c.length;
+    assertEquals(joined, big, "js decrypts what we encrypt");
+
+    theirs.connection.send(encoder.encode("hello from js-libp2p"));
+    const reader = mine.readable.getReader();
+    assertEquals(decoder.decode((await reader.read()).value), "hello from js-libp2p");
+    mine.abort();
+    theirs.connection.abort(new Error("done"));
+  }
+});

@@ -169,7 +169,13 @@ export function libp2pNoise(
     const initiator = context.role === "dialer";
     let expected = options.expectedPeerId;
     if (initiator && expected === undefined && conn.remoteAddr?.peerId !== undefined) {
-      expected = PeerId.parse(conn.remoteAddr.peerId);
+      try {
+        expected = PeerId.parse(conn.remoteAddr.peerId);
+      } catch (err) {
+        const error = NetworkError.wrap(err, "BAD_ADDRESS", "the dialed address's /p2p/ part");
+        conn.abort(error);
+        throw error;
+      }
     }
     const hs = new HandshakeState({
       protocolName: LIBP2P_NOISE_PROTOCOL_NAME,
