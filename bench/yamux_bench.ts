@@ -11,6 +11,9 @@ import { MemoryConnection } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { Yamux, type YamuxStream } from "../netcore/multiplexing/mod.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
+import { Ed25519Identity } from "../netcore/identity/mod.ts";
+import { libp2pNoise } from "../netcore/noise/libp2p_noise.ts";
+import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 
 const TOTAL = 16 * 1024 * 1024;
 const CHUNK = 256 * 1024;
@@ -147,3 +150,84 @@ Deno.bench(
 Deno.bench("yamux: ping()", { group: "rtt" }, async () => {
   await client.ping();
 });
+
+// ---- through Noise (libp2p-noise XX, native crypto) --------------------------
+
+const identityA = Ed25519Identity.generate();
+const identityB = Ed25519Identity.generate();
+const noiseA = libp2pNoise(identityA);
+const noiseB = libp2pNoise(identityB);
+const signal = new AbortController().signal;
+
+async function tcpPair(): Promise<[Connection, Connection]> {
+  const tcp = new TcpTransport();
+  const listener = await tcp.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
+  const accepted = listener[Symbol.asyncIterator]().next();
+  const dialed = await tcp.dial(listener.addr);
+  const inbound = (await accepted).value!;
+  await listener.close();
+  return [dialed, inbound];
+}
+
+for (const kind of ["memory", "tcp"] as const) {
+  const [rawDial, rawListen] = kind === "memory" ? pair() : await tcpPair();
+  const [secureA, secureB] = await Promise.all([
+    noiseA(rawDial, { role: "dialer", signal }),
+    noiseB(rawListen, { role: "listener", signal }),
+  ]);
+  // The secure channel alone: the ceiling for yamux on top of it.
+  const [plainA, plainB] = kind === "memory" ? pair() : await tcpPair();
+  const [chanA, chanB] = await Promise.all([
+    noiseA(plainA, { role: "dialer", signal }),
+    noiseB(plainB, { role: "listener", signal }),
+  ]);
+  const chanWriter = chanA.writable.getWriter();
+  const chanReader = chanB.readable.getReader();
+  Deno.bench(`noise alone over ${kind}: 16 MiB`, {
+    group: `noise ${kind}`,
+    baseline: true,
+  }, async () => {
+    const reading = (async () => {
+      let got = 0;
+      while (got < TOTAL) got += (await chanReader.read()).value!.length;
+    })();
+    for (let at = 0; at < TOTAL; at += CHUNK) await chanWriter.write(payload);
+    await reading;
+  });
+
+  const muxA = Yamux.create(secureA, { role: "dialer", keepAliveInterval: 0 });
+  const muxB = Yamux.create(secureB, {
+    role: "listener",
+    keepAliveInterval: 0,
+  });
+  muxA.start();
+  muxB.start();
+  (async () => {
+    for await (const stream of muxB) {
+      (async () => {
+        const reader = stream.readable.getReader();
+        while (!(await reader.read()).done) {
+          // drain
+        }
+        await stream.writable.close();
+      })().catch(() => {});
+    }
+  })();
+  Deno.bench(`noise+yamux over ${kind}: 16 MiB on one stream`, {
+    group: `noise ${kind}`,
+  }, async () => {
+    const stream = await muxA.openStream();
+    const writer = stream.writable.getWriter();
+    for (let at = 0; at < TOTAL; at += CHUNK) await writer.write(payload);
+    await writer.close();
+    writer.releaseLock();
+    await stream.readable.pipeTo(new WritableStream());
+  });
+  Deno.bench(
+    `noise+yamux over ${kind}: ping()`,
+    { group: `noise ${kind} rtt` },
+    async () => {
+      await muxA.ping();
+    },
+  );
+}
