@@ -35,15 +35,39 @@ import { EMPTY, MAX_NOISE_MESSAGE, TAG_LENGTH } from "./_frame.ts";
 import { runHandshake } from "./_handshake_io.ts";
 import { SecureChannel, type SecureChannelInit } from "./secure_channel.ts";
 
-/** The one Noise protocol libp2p-noise speaks. */
+/**
+ * The one Noise protocol libp2p-noise speaks.
+ *
+ * @example
+ * ```ts
+ * import { LIBP2P_NOISE_PROTOCOL_NAME } from "./libp2p_noise.ts";
+ * console.log(LIBP2P_NOISE_PROTOCOL_NAME); // "Noise_XX_25519_ChaChaPoly_SHA256"
+ * ```
+ */
 export const LIBP2P_NOISE_PROTOCOL_NAME = "Noise_XX_25519_ChaChaPoly_SHA256";
 
-/** The multistream-select protocol id under which the upgrade is negotiated. */
+/**
+ * The multistream-select protocol id under which the upgrade is negotiated.
+ *
+ * @example
+ * ```ts
+ * import { LIBP2P_NOISE_PROTOCOL_ID } from "./libp2p_noise.ts";
+ * console.log(LIBP2P_NOISE_PROTOCOL_ID); // "/noise"
+ * ```
+ */
 export const LIBP2P_NOISE_PROTOCOL_ID = "/noise";
 
 const DH_LEN = 32;
 
-/** Options for {@linkcode libp2pNoise}. Defaults in {@linkcode LIBP2P_NOISE_DEFAULTS}. */
+/**
+ * Options for {@linkcode libp2pNoise}. Defaults in {@linkcode LIBP2P_NOISE_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import type { Libp2pNoiseOptions } from "./libp2p_noise.ts";
+ * const options: Libp2pNoiseOptions = { handshakeTimeout: 5_000, streamMuxers: ["/yamux/1.0.0"] };
+ * ```
+ */
 export interface Libp2pNoiseOptions {
   /**
    * The peer the dialer must find at the other end. Default: the `/p2p/`
@@ -64,13 +88,31 @@ export interface Libp2pNoiseOptions {
   staticKey?: KeyPair;
 }
 
-/** The defaults of {@linkcode Libp2pNoiseOptions}. */
+/**
+ * The defaults of {@linkcode Libp2pNoiseOptions}.
+ *
+ * @example
+ * ```ts
+ * import { LIBP2P_NOISE_DEFAULTS } from "./libp2p_noise.ts";
+ * console.log(LIBP2P_NOISE_DEFAULTS.handshakeTimeout); // 10000
+ * ```
+ */
 export const LIBP2P_NOISE_DEFAULTS = {
   handshakeTimeout: 10_000,
   streamMuxers: [] as readonly string[],
 } as const;
 
-/** The peer as the handshake authenticated it. */
+/**
+ * The peer as the handshake authenticated it.
+ *
+ * @example
+ * ```ts
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * import type { Libp2pRemoteIdentity } from "./libp2p_noise.ts";
+ * const id = Ed25519Identity.generate();
+ * const remote: Libp2pRemoteIdentity = { peerId: id.peerId, identityKey: id.publicKey, streamMuxers: [] };
+ * ```
+ */
 export interface Libp2pRemoteIdentity {
   /** The peer id derived from its identity key. */
   peerId: PeerId;

@@ -9,7 +9,15 @@
 
 import { staticKeyHex } from "./trusted_peers.ts";
 
-/** Options for {@linkcode ReplayGuard}. Defaults in {@linkcode REPLAY_GUARD_DEFAULTS}. */
+/**
+ * Options for {@linkcode ReplayGuard}. Defaults in {@linkcode REPLAY_GUARD_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import { ReplayGuard } from "./replay_guard.ts";
+ * const guard = new ReplayGuard({ capacity: 1024 });
+ * ```
+ */
 export interface ReplayGuardOptions {
   /**
    * How many static keys to remember. Default 65_536. Beyond it the key
@@ -20,7 +28,15 @@ export interface ReplayGuardOptions {
   capacity?: number;
 }
 
-/** The defaults of {@linkcode ReplayGuardOptions}. */
+/**
+ * The defaults of {@linkcode ReplayGuardOptions}.
+ *
+ * @example
+ * ```ts
+ * import { REPLAY_GUARD_DEFAULTS } from "./replay_guard.ts";
+ * console.log(REPLAY_GUARD_DEFAULTS.capacity); // 65536
+ * ```
+ */
 export const REPLAY_GUARD_DEFAULTS: Required<ReplayGuardOptions> = { capacity: 65_536 };
 
 /**

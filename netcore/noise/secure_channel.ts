@@ -29,6 +29,19 @@ import { EMPTY, LENGTH_PREFIX, MAX_PLAINTEXT, TAG_LENGTH } from "./_frame.ts";
  * What the channel needs of a Noise `CipherState`: the transport-phase
  * ENCRYPT and DECRYPT with the nonce kept inside. `CipherState` from
  * `cipher_state.ts` has this shape.
+ *
+ * @example
+ * ```ts
+ * import { CipherState } from "./cipher_state.ts";
+ * import { getCryptoBackend } from "./crypto.ts";
+ * import type { TransportCipher } from "./secure_channel.ts";
+ * const key = new Uint8Array(32);
+ * const cipher = getCryptoBackend().cipher("ChaChaPoly");
+ * const send: TransportCipher = new CipherState(cipher, key);
+ * const receive: TransportCipher = new CipherState(cipher, key);
+ * const ct = send.encryptWithAd(new Uint8Array(0), new Uint8Array([1, 2]));
+ * console.log(receive.decryptWithAd(new Uint8Array(0), ct)); // Uint8Array [ 1, 2 ]
+ * ```
  */
 export interface TransportCipher {
   /**
@@ -45,7 +58,21 @@ const WRITE_HIGH_WATER = 256 * 1024;
 /** Smallest batch buffer, so bursts of small writes do not reallocate. */
 const MIN_BATCH = 16 * 1024;
 
-/** What a handshake hands to {@linkcode SecureChannel}. */
+/**
+ * What a handshake hands to {@linkcode SecureChannel}.
+ *
+ * @example
+ * ```ts ignore
+ * import { ByteReader } from "../byte_reader.ts";
+ * import { SecureChannel } from "./secure_channel.ts";
+ * // at the end of a handshake on `conn`, with `hs` complete (initiator side):
+ * const [i2r, r2i] = hs.split();
+ * const channel = new SecureChannel({
+ *   connection: conn, reader, writer, encrypter: i2r, decrypter: r2i,
+ *   remoteStaticKey: hs.remoteStaticKey!, handshakeHash: hs.handshakeHash,
+ * });
+ * ```
+ */
 export interface SecureChannelInit {
   /** The connection the handshake ran on. Its streams are locked by `reader` and `writer`. */
   connection: Connection;

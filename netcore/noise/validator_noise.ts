@@ -55,7 +55,15 @@ import { ReplayGuard } from "./replay_guard.ts";
 import { SecureChannel, type SecureChannelInit } from "./secure_channel.ts";
 import { staticKeyHex, type TrustedPeers } from "./trusted_peers.ts";
 
-/** The Noise protocol of the validator handshake. */
+/**
+ * The Noise protocol of the validator handshake.
+ *
+ * @example
+ * ```ts
+ * import { VALIDATOR_NOISE_PROTOCOL_NAME } from "./validator_noise.ts";
+ * console.log(VALIDATOR_NOISE_PROTOCOL_NAME); // "Noise_IK_25519_ChaChaPoly_SHA256"
+ * ```
+ */
 export const VALIDATOR_NOISE_PROTOCOL_NAME = "Noise_IK_25519_ChaChaPoly_SHA256";
 
 const DH_LEN = 32;
@@ -70,10 +78,29 @@ const MESSAGE_2_LEN = DH_LEN + TAG_LENGTH;
  * - `"mutual"`: only static keys in `trustedPeers` (validator to validator);
  * - `"accept-any-dialer"`: any static key (a public full node serving
  *   unknown clients); replay and clock checks still apply.
+ *
+ * @example
+ * ```ts
+ * import type { ValidatorNoiseMode } from "./validator_noise.ts";
+ * const publicFullNode: ValidatorNoiseMode = "accept-any-dialer";
+ * ```
  */
 export type ValidatorNoiseMode = "mutual" | "accept-any-dialer";
 
-/** Options for {@linkcode validatorNoise}. Defaults in {@linkcode VALIDATOR_NOISE_DEFAULTS}. */
+/**
+ * Options for {@linkcode validatorNoise}. Defaults in {@linkcode VALIDATOR_NOISE_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import { TrustedPeerSet } from "./trusted_peers.ts";
+ * import type { ValidatorNoiseOptions } from "./validator_noise.ts";
+ * const options: ValidatorNoiseOptions = {
+ *   trustedPeers: new TrustedPeerSet(),
+ *   networkId: "mainnet",
+ *   maxClockSkew: 30_000,
+ * };
+ * ```
+ */
 export interface ValidatorNoiseOptions {
   /** Who may dial us. Default `"mutual"`. */
   mode?: ValidatorNoiseMode;
@@ -102,7 +129,15 @@ export interface ValidatorNoiseOptions {
   backend?: CryptoBackend;
 }
 
-/** The defaults of {@linkcode ValidatorNoiseOptions}. */
+/**
+ * The defaults of {@linkcode ValidatorNoiseOptions}.
+ *
+ * @example
+ * ```ts
+ * import { VALIDATOR_NOISE_DEFAULTS } from "./validator_noise.ts";
+ * console.log(VALIDATOR_NOISE_DEFAULTS.maxClockSkew); // 60000
+ * ```
+ */
 export const VALIDATOR_NOISE_DEFAULTS = {
   mode: "mutual",
   networkId: "",
