@@ -212,6 +212,32 @@ Deno.test("a large write is split into full 65535-byte frames and sent in ONE lo
   b.abort();
 });
 
+Deno.test("a huge write goes down in slices of 16 full frames, never one giant buffer", async () => {
+  const [a, b, release] = await rawPair("memory");
+  const keys = randomKeys();
+  const lowerWrites: Uint8Array[] = [];
+  const counting: Connection = Object.assign(Object.create(a), {
+    writable: new WritableStream<Uint8Array>({
+      write(chunk) {
+        lowerWrites.push(chunk.slice());
+      },
+    }),
+    readable: a.readable,
+  });
+  const channel = channelOn(counting, keys.aToB, keys.bToA, keys.backend);
+  const data = randomBytes(5 * 1024 * 1024);
+  const writer = channel.writable.getWriter();
+  await writer.write(data);
+  await writer.close();
+  assert(lowerWrites.length >= 5, `${lowerWrites.length} lower writes`);
+  for (const w of lowerWrites) assert(w.length <= 16 * 65537, `a lower write of ${w.length} bytes`);
+  const receiver = new CipherState(keys.backend.cipher("ChaChaPoly"), keys.aToB);
+  const frames = lowerWrites.flatMap(parseFrames);
+  assertEquals(concat(frames.map((f) => receiver.decryptWithAd(new Uint8Array(0), f))), data);
+  await release();
+  b.abort();
+});
+
 Deno.test("writes made while a lower write is in flight are batched into one lower write", async () => {
   const [a, , release] = await rawPair("memory");
   const keys = randomKeys();

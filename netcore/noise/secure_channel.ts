@@ -55,6 +55,8 @@ export interface TransportCipher {
 
 /** Once this many encrypted bytes wait for the lower connection, writes wait. */
 const WRITE_HIGH_WATER = 256 * 1024;
+/** Largest part of one write encrypted at once: 16 full frames (about 1 MiB). */
+const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest batch buffer, so bursts of small writes do not reallocate. */
 const MIN_BATCH = 16 * 1024;
 
@@ -303,14 +305,33 @@ export class SecureChannel implements Connection {
   // ---- write side ----
 
   #write(chunk: Uint8Array): Promise<void> | undefined {
+    this.#checkWritable();
+    if (chunk.length === 0) return;
+    if (chunk.length > WRITE_SLICE) return this.#writeLarge(chunk);
+    this.#encryptIntoBatch(chunk);
+    this.#flushing ??= this.#flush();
+    if (this.#batchLength >= WRITE_HIGH_WATER) return this.#waitForRoom();
+  }
+
+  /**
+   * A write larger than a slice is encrypted a slice at a time, each slice
+   * waiting for the previous one to be handed down, so a huge write never
+   * needs a batch buffer as large as itself.
+   */
+  async #writeLarge(chunk: Uint8Array): Promise<void> {
+    for (let start = 0; start < chunk.length; start += WRITE_SLICE) {
+      this.#checkWritable();
+      this.#encryptIntoBatch(chunk.subarray(start, start + WRITE_SLICE));
+      this.#flushing ??= this.#flush();
+      if (this.#batchLength >= WRITE_HIGH_WATER) await this.#waitForRoom();
+    }
+  }
+
+  #checkWritable(): void {
     if (this.#writeError !== undefined) throw this.#writeError;
     if (this.#writeState !== "open") {
       throw new NetworkError("CONNECTION_CLOSED", "secure channel is closed for writing");
     }
-    if (chunk.length === 0) return;
-    this.#encryptIntoBatch(chunk);
-    this.#flushing ??= this.#flush();
-    if (this.#batchLength >= WRITE_HIGH_WATER) return this.#waitForRoom();
   }
 
   /** Encrypts `chunk` as full frames appended to the batch. */
