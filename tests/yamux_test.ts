@@ -561,3 +561,39 @@ Deno.test("yamux: the peer aborting the connection ends open streams with CONNEC
   await client.closed;
   assertEquals(client.state, "closed");
 });
+
+Deno.test("yamux: window updates on the wire grant what the application consumed, never more", async () => {
+  const peer = rawPeer();
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 0 }),
+  );
+  const dataFrame = (length: number) => {
+    const frame = new Uint8Array(HEADER_LENGTH + length);
+    frame.set(encodeFrameHeader({ type: FrameType.Data, flags: 0, streamId: 1, length }));
+    return frame;
+  };
+  // The whole initial window, then nothing until we are granted more.
+  await peer.write(dataFrame(INITIAL_STREAM_WINDOW));
+  const { value: stream } = await peer.muxer[Symbol.asyncIterator]().next();
+  assert(stream !== undefined);
+  const reader = stream.readable.getReader();
+  let read = 0;
+  while (read < INITIAL_STREAM_WINDOW) read += (await reader.read()).value!.length;
+  // The raw peer never answers the start-up ping, so no RTT and no auto-tuning:
+  // grants are exactly what was consumed.
+  let granted = 0;
+  while (granted < INITIAL_STREAM_WINDOW / 2) {
+    const frame = await peer.nextFrame();
+    assert(frame !== undefined);
+    if (frame.type === FrameType.WindowUpdate && frame.id === 1) granted += frame.length;
+  }
+  assert(granted <= read, `granted ${granted} after ${read} consumed`);
+  assertEquals(stream.stats().receiveWindow, INITIAL_STREAM_WINDOW);
+  // Using exactly the new credit is fine.
+  await peer.write(dataFrame(granted));
+  let more = 0;
+  while (more < granted) more += (await reader.read()).value!.length;
+  assertEquals(peer.muxer.state, "open");
+  peer.muxer.abort();
+  peer.raw.abort();
+});
