@@ -20,6 +20,7 @@ import {
 import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { Logger } from "../netcore/log.ts";
+import { deadline } from "../netcore/_async.ts";
 
 /** Session failures are expected here; their warnings would only clutter the output. */
 const quiet = new Logger({}, "off");
@@ -398,8 +399,8 @@ Deno.test("yamux: the accept backlog is bounded; streams opened before iteration
 });
 
 /** A raw peer: writes frames by hand, reads what the session sends. */
-function rawPeer(options: Partial<YamuxOptions> = {}) {
-  const [a, b] = connectionPair();
+function rawPeer(options: Partial<YamuxOptions> = {}, bufferSize?: number) {
+  const [a, b] = connectionPair(0, bufferSize);
   const muxer = Yamux.create(b, {
     role: "listener",
     keepAliveInterval: 0,
@@ -595,5 +596,21 @@ Deno.test("yamux: window updates on the wire grant what the application consumed
   while (more < granted) more += (await reader.read()).value!.length;
   assertEquals(peer.muxer.state, "open");
   peer.muxer.abort();
+  peer.raw.abort();
+});
+
+Deno.test("yamux: a peer that floods pings without reading the answers is dropped with LIMIT_EXCEEDED", async () => {
+  const peer = rawPeer({}, 16 * 1024);
+  const pings = 100_000;
+  const flood = new Uint8Array(pings * HEADER_LENGTH);
+  for (let i = 0; i < pings; i++) {
+    flood.set(
+      encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: i }),
+      i * HEADER_LENGTH,
+    );
+  }
+  await peer.write(flood).catch(() => {});
+  await deadline(peer.muxer.closed, 5_000, { what: "the flooded session to end" });
+  assertEquals(peer.muxer.error?.code, "LIMIT_EXCEEDED");
   peer.raw.abort();
 });
