@@ -469,3 +469,16 @@ Deno.test("a dialer that goes silent mid-handshake: TIMEOUT, and its connection 
   assert(elapsed >= 140 && elapsed < 2_000, `timed out after ${elapsed} ms`);
   await expectCode(x.readable.getReader().read(), "CONNECTION_RESET");
 });
+
+Deno.test("the replay memory is bounded, and forgetting a key never re-opens its replays", () => {
+  const guard = new ReplayGuard({ capacity: 2 });
+  const [k1, k2, k3] = [1, 2, 3].map((n) => new Uint8Array(32).fill(n));
+  assert(guard.checkAndAccept(k1, 100));
+  assert(guard.checkAndAccept(k2, 200));
+  assert(!guard.checkAndAccept(k2, 200), "the same timestamp again is a replay");
+  assert(guard.checkAndAccept(k3, 300));
+  assertEquals(guard.size, 2, "k1, accepted longest ago, was forgotten");
+  assert(!guard.isFresh(k1, 100), "k1's old timestamp stays refused after it was forgotten");
+  assert(guard.isFresh(k1, 101));
+  assert(!guard.isFresh(new Uint8Array(32).fill(9), 50), "nothing below the floor passes");
+});
