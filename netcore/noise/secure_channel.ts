@@ -435,3 +435,17 @@ export class SecureChannel implements Connection {
     this.#lower.abort(error);
   }
 }
+
+/**
+ * Any connection a Noise upgrade yields (the libp2p and validator profiles
+ * both extend {@linkcode SecureChannel}); the name the rest of the stack uses.
+ *
+ * @example
+ * ```ts ignore
+ * import type { SecureConnection } from "./secure_channel.ts";
+ * function sessionId(conn: SecureConnection): Uint8Array {
+ *   return conn.handshakeHash;
+ * }
+ * ```
+ */
+export type SecureConnection = SecureChannel;
