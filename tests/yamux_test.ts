@@ -614,3 +614,128 @@ Deno.test("yamux: a peer that floods pings without reading the answers is droppe
   assertEquals(peer.muxer.error?.code, "LIMIT_EXCEEDED");
   peer.raw.abort();
 });
+
+// ---- interop with js-libp2p ----------------------------------------------------
+
+/** A js-libp2p `MessageStream` end (the few members used here). */
+interface JsMessageStream {
+  addEventListener(type: string, fn: (evt: Event) => void): void;
+  send(data: Uint8Array): boolean;
+  onDrain(): Promise<void>;
+  close(): Promise<void>;
+  abort(err: Error): void;
+}
+
+function jsBytes(evt: Event): Uint8Array {
+  const data = (evt as Event & { data: Uint8Array | { subarray(): Uint8Array } }).data;
+  return data instanceof Uint8Array ? data : data.subarray();
+}
+
+/** One end of js-libp2p's in-memory connection pair as our `Connection`. */
+function connectionFromJs(end: JsMessageStream): Connection {
+  const closed = Promise.withResolvers<void>();
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      // js-libp2p may reuse what it emits: copy into a chunk we own.
+      end.addEventListener("message", (evt) => controller.enqueue(jsBytes(evt).slice()));
+      const finish = () => {
+        try {
+          controller.close();
+        } catch {
+          // already closed
+        }
+      };
+      end.addEventListener("remoteCloseWrite", finish);
+      end.addEventListener("close", () => {
+        finish();
+        closed.resolve();
+      });
+    },
+  });
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      if (!end.send(chunk.slice())) await end.onDrain();
+    },
+    close: () => end.close(),
+    abort: () => end.abort(new Error("aborted")),
+  });
+  const addr = Multiaddr.parse("/memory/9");
+  return {
+    readable,
+    writable,
+    localAddr: addr,
+    remoteAddr: addr,
+    close: () => end.close(),
+    abort: () => end.abort(new Error("aborted")),
+    closed: closed.promise,
+  };
+}
+
+Deno.test("interop: @chainsafe/libp2p-yamux 8 (js-libp2p) and ours: streams both ways, 8 MiB, pings, GoAway", async () => {
+  const { yamux } = await import("@chainsafe/libp2p-yamux");
+  const { multiaddrConnectionPair } = await import("@libp2p/utils");
+  const { defaultLogger } = await import("@libp2p/logger");
+  const [outbound, inbound] = multiaddrConnectionPair();
+  // The factory's typings vary across js-libp2p releases; only its behaviour matters here.
+  // deno-lint-ignore no-explicit-any
+  const js: any = (yamux({ enableKeepAlive: false }) as any)({ logger: defaultLogger() })
+    .createStreamMuxer(inbound as never);
+  const ours = Yamux.create(connectionFromJs(outbound as unknown as JsMessageStream), {
+    role: "dialer",
+    keepAliveInterval: 0,
+    logger: quiet,
+  });
+  ours.start();
+
+  // js echoes what we open.
+  js.addEventListener("stream", (evt: CustomEvent) => {
+    const stream = evt.detail as JsMessageStream;
+    stream.addEventListener("message", (e) => stream.send(jsBytes(e)));
+    stream.addEventListener("remoteCloseWrite", () => stream.close().catch(() => {}));
+  });
+  const first = await ours.openStream();
+  assertEquals(await echoOnce(first, "hello js-libp2p"), "hello js-libp2p");
+  await first.closed;
+
+  // 8 MiB through js's echo: windows and updates agree both ways.
+  const bulk = await ours.openStream();
+  const total = 8 << 20;
+  const reading = (async () => {
+    let at = 0;
+    for await (const piece of bulk.readable) {
+      const expected = pattern(at, piece.length);
+      for (let i = 0; i < piece.length; i++) {
+        if (piece[i] !== expected[i]) throw new Error(`byte ${at + i} corrupted`);
+      }
+      at += piece.length;
+    }
+    return at;
+  })();
+  const writer = bulk.writable.getWriter();
+  for (let at = 0; at < total; at += 1 << 20) await writer.write(pattern(at, 1 << 20));
+  await writer.close();
+  assertEquals(await reading, total);
+
+  // Pings both ways.
+  assert((await ours.ping()) >= 0);
+  assert((await js.ping()) >= 0);
+
+  // js opens a stream to us; we echo.
+  const serving = serveEcho(ours);
+  const jsStream = await js.createStream();
+  const got: number[] = [];
+  const ended = new Promise<void>((resolve) => {
+    jsStream.addEventListener("remoteCloseWrite", () => resolve());
+  });
+  jsStream.addEventListener("message", (e: Event) => got.push(...jsBytes(e)));
+  jsStream.send(encoder.encode("hello from js-libp2p"));
+  await jsStream.close();
+  await ended;
+  assertEquals(decoder.decode(Uint8Array.from(got)), "hello from js-libp2p");
+  assertEquals(jsStream.streamId % 2, 0, "the listener's stream ids are even");
+
+  // Our GoAway closes js's side too.
+  await ours.close();
+  await serving;
+  assertEquals([ours.state, ours.error, js.status], ["closed", undefined, "closed"]);
+});
