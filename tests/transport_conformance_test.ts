@@ -347,3 +347,32 @@ conformance({
   maxBuffered: 256 * 1024 + 64 * 1024,
   abortRejectsPeerRead: true,
 });
+
+// TCP specifics that the shared suite has no words for.
+
+Deno.test("tcp: dns addresses are resolved by the dial; unsupported addresses are BAD_ADDRESS", async () => {
+  const tcp = new TcpTransport();
+  const server = await serve(tcp, "/ip4/127.0.0.1/tcp/0", echo);
+  const port = server.listener.addr.tcpEndpoint()!.port;
+  const conn = await tcp.dial(Multiaddr.parse(`/dns4/localhost/tcp/${port}`));
+  const [, back] = await Promise.all([
+    writeAndClose(conn, text("by name")),
+    readAll(conn.readable),
+  ]);
+  assertEquals(str(back), "by name");
+  await conn.closed;
+  assert(!tcp.supports(Multiaddr.parse("/memory/1")), "memory is not TCP");
+  await assertRejectsWith(tcp.dial(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
+  await assertRejectsWith(tcp.listen(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
+  await server.stop();
+});
+
+Deno.test("tcp: the listener's signal closes it", async () => {
+  const controller = new AbortController();
+  const listener = await new TcpTransport().listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"), {
+    signal: controller.signal,
+  });
+  const next = listener[Symbol.asyncIterator]().next();
+  controller.abort();
+  assertEquals((await next).done, true, "iteration ended");
+});
