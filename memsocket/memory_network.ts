@@ -37,7 +37,7 @@ export interface MemoryAcceptor {
  * network.partition(listener.addr);
  * await transport.dial(listener.addr).catch((err) => console.log(err.code)); // "DIAL_REFUSED"
  * network.heal(listener.addr);
- * await (await transport.dial(listener.addr)).close();
+ * (await transport.dial(listener.addr)).abort();
  * await listener.close();
  * ```
  */

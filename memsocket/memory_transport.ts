@@ -62,7 +62,11 @@ export class MemoryTransport implements Transport<MemoryConnection> {
   readonly #network: MemoryNetwork;
   readonly #options: Required<Omit<MemoryTransportOptions, "network">>;
 
-  /** @param options see {@linkcode MemoryTransportOptions} */
+  /**
+   * A memory transport on `options.network` (default: the shared one).
+   *
+   * @param options see {@linkcode MemoryTransportOptions}
+   */
   constructor(options: MemoryTransportOptions = {}) {
     const { network = MemoryNetwork.default, ...rest } = options;
     this.#network = network;

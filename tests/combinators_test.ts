@@ -229,7 +229,7 @@ Deno.test("withTimeout: bounds the whole dial with DIAL_TIMEOUT; fast dials pass
 Deno.test("choice: routes by address, BAD_ADDRESS when no transport fits", async () => {
   const mem = memory();
   const tcp = new TcpTransport();
-  const both = choice<Connection>(mem, tcp);
+  const both = choice(mem, tcp);
   assert(both.supports(Multiaddr.parse("/memory/1")), "memory supported");
   assert(both.supports(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "tcp supported");
   const memListener = await both.listen(Multiaddr.parse("/memory/0"));
@@ -242,7 +242,7 @@ Deno.test("choice: routes by address, BAD_ADDRESS when no transport fits", async
   assertEquals(viaTcp.remoteAddr.tcpEndpoint()?.port, tcpListener.addr.tcpEndpoint()?.port);
   viaMem.abort();
   viaTcp.abort();
-  const onlyMemory = choice<Connection>(mem);
+  const onlyMemory = choice(mem);
   assert(!onlyMemory.supports(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "tcp not supported");
   await assertRejectsWith(onlyMemory.dial(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "BAD_ADDRESS");
   await assertRejectsWith(

@@ -10,10 +10,14 @@ import { NetworkError } from "../network_error.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
+/** The connection type a transport yields. */
+export type ConnectionOf<T> = T extends Transport<infer C> ? C : never;
+
 /**
  * A transport that routes each `dial` and `listen` to the first of
  * `transports` whose `supports(addr)` is true (so `/memory/..` to memory and
- * `/ip4/..` to TCP); `BAD_ADDRESS` when none does.
+ * `/ip4/..` to TCP); `BAD_ADDRESS` when none does. Its connections are the
+ * union of the members' connection types.
  *
  * @example
  * ```ts
@@ -26,15 +30,17 @@ import type { DialOptions, Listener, ListenOptions, Transport } from "./transpor
  * console.log(any.supports(Multiaddr.parse("/memory/3"))); // true
  * ```
  */
-export function choice<C extends ConnectionLifecycle>(
-  ...transports: Transport<C>[]
-): Transport<C> {
+export function choice<T extends Transport<ConnectionLifecycle>[]>(
+  ...transports: T
+): Transport<ConnectionOf<T[number]>> {
+  type C = ConnectionOf<T[number]>;
   const pick = (addr: Multiaddr): Transport<C> => {
     const transport = transports.find((t) => t.supports(addr));
     if (transport === undefined) {
       throw new NetworkError("BAD_ADDRESS", `no transport supports ${addr}`);
     }
-    return transport;
+    // Sound: C is the union of every member's connection type.
+    return transport as Transport<C>;
   };
   return {
     supports: (addr) => transports.some((t) => t.supports(addr)),

@@ -10,7 +10,8 @@
  */
 
 import { Multiaddr } from "../multiaddr.ts";
-import { NetworkError, type NetworkErrorCode } from "../network_error.ts";
+import { NetworkError } from "../network_error.ts";
+import { ioError } from "./_io_error.ts";
 import type { Connection } from "./connection.ts";
 
 /** Options for a {@linkcode TcpConnection}. Defaults in {@linkcode TCP_CONNECTION_DEFAULTS}. */
@@ -29,35 +30,6 @@ export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
   closeGracePeriod: 5_000,
   readChunkSize: 65_536,
 };
-
-/**
- * Maps a Deno I/O error to a {@linkcode NetworkError}; `fallback` is the code
- * for anything unrecognised.
- *
- * @example
- * ```ts
- * import { ioError } from "./tcp_connection.ts";
- * const err = ioError(new Deno.errors.ConnectionReset("reset"), "read", "CONNECTION_CLOSED");
- * console.log(err.code); // "CONNECTION_RESET"
- * ```
- */
-export function ioError(err: unknown, context: string, fallback: NetworkErrorCode): NetworkError {
-  if (err instanceof NetworkError) return err;
-  let code = fallback;
-  if (err instanceof Deno.errors.ConnectionRefused) code = "DIAL_REFUSED";
-  else if (err instanceof Deno.errors.TimedOut) code = "DIAL_TIMEOUT";
-  else if (err instanceof Deno.errors.AddrInUse) code = "ADDRESS_IN_USE";
-  else if (err instanceof Deno.errors.AddrNotAvailable) code = "BAD_ADDRESS";
-  else if (
-    err instanceof Deno.errors.ConnectionReset || err instanceof Deno.errors.BrokenPipe ||
-    err instanceof Deno.errors.ConnectionAborted
-  ) code = "CONNECTION_RESET";
-  else if (
-    err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted ||
-    err instanceof Deno.errors.NotConnected
-  ) code = "CONNECTION_CLOSED";
-  return NetworkError.wrap(err, code, context);
-}
 
 /**
  * The multiaddr of a Deno TCP address.
@@ -90,7 +62,7 @@ export function netAddrToMultiaddr(addr: Deno.NetAddr): Multiaddr {
  * ```ts
  * import { TcpConnection } from "./tcp_connection.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const raw = await Deno.connect(listener.addr);
+ * const raw = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
  * const conn = new TcpConnection(raw);
  * conn.abort();
  * (await listener.accept()).close();

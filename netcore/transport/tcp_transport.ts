@@ -7,12 +7,8 @@
 import { abortable } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
-import {
-  ioError,
-  netAddrToMultiaddr,
-  TcpConnection,
-  type TcpConnectionOptions,
-} from "./tcp_connection.ts";
+import { ioError } from "./_io_error.ts";
+import { netAddrToMultiaddr, TcpConnection, type TcpConnectionOptions } from "./tcp_connection.ts";
 import { dialDeadline } from "./_dial_deadline.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
@@ -66,7 +62,11 @@ export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
 export class TcpTransport implements Transport<TcpConnection> {
   readonly #options: Required<TcpTransportOptions>;
 
-  /** @param options see {@linkcode TcpTransportOptions} */
+  /**
+   * A TCP transport; it opens nothing until asked to dial or listen.
+   *
+   * @param options see {@linkcode TcpTransportOptions}
+   */
   constructor(options: TcpTransportOptions = {}) {
     this.#options = { ...TCP_TRANSPORT_DEFAULTS, ...options };
   }
