@@ -1,0 +1,298 @@
+/**
+ * The command-line contract shared by every benchmark node (`cli.ts`,
+ * `bench/js_libp2p_node.ts`, `bench/raw_tcp_node.ts`): argument parsing, the
+ * result lines they print and the parsers scripts use to read them back.
+ *
+ * ```text
+ * listen [--listen MULTIADDR]             -> "listening <multiaddr>[/p2p/<peer id>]" per address
+ * ping MULTIADDR [--count N]              -> "ping: N rtt avg X us p50 X us p99 X us"
+ * echo MULTIADDR --bytes N                -> "echo: N bytes in X ms"
+ * perf MULTIADDR --upload N --download N  -> "perf: upload X MB/s download Y MB/s"
+ * connect MULTIADDR [--count N]           -> "connect: N connections X/s"
+ * ```
+ *
+ * Perf phases are timed the same way everywhere: upload runs from the first
+ * byte the client sends to the first byte of the server's reply (the server
+ * only replies after it has drained the whole upload and seen the client's
+ * half-close); download runs from that first reply byte to the server's
+ * end-of-stream. MB is 10^6 bytes.
+ *
+ * @module
+ */
+
+/** The size of every write the benchmark clients and servers make, in bytes. */
+export const CHUNK_SIZE = 64 * 1024;
+/** The ping payload size, from libp2p/specs `ping/ping.md`. */
+export const PING_SIZE = 32;
+
+/** A parsed command line: the command, its positional target and its `--name value` options. */
+export interface NodeArgs {
+  /** The sub-command: listen, ping, echo, perf or connect. */
+  command: string;
+  /** The multiaddr to dial, for the client commands. */
+  target?: string;
+  /** Every `--name value` (or `--name=value`), in order. */
+  options: Map<string, string>;
+}
+
+/**
+ * Parses `COMMAND [TARGET] [--name value]...`.
+ *
+ * @example
+ * ```ts
+ * const args = parseNodeArgs(["ping", "/ip4/127.0.0.1/tcp/1", "--count", "3"]);
+ * console.log(numberOption(args, "count", 1)); // 3
+ * ```
+ */
+export function parseNodeArgs(argv: readonly string[]): NodeArgs {
+  const [command = "", ...rest] = argv;
+  const options = new Map<string, string>();
+  let target: string | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+      const value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
+      if (value === undefined) throw new Error(`--${name} needs a value`);
+      options.set(name, value);
+    } else if (target === undefined) {
+      target = arg;
+    } else {
+      throw new Error(`unexpected argument ${arg}`);
+    }
+  }
+  return { command, target, options };
+}
+
+/**
+ * Reads a non-negative integer option, or `fallback` when absent.
+ *
+ * @example
+ * ```ts
+ * numberOption(parseNodeArgs(["perf", "x", "--upload", "10"]), "upload", 0); // 10
+ * ```
+ */
+export function numberOption(
+  args: NodeArgs,
+  name: string,
+  fallback?: number,
+): number {
+  const text = args.options.get(name);
+  if (text === undefined) {
+    if (fallback === undefined) throw new Error(`--${name} is required`);
+    return fallback;
+  }
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new Error(`--${name}: not a count: ${text}`);
+  }
+  return value;
+}
+
+/** Latency summary of a ping run, in microseconds. */
+export interface PingResult {
+  /** How many round trips were measured. */
+  count: number;
+  /** Mean round-trip time, us. */
+  avgUs: number;
+  /** Median round-trip time, us (absent when the line did not carry it). */
+  p50Us?: number;
+  /** 99th percentile round-trip time, us (absent when the line did not carry it). */
+  p99Us?: number;
+}
+
+/**
+ * Summarises round-trip samples taken in milliseconds (`performance.now()`).
+ *
+ * @example
+ * ```ts
+ * summarisePings([0.1, 0.2, 0.3]).avgUs; // 200
+ * ```
+ */
+export function summarisePings(samplesMs: readonly number[]): PingResult {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const sum = sorted.reduce((a, b) => a + b, 0);
+  return {
+    count: sorted.length,
+    avgUs: sorted.length === 0 ? 0 : (sum / sorted.length) * 1000,
+    p50Us: sorted.length === 0 ? 0 : at(0.5) * 1000,
+    p99Us: sorted.length === 0 ? 0 : at(0.99) * 1000,
+  };
+}
+
+/**
+ * Formats the `ping:` result line.
+ *
+ * @example
+ * ```ts
+ * formatPingLine({ count: 1, avgUs: 80, p50Us: 80, p99Us: 80 });
+ * // "ping: 1 rtt avg 80.0 us p50 80.0 us p99 80.0 us"
+ * ```
+ */
+export function formatPingLine(r: PingResult): string {
+  return `ping: ${r.count} rtt avg ${r.avgUs.toFixed(1)} us p50 ${
+    (r.p50Us ?? 0).toFixed(1)
+  } us` +
+    ` p99 ${(r.p99Us ?? 0).toFixed(1)} us`;
+}
+
+/**
+ * Formats the `perf:` result line from byte counts and phase durations.
+ *
+ * @example
+ * ```ts
+ * formatPerfLine(1e6, 1, 1e6, 1); // "perf: upload 1000.00 MB/s download 1000.00 MB/s"
+ * ```
+ */
+export function formatPerfLine(
+  up: number,
+  upMs: number,
+  down: number,
+  downMs: number,
+): string {
+  return `perf: upload ${mbps(up, upMs).toFixed(2)} MB/s download ${
+    mbps(down, downMs).toFixed(2)
+  } MB/s`;
+}
+
+function mbps(bytes: number, ms: number): number {
+  if (bytes === 0) return 0;
+  return bytes / 1e6 / (Math.max(ms, 1e-3) / 1000);
+}
+
+/**
+ * Formats the `connect:` result line.
+ *
+ * @example
+ * ```ts
+ * formatConnectLine(10, 100); // "connect: 10 connections 100.0/s"
+ * ```
+ */
+export function formatConnectLine(count: number, ms: number): string {
+  return `connect: ${count} connections ${
+    (count / (Math.max(ms, 1e-3) / 1000)).toFixed(1)
+  }/s`;
+}
+
+/**
+ * Formats the `echo:` result line.
+ *
+ * @example
+ * ```ts
+ * formatEchoLine(5, 1.5); // "echo: 5 bytes in 1.500 ms"
+ * ```
+ */
+export function formatEchoLine(bytes: number, ms: number): string {
+  return `echo: ${bytes} bytes in ${ms.toFixed(3)} ms`;
+}
+
+/**
+ * Finds and parses the `ping:` line in a node's output.
+ *
+ * @example
+ * ```ts
+ * parsePingLine("ping: 3 rtt avg 80 us")?.avgUs; // 80
+ * ```
+ */
+export function parsePingLine(output: string): PingResult | undefined {
+  const m = output.match(
+    /^ping: (\d+) rtt avg ([\d.]+) us(?: p50 ([\d.]+) us p99 ([\d.]+) us)?/m,
+  );
+  if (!m) return undefined;
+  return {
+    count: Number(m[1]),
+    avgUs: Number(m[2]),
+    p50Us: m[3] === undefined ? undefined : Number(m[3]),
+    p99Us: m[4] === undefined ? undefined : Number(m[4]),
+  };
+}
+
+/** Throughput of a perf run, MB/s (10^6 bytes). */
+export interface PerfResult {
+  /** Upload phase throughput. */
+  uploadMBps: number;
+  /** Download phase throughput. */
+  downloadMBps: number;
+}
+
+/**
+ * Finds and parses the `perf:` line.
+ *
+ * @example
+ * ```ts
+ * parsePerfLine("perf: upload 1.5 MB/s download 2 MB/s")?.downloadMBps; // 2
+ * ```
+ */
+export function parsePerfLine(output: string): PerfResult | undefined {
+  const m = output.match(
+    /^perf: upload ([\d.]+) MB\/s download ([\d.]+) MB\/s/m,
+  );
+  return m
+    ? { uploadMBps: Number(m[1]), downloadMBps: Number(m[2]) }
+    : undefined;
+}
+
+/**
+ * Finds and parses the `connect:` line; returns connections per second.
+ *
+ * @example
+ * ```ts
+ * parseConnectLine("connect: 300 connections 150.5/s"); // { count: 300, perSecond: 150.5 }
+ * ```
+ */
+export function parseConnectLine(
+  output: string,
+): { count: number; perSecond: number } | undefined {
+  const m = output.match(/^connect: (\d+) connections ([\d.]+)\/s/m);
+  return m ? { count: Number(m[1]), perSecond: Number(m[2]) } : undefined;
+}
+
+/**
+ * Finds and parses the `echo:` line.
+ *
+ * @example
+ * ```ts
+ * parseEchoLine("echo: 5 bytes in 1.5 ms"); // { bytes: 5, ms: 1.5 }
+ * ```
+ */
+export function parseEchoLine(
+  output: string,
+): { bytes: number; ms: number } | undefined {
+  const m = output.match(/^echo: (\d+) bytes in ([\d.]+) ms/m);
+  return m ? { bytes: Number(m[1]), ms: Number(m[2]) } : undefined;
+}
+
+/**
+ * Resolves when the process gets SIGINT or SIGTERM, for `listen`.
+ *
+ * @example
+ * ```ts
+ * await untilSignalled();
+ * ```
+ */
+export function untilSignalled(): Promise<Deno.Signal> {
+  return new Promise((resolve) => {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+  });
+}
+
+/**
+ * Fills a buffer of any size with random bytes (`getRandomValues` caps one call at 64 KiB).
+ *
+ * @example
+ * ```ts
+ * randomBytes(100_000).length; // 100000
+ * ```
+ */
+export function randomBytes(length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(length, i + 65536)));
+  }
+  return out;
+}

@@ -1,0 +1,337 @@
+/**
+ * The js-libp2p reference node: TCP + Noise XX + yamux + multistream-select
+ * from the pinned npm packages in `bench/package.json`, serving and driving
+ * ping, perf and echo with the same command-line contract as `cli.ts`
+ * (see `bench/_node_cli.ts`).
+ *
+ * Run it with Deno against `bench/node_modules` (install with
+ * `npm ci --prefix bench --ignore-scripts`):
+ *
+ * ```sh
+ * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts listen
+ * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts ping /ip4/127.0.0.1/tcp/4001/p2p/12D3... --count 100
+ * ```
+ *
+ * `@libp2p/perf` is not on the registry, so perf and echo are implemented
+ * here on js-libp2p's stream API; the ping server is `@libp2p/ping`'s own
+ * handler, while the client keeps one ping stream open for all round trips.
+ *
+ * @module
+ */
+
+import { createLibp2p, type Libp2p, type Libp2pOptions } from "libp2p";
+import { tcp } from "@libp2p/tcp";
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { ping } from "@libp2p/ping";
+import { multiaddr } from "@multiformats/multiaddr";
+import type { Stream } from "@libp2p/interface";
+import {
+  CHUNK_SIZE,
+  formatConnectLine,
+  formatEchoLine,
+  formatPerfLine,
+  formatPingLine,
+  type NodeArgs,
+  numberOption,
+  parseNodeArgs,
+  PING_SIZE,
+  randomBytes,
+  summarisePings,
+  untilSignalled,
+} from "./_node_cli.ts";
+
+/** The libp2p ping protocol id. */
+export const PING_PROTOCOL = "/ipfs/ping/1.0.0";
+/** The libp2p perf protocol id (libp2p/specs `perf/perf.md`). */
+export const PERF_PROTOCOL = "/perf/1.0.0";
+/** A stream that sends back what it receives and closes when the remote closes. */
+export const ECHO_PROTOCOL = "/echo/1.0.0";
+
+type MuxerFactory = NonNullable<Libp2pOptions["streamMuxers"]>[number];
+
+/** Enough concurrent streams per connection for the echo fan-out tests. */
+const MAX_STREAMS = 1024;
+/** One hour: the ping/perf streams must outlive any benchmark run. */
+const LONG_TIMEOUT_MS = 3_600_000;
+
+async function createNode(listen: string[]): Promise<Libp2p> {
+  return await createLibp2p({
+    addresses: { listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [
+      // The packages nest two copies of uint8arraylist whose class types differ
+      // only nominally, so yamux's factory type does not match libp2p's.
+      yamux({
+        maxInboundStreams: MAX_STREAMS,
+        maxOutboundStreams: MAX_STREAMS,
+      }) as unknown as MuxerFactory,
+    ],
+    // The defaults rate-limit inbound connections to 5/s per host and 10
+    // pending; a connections-per-second benchmark needs neither.
+    connectionManager: {
+      inboundConnectionThreshold: 1_000_000,
+      maxIncomingPendingConnections: 1_000,
+      maxConnections: 10_000,
+    },
+    // Background pings from the connection monitor would skew the figures.
+    connectionMonitor: { enabled: false },
+    services: {
+      ping: ping({ timeout: LONG_TIMEOUT_MS, maxInboundStreams: MAX_STREAMS }),
+    },
+  });
+}
+
+/** Pulls bytes from a js-libp2p stream with exact-length reads. */
+class StreamReader {
+  #source: AsyncIterator<Uint8Array | { subarray(): Uint8Array }>;
+  #pending: Uint8Array = new Uint8Array(0);
+
+  constructor(stream: Stream) {
+    this.#source = stream[Symbol.asyncIterator]();
+  }
+
+  /** The next chunk, or undefined at end of stream. */
+  async next(): Promise<Uint8Array | undefined> {
+    if (this.#pending.length > 0) {
+      const chunk = this.#pending;
+      this.#pending = new Uint8Array(0);
+      return chunk;
+    }
+    const { done, value } = await this.#source.next();
+    if (done) return undefined;
+    return value instanceof Uint8Array ? value : value.subarray();
+  }
+
+  async readExactly(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const chunk = await this.next();
+      if (chunk === undefined) {
+        throw new Error(`stream ended after ${filled} of ${n} bytes`);
+      }
+      const take = Math.min(n - filled, chunk.length);
+      out.set(chunk.subarray(0, take), filled);
+      filled += take;
+      if (take < chunk.length) this.#pending = chunk.subarray(take);
+    }
+    return out;
+  }
+}
+
+async function send(stream: Stream, bytes: Uint8Array): Promise<void> {
+  if (!stream.send(bytes)) await stream.onDrain();
+}
+
+async function sendCount(stream: Stream, total: number): Promise<void> {
+  const block = new Uint8Array(CHUNK_SIZE);
+  for (let sent = 0; sent < total;) {
+    const n = Math.min(CHUNK_SIZE, total - sent);
+    await send(stream, n === CHUNK_SIZE ? block : block.subarray(0, n));
+    sent += n;
+  }
+}
+
+async function handlePerf(stream: Stream): Promise<void> {
+  try {
+    const reader = new StreamReader(stream);
+    const header = await reader.readExactly(8);
+    const wanted = Number(new DataView(header.buffer).getBigUint64(0));
+    while (await reader.next() !== undefined) { /* drain the upload */ }
+    await sendCount(stream, wanted);
+    await stream.close();
+  } catch (err) {
+    stream.abort(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+async function handleEcho(stream: Stream): Promise<void> {
+  try {
+    for await (const chunk of stream) await send(stream, chunk.subarray());
+    await stream.close();
+  } catch (err) {
+    stream.abort(err instanceof Error ? err : new Error(String(err)));
+  }
+}
+
+async function listen(args: NodeArgs): Promise<void> {
+  const node = await createNode([
+    args.options.get("listen") ?? "/ip4/127.0.0.1/tcp/0",
+  ]);
+  const handlerOptions = {
+    maxInboundStreams: MAX_STREAMS,
+    maxOutboundStreams: MAX_STREAMS,
+  };
+  await node.handle(
+    PERF_PROTOCOL,
+    (stream) => handlePerf(stream),
+    handlerOptions,
+  );
+  await node.handle(
+    ECHO_PROTOCOL,
+    (stream) => handleEcho(stream),
+    handlerOptions,
+  );
+  for (const addr of node.getMultiaddrs()) {
+    console.log(`listening ${addr.toString()}`);
+  }
+  await untilSignalled();
+  await node.stop();
+}
+
+async function pingOnce(stream: Stream, reader: StreamReader): Promise<number> {
+  const payload = randomBytes(PING_SIZE);
+  const start = performance.now();
+  await send(stream, payload);
+  const pong = await reader.readExactly(PING_SIZE);
+  const rtt = performance.now() - start;
+  if (!pong.every((b, i) => b === payload[i])) {
+    throw new Error("ping: pong differs from ping");
+  }
+  return rtt;
+}
+
+async function runPing(
+  node: Libp2p,
+  target: string,
+  count: number,
+): Promise<void> {
+  const stream = await node.dialProtocol(multiaddr(target), PING_PROTOCOL);
+  const reader = new StreamReader(stream);
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) samples.push(await pingOnce(stream, reader));
+  await stream.close();
+  console.log(formatPingLine(summarisePings(samples)));
+}
+
+async function runEcho(
+  node: Libp2p,
+  target: string,
+  bytes: number,
+): Promise<void> {
+  const payload = randomBytes(bytes);
+  const start = performance.now();
+  const stream = await node.dialProtocol(multiaddr(target), ECHO_PROTOCOL);
+  const reader = new StreamReader(stream);
+  const writing = (async () => {
+    for (let i = 0; i < bytes; i += CHUNK_SIZE) {
+      await send(stream, payload.subarray(i, Math.min(bytes, i + CHUNK_SIZE)));
+    }
+    await stream.close();
+  })();
+  const back = await reader.readExactly(bytes);
+  await writing;
+  if (await reader.next() !== undefined) {
+    throw new Error("echo: more bytes came back than sent");
+  }
+  const ms = performance.now() - start;
+  if (!back.every((b, i) => b === payload[i])) {
+    throw new Error("echo: bytes came back altered");
+  }
+  console.log(formatEchoLine(bytes, ms));
+}
+
+async function runPerf(
+  node: Libp2p,
+  target: string,
+  up: number,
+  down: number,
+): Promise<void> {
+  const stream = await node.dialProtocol(multiaddr(target), PERF_PROTOCOL);
+  const reader = new StreamReader(stream);
+  const header = new Uint8Array(8);
+  new DataView(header.buffer).setBigUint64(0, BigInt(down));
+  const start = performance.now();
+  await send(stream, header);
+  await sendCount(stream, up);
+  await stream.close();
+  let first: number | undefined;
+  let received = 0;
+  for (
+    let chunk = await reader.next();
+    chunk !== undefined;
+    chunk = await reader.next()
+  ) {
+    first ??= performance.now();
+    received += chunk.length;
+  }
+  const end = performance.now();
+  if (received !== down) {
+    throw new Error(`perf: asked for ${down} bytes, got ${received}`);
+  }
+  first ??= end;
+  console.log(formatPerfLine(up, first - start, down, end - first));
+}
+
+async function runConnect(
+  node: Libp2p,
+  target: string,
+  count: number,
+): Promise<void> {
+  const addr = multiaddr(target);
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const connection = await node.dial(addr);
+    const stream = await connection.newStream(PING_PROTOCOL);
+    await pingOnce(stream, new StreamReader(stream));
+    await stream.close();
+    await connection.close();
+  }
+  console.log(formatConnectLine(count, performance.now() - start));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseNodeArgs(argv);
+  if (args.command === "listen") {
+    await listen(args);
+    return 0;
+  }
+  if (
+    !["ping", "echo", "perf", "connect"].includes(args.command) || !args.target
+  ) {
+    console.error(
+      "usage: js_libp2p_node.ts listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
+        " | perf MA --upload N --download N | connect MA [--count N]",
+    );
+    return 2;
+  }
+  const node = await createNode([]);
+  try {
+    switch (args.command) {
+      case "ping":
+        await runPing(node, args.target, numberOption(args, "count", 1));
+        break;
+      case "echo":
+        await runEcho(node, args.target, numberOption(args, "bytes"));
+        break;
+      case "perf":
+        await runPerf(
+          node,
+          args.target,
+          numberOption(args, "upload"),
+          numberOption(args, "download"),
+        );
+        break;
+      case "connect":
+        await runConnect(node, args.target, numberOption(args, "count", 1));
+        break;
+    }
+  } finally {
+    await node.stop();
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (err) {
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    code = 1;
+  }
+  // js-libp2p leaves timers behind after stop(); exit explicitly.
+  Deno.exit(code);
+}
