@@ -1,0 +1,262 @@
+/**
+ * The raw baseline: plain Deno TCP between two processes, no security, no
+ * multiplexing, no negotiation. It speaks the node CLI contract
+ * (`bench/_node_cli.ts`) so the figures are the floor every stack is measured
+ * against.
+ *
+ * Each connection starts with one tag byte that stands in for protocol
+ * negotiation: `p` ping (32-byte round trips until end of stream), `f` perf
+ * (8-byte big-endian count, upload until half-close, then that many bytes
+ * back), `e` echo.
+ *
+ * ```sh
+ * deno run -A bench/raw_tcp_node.ts listen            # listening /ip4/127.0.0.1/tcp/N
+ * deno run -A bench/raw_tcp_node.ts ping /ip4/127.0.0.1/tcp/N --count 1000
+ * ```
+ *
+ * @module
+ */
+
+import { Multiaddr } from "../netcore/multiaddr.ts";
+import {
+  CHUNK_SIZE,
+  formatConnectLine,
+  formatEchoLine,
+  formatPerfLine,
+  formatPingLine,
+  type NodeArgs,
+  numberOption,
+  parseNodeArgs,
+  PING_SIZE,
+  randomBytes,
+  summarisePings,
+  untilSignalled,
+} from "./_node_cli.ts";
+
+const TAG_PING = 0x70; // "p"
+const TAG_PERF = 0x66; // "f"
+const TAG_ECHO = 0x65; // "e"
+
+/** Reads until `buf` is full; false when the stream ended first. */
+async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
+  for (let filled = 0; filled < buf.length;) {
+    const n = await conn.read(buf.subarray(filled));
+    if (n === null) return false;
+    filled += n;
+  }
+  return true;
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let off = 0; off < bytes.length;) {
+    off += await conn.write(bytes.subarray(off));
+  }
+}
+
+async function writeCount(conn: Deno.Conn, total: number): Promise<void> {
+  const block = new Uint8Array(CHUNK_SIZE);
+  for (let sent = 0; sent < total;) {
+    const n = Math.min(CHUNK_SIZE, total - sent);
+    await writeAll(conn, block.subarray(0, n));
+    sent += n;
+  }
+}
+
+async function serve(conn: Deno.TcpConn): Promise<void> {
+  try {
+    conn.setNoDelay(true);
+    const tag = new Uint8Array(1);
+    if (!await readFull(conn, tag)) return;
+    const buf = new Uint8Array(CHUNK_SIZE);
+    if (tag[0] === TAG_PING || tag[0] === TAG_ECHO) {
+      for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+        await writeAll(conn, buf.subarray(0, n));
+      }
+    } else if (tag[0] === TAG_PERF) {
+      const header = new Uint8Array(8);
+      if (!await readFull(conn, header)) return;
+      const wanted = Number(new DataView(header.buffer).getBigUint64(0));
+      while (await conn.read(buf) !== null) { /* drain the upload */ }
+      await writeCount(conn, wanted);
+    }
+  } catch {
+    // A peer that vanishes mid-run only ends its own connection.
+  } finally {
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }
+}
+
+async function listen(args: NodeArgs): Promise<void> {
+  const addr = Multiaddr.parse(
+    args.options.get("listen") ?? "/ip4/127.0.0.1/tcp/0",
+  );
+  const endpoint = addr.tcpEndpoint();
+  if (!endpoint) throw new Error(`not a TCP multiaddr: ${addr}`);
+  const listener = Deno.listen({
+    hostname: endpoint.hostname,
+    port: endpoint.port,
+  });
+  const local = listener.addr as Deno.NetAddr;
+  const family = local.hostname.includes(":") ? "ip6" : "ip4";
+  console.log(`listening /${family}/${local.hostname}/tcp/${local.port}`);
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) serve(conn);
+    } catch { /* listener closed */ }
+  })();
+  await untilSignalled();
+  listener.close();
+  await accepting;
+}
+
+async function dial(target: string, tag: number): Promise<Deno.TcpConn> {
+  const endpoint = Multiaddr.parse(target).tcpEndpoint();
+  if (!endpoint) throw new Error(`not a TCP multiaddr: ${target}`);
+  const conn = await Deno.connect({
+    hostname: endpoint.hostname,
+    port: endpoint.port,
+  });
+  conn.setNoDelay(true);
+  await writeAll(conn, Uint8Array.of(tag));
+  return conn;
+}
+
+async function pingOnce(conn: Deno.Conn, pong: Uint8Array): Promise<number> {
+  const payload = randomBytes(PING_SIZE);
+  const start = performance.now();
+  await writeAll(conn, payload);
+  if (!await readFull(conn, pong)) throw new Error("ping: connection closed");
+  const rtt = performance.now() - start;
+  if (!pong.every((b, i) => b === payload[i])) {
+    throw new Error("ping: pong differs from ping");
+  }
+  return rtt;
+}
+
+async function runPing(target: string, count: number): Promise<void> {
+  const conn = await dial(target, TAG_PING);
+  const pong = new Uint8Array(PING_SIZE);
+  const samples: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) samples.push(await pingOnce(conn, pong));
+  } finally {
+    conn.close();
+  }
+  console.log(formatPingLine(summarisePings(samples)));
+}
+
+async function runEcho(target: string, bytes: number): Promise<void> {
+  const payload = randomBytes(bytes);
+  const start = performance.now();
+  const conn = await dial(target, TAG_ECHO);
+  const back = new Uint8Array(bytes);
+  try {
+    const writing = (async () => {
+      await writeAll(conn, payload);
+      await conn.closeWrite();
+    })();
+    if (!await readFull(conn, back)) {
+      throw new Error("echo: connection closed early");
+    }
+    await writing;
+  } finally {
+    conn.close();
+  }
+  const ms = performance.now() - start;
+  if (!back.every((b, i) => b === payload[i])) {
+    throw new Error("echo: bytes came back altered");
+  }
+  console.log(formatEchoLine(bytes, ms));
+}
+
+async function runPerf(
+  target: string,
+  up: number,
+  down: number,
+): Promise<void> {
+  const conn = await dial(target, TAG_PERF);
+  try {
+    const header = new Uint8Array(8);
+    new DataView(header.buffer).setBigUint64(0, BigInt(down));
+    const start = performance.now();
+    await writeAll(conn, header);
+    await writeCount(conn, up);
+    await conn.closeWrite();
+    const buf = new Uint8Array(CHUNK_SIZE);
+    let first: number | undefined;
+    let received = 0;
+    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+      first ??= performance.now();
+      received += n;
+    }
+    const end = performance.now();
+    if (received !== down) {
+      throw new Error(`perf: asked for ${down} bytes, got ${received}`);
+    }
+    first ??= end;
+    console.log(formatPerfLine(up, first - start, down, end - first));
+  } finally {
+    conn.close();
+  }
+}
+
+async function runConnect(target: string, count: number): Promise<void> {
+  const pong = new Uint8Array(PING_SIZE);
+  const start = performance.now();
+  for (let i = 0; i < count; i++) {
+    const conn = await dial(target, TAG_PING);
+    try {
+      await pingOnce(conn, pong);
+    } finally {
+      conn.close();
+    }
+  }
+  console.log(formatConnectLine(count, performance.now() - start));
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseNodeArgs(argv);
+  if (args.command === "listen") {
+    await listen(args);
+    return 0;
+  }
+  const target = args.target;
+  if (target === undefined) {
+    console.error(
+      "usage: raw_tcp_node.ts listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
+        " | perf MA --upload N --download N | connect MA [--count N]",
+    );
+    return 2;
+  }
+  switch (args.command) {
+    case "ping":
+      await runPing(target, numberOption(args, "count", 1));
+      return 0;
+    case "echo":
+      await runEcho(target, numberOption(args, "bytes"));
+      return 0;
+    case "perf":
+      await runPerf(
+        target,
+        numberOption(args, "upload"),
+        numberOption(args, "download"),
+      );
+      return 0;
+    case "connect":
+      await runConnect(target, numberOption(args, "count", 1));
+      return 0;
+  }
+  console.error(`unknown command: ${args.command}`);
+  return 2;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (err) {
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    Deno.exit(1);
+  }
+}
