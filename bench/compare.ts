@@ -1,0 +1,355 @@
+/**
+ * Compares our stack (`cli.ts`) with js-libp2p and with raw Deno TCP, each
+ * client and server in its own process over loopback TCP:
+ *
+ * - perf: one `/perf/1.0.0` stream, upload then download (256 MiB each);
+ * - ping: 5 000 32-byte round trips on one ping stream;
+ * - connect: 300 sequential connections, each dial + handshake + muxer + one
+ *   ping on the first stream + close.
+ *
+ * ```sh
+ * deno task bench:compare            # full run
+ * deno task bench:compare --quick    # 32 MiB, 1 000 pings, 50 connections
+ * deno run -A bench/compare.ts --impl js-libp2p,raw --runs 3
+ * ```
+ *
+ * Options: `--quick`, `--perf-bytes N`, `--pings N`, `--connections N`,
+ * `--runs N` (median of N runs, default 1), `--impl LIST` (default
+ * `ours,js-libp2p,raw`). Each figure is timed as described in
+ * `bench/_node_cli.ts`. `ours` is skipped with a note when `cli.ts` is
+ * missing, `js-libp2p` when `bench/node_modules` is.
+ *
+ * @module
+ */
+
+import { parseConnectLine, parsePerfLine, parsePingLine } from "./_node_cli.ts";
+import {
+  type Implementation,
+  isAvailable,
+  runClientOk,
+  startListener,
+} from "./_process.ts";
+
+/** Sizes of one comparison run. */
+export interface CompareOptions {
+  /** Bytes to upload and to download in the perf run. Default: 256 MiB. */
+  perfBytes: number;
+  /** Round trips on the one ping stream. Default: 5 000. */
+  pings: number;
+  /** Sequential connections. Default: 300. */
+  connections: number;
+  /** Runs per figure; the median is reported. Default: 1. */
+  runs: number;
+  /** Which implementations to run. Default: all three. */
+  impls: Implementation[];
+}
+
+/** The full-size defaults. */
+export const DEFAULT_COMPARE_OPTIONS: Readonly<CompareOptions> = {
+  perfBytes: 256 * 1024 * 1024,
+  pings: 5_000,
+  connections: 300,
+  runs: 1,
+  impls: ["ours", "js-libp2p", "raw"],
+};
+
+/** `--quick` sizes: enough to see the shape in a few seconds. */
+export const QUICK_COMPARE_OPTIONS: Readonly<Partial<CompareOptions>> = {
+  perfBytes: 32 * 1024 * 1024,
+  pings: 1_000,
+  connections: 50,
+};
+
+/** The figures of one implementation. */
+export interface Figures {
+  /** Perf upload phase, MB/s. */
+  uploadMBps: number;
+  /** Perf download phase, MB/s. */
+  downloadMBps: number;
+  /** Mean ping round trip, us. */
+  pingAvgUs: number;
+  /** Median ping round trip, us. */
+  pingP50Us?: number;
+  /** Sequential connections per second. */
+  connectionsPerSecond: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Measures one implementation: starts its listener, runs its client for each
+ * figure, stops the listener.
+ *
+ * @example
+ * ```ts
+ * const raw = await measure("raw", { ...DEFAULT_COMPARE_OPTIONS, ...QUICK_COMPARE_OPTIONS });
+ * console.log(raw.pingAvgUs);
+ * ```
+ */
+export async function measure(
+  impl: Implementation,
+  options: CompareOptions,
+): Promise<Figures> {
+  await using node = await startListener(impl);
+  const target = node.multiaddr;
+  const up: number[] = [];
+  const down: number[] = [];
+  const ping: number[] = [];
+  const p50: number[] = [];
+  const conns: number[] = [];
+  for (let run = 0; run < options.runs; run++) {
+    const bytes = String(options.perfBytes);
+    const perf = parsePerfLine(
+      await runClientOk(impl, [
+        "perf",
+        target,
+        "--upload",
+        bytes,
+        "--download",
+        bytes,
+      ]),
+    );
+    if (!perf) throw new Error(`${impl}: no perf line`);
+    up.push(perf.uploadMBps);
+    down.push(perf.downloadMBps);
+
+    const pings = parsePingLine(
+      await runClientOk(impl, [
+        "ping",
+        target,
+        "--count",
+        String(options.pings),
+      ]),
+    );
+    if (!pings) throw new Error(`${impl}: no ping line`);
+    ping.push(pings.avgUs);
+    if (pings.p50Us !== undefined) p50.push(pings.p50Us);
+
+    const connect = parseConnectLine(
+      await runClientOk(impl, [
+        "connect",
+        target,
+        "--count",
+        String(options.connections),
+      ]),
+    );
+    if (!connect) throw new Error(`${impl}: no connect line`);
+    conns.push(connect.perSecond);
+  }
+  return {
+    uploadMBps: median(up),
+    downloadMBps: median(down),
+    pingAvgUs: median(ping),
+    pingP50Us: p50.length ? median(p50) : undefined,
+    connectionsPerSecond: median(conns),
+  };
+}
+
+interface Metric {
+  name: string;
+  better: "higher" | "lower";
+  target: string;
+  pick(f: Figures): number | undefined;
+  unit: string;
+}
+
+const METRICS: Metric[] = [
+  {
+    name: "perf upload",
+    better: "higher",
+    target: ">= 2.5x",
+    pick: (f) => f.uploadMBps,
+    unit: "MB/s",
+  },
+  {
+    name: "perf download",
+    better: "higher",
+    target: ">= 2.5x",
+    pick: (f) => f.downloadMBps,
+    unit: "MB/s",
+  },
+  {
+    name: "ping rtt avg",
+    better: "lower",
+    target: "<= 0.45x",
+    pick: (f) => f.pingAvgUs,
+    unit: "us",
+  },
+  {
+    name: "ping rtt p50",
+    better: "lower",
+    target: "-",
+    pick: (f) => f.pingP50Us,
+    unit: "us",
+  },
+  {
+    name: "connections",
+    better: "higher",
+    target: ">= 3x",
+    pick: (f) => f.connectionsPerSecond,
+    unit: "/s",
+  },
+];
+
+function cell(value: number | undefined, unit: string): string {
+  if (value === undefined) return "-";
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} ${unit}`;
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || b === 0
+    ? "-"
+    : `${(a / b).toFixed(2)}x`;
+}
+
+function meets(m: Metric, r: number): boolean {
+  const [op, text] = m.target.split(" ");
+  const goal = Number(text.replace("x", ""));
+  return op === ">=" ? r >= goal : r <= goal;
+}
+
+/**
+ * Renders the comparison table (plain text, aligned columns).
+ *
+ * @example
+ * ```ts
+ * console.log(formatTable({ raw: rawFigures }));
+ * ```
+ */
+export function formatTable(
+  results: Partial<Record<Implementation, Figures>>,
+): string {
+  const header = [
+    "metric",
+    "better",
+    "ours",
+    "js-libp2p",
+    "ours/js",
+    "target",
+    "met",
+    "raw floor",
+    "ours/raw",
+  ];
+  const rows = METRICS.map((m) => {
+    const ours = results.ours ? m.pick(results.ours) : undefined;
+    const js = results["js-libp2p"] ? m.pick(results["js-libp2p"]) : undefined;
+    const raw = results.raw ? m.pick(results.raw) : undefined;
+    const r = ours !== undefined && js !== undefined && js !== 0
+      ? ours / js
+      : undefined;
+    const met = r === undefined || m.target === "-"
+      ? "-"
+      : meets(m, r)
+      ? "yes"
+      : "NO";
+    return [
+      m.name,
+      m.better,
+      cell(ours, m.unit),
+      cell(js, m.unit),
+      ratio(ours, js),
+      m.target,
+      met,
+      cell(raw, m.unit),
+      ratio(ours, raw),
+    ];
+  });
+  const widths = header.map((_, i) =>
+    Math.max(...[header, ...rows].map((row) => row[i].length))
+  );
+  const line = (row: string[]) =>
+    row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [
+    line(header),
+    line(widths.map((w) => "-".repeat(w))),
+    ...rows.map(line),
+  ].join("\n");
+}
+
+function parseOptions(argv: string[]): CompareOptions {
+  const options: CompareOptions = { ...DEFAULT_COMPARE_OPTIONS };
+  const count = (name: string, text: string | undefined): number => {
+    const n = Number(text);
+    if (!Number.isSafeInteger(n) || n <= 0) {
+      throw new Error(`${name}: not a positive count`);
+    }
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    switch (arg) {
+      case "--quick":
+        Object.assign(options, QUICK_COMPARE_OPTIONS);
+        break;
+      case "--perf-bytes":
+        options.perfBytes = count(arg, argv[++i]);
+        break;
+      case "--pings":
+        options.pings = count(arg, argv[++i]);
+        break;
+      case "--connections":
+        options.connections = count(arg, argv[++i]);
+        break;
+      case "--runs":
+        options.runs = count(arg, argv[++i]);
+        break;
+      case "--impl":
+        options.impls = (argv[++i] ?? "").split(",").map((s) => {
+          if (s !== "ours" && s !== "js-libp2p" && s !== "raw") {
+            throw new Error(`unknown impl ${s}`);
+          }
+          return s;
+        });
+        break;
+      default:
+        throw new Error(`unknown option ${arg}`);
+    }
+  }
+  return options;
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(Deno.args);
+  console.log(
+    `compare: perf ${options.perfBytes} B each way, ${options.pings} pings, ` +
+      `${options.connections} connections, median of ${options.runs} run(s), loopback TCP`,
+  );
+  const results: Partial<Record<Implementation, Figures>> = {};
+  for (const impl of options.impls) {
+    if (!await isAvailable(impl)) {
+      console.log(
+        impl === "ours"
+          ? "skipping ours: cli.ts does not exist yet"
+          : `skipping ${impl}: run \`npm ci --prefix bench --ignore-scripts\` first`,
+      );
+      continue;
+    }
+    console.log(`measuring ${impl} ...`);
+    try {
+      results[impl] = await measure(impl, options);
+    } catch (err) {
+      console.log(
+        `${impl} failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+  }
+  console.log();
+  console.log(formatTable(results));
+  console.log(
+    "\nratios are ours/other; 'better' says which direction wins. " +
+      "Figures are from one shared machine; rerun with --runs 3 for medians.",
+  );
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (err) {
+    console.error(`error: ${err instanceof Error ? err.message : String(err)}`);
+    Deno.exit(1);
+  }
+}
