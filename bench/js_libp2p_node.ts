@@ -10,6 +10,7 @@
  * ```sh
  * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts listen
  * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts ping /ip4/127.0.0.1/tcp/4001/p2p/12D3... --count 100
+ * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts echo /ip4/.../p2p/12D3... --bytes 1000 --streams 128
  * ```
  *
  * `@libp2p/perf` is not on the registry, so perf and echo are implemented
@@ -206,31 +207,51 @@ async function runPing(
   console.log(formatPingLine(summarisePings(samples)));
 }
 
+async function echoOnce(
+  node: Libp2p,
+  target: string,
+  payload: Uint8Array,
+): Promise<void> {
+  const stream = await node.dialProtocol(multiaddr(target), ECHO_PROTOCOL, {
+    maxOutboundStreams: MAX_STREAMS,
+  });
+  const reader = new StreamReader(stream);
+  const writing = (async () => {
+    for (let i = 0; i < payload.length; i += CHUNK_SIZE) {
+      await send(
+        stream,
+        payload.subarray(i, Math.min(payload.length, i + CHUNK_SIZE)),
+      );
+    }
+    await stream.close();
+  })();
+  const [back] = await Promise.all([
+    reader.readExactly(payload.length),
+    writing,
+  ]);
+  if (await reader.next() !== undefined) {
+    throw new Error("echo: more bytes came back than sent");
+  }
+  if (!back.every((b, i) => b === payload[i])) {
+    throw new Error("echo: bytes came back altered");
+  }
+}
+
+/**
+ * `--streams K` (default 1) runs K echo streams at once on one connection,
+ * each carrying `--bytes` bytes; the line reports the total.
+ */
 async function runEcho(
   node: Libp2p,
   target: string,
   bytes: number,
-): Promise<void> {
-  const payload = randomBytes(bytes);
+  streams: number,
+) {
+  const payloads = Array.from({ length: streams }, () => randomBytes(bytes));
   const start = performance.now();
-  const stream = await node.dialProtocol(multiaddr(target), ECHO_PROTOCOL);
-  const reader = new StreamReader(stream);
-  const writing = (async () => {
-    for (let i = 0; i < bytes; i += CHUNK_SIZE) {
-      await send(stream, payload.subarray(i, Math.min(bytes, i + CHUNK_SIZE)));
-    }
-    await stream.close();
-  })();
-  const back = await reader.readExactly(bytes);
-  await writing;
-  if (await reader.next() !== undefined) {
-    throw new Error("echo: more bytes came back than sent");
-  }
-  const ms = performance.now() - start;
-  if (!back.every((b, i) => b === payload[i])) {
-    throw new Error("echo: bytes came back altered");
-  }
-  console.log(formatEchoLine(bytes, ms));
+  if (streams > 1) await node.dial(multiaddr(target));
+  await Promise.all(payloads.map((payload) => echoOnce(node, target, payload)));
+  console.log(formatEchoLine(bytes * streams, performance.now() - start));
 }
 
 async function runPerf(
@@ -304,7 +325,12 @@ async function main(argv: string[]): Promise<number> {
         await runPing(node, args.target, numberOption(args, "count", 1));
         break;
       case "echo":
-        await runEcho(node, args.target, numberOption(args, "bytes"));
+        await runEcho(
+          node,
+          args.target,
+          numberOption(args, "bytes"),
+          numberOption(args, "streams", 1),
+        );
         break;
       case "perf":
         await runPerf(

@@ -48,6 +48,13 @@ Deno.test("js-libp2p peer: js client pings, echoes, runs perf and connects", asy
   assert(connect?.count === 5 && connect.perSecond > 0, `connect: ${JSON.stringify(connect)}`);
 });
 
+Deno.test("js-libp2p peer: 128 concurrent echo streams on one connection", async () => {
+  await using peer = await startJsPeer();
+  const args = ["echo", peer.multiaddr, "--bytes", "4096", "--streams", "128"];
+  const echo = parseEchoLine(await ok(args));
+  assert(echo?.bytes === 4096 * 128, `echo line: ${JSON.stringify(echo)}`);
+});
+
 Deno.test("js-libp2p peer: a dial to the wrong peer id fails with a non-zero exit", async () => {
   await using peer = await startJsPeer();
   await using other = await startJsPeer();
