@@ -157,10 +157,8 @@ async function runEcho(target: string, bytes: number): Promise<void> {
       await writeAll(conn, payload);
       await conn.closeWrite();
     })();
-    if (!await readFull(conn, back)) {
-      throw new Error("echo: connection closed early");
-    }
-    await writing;
+    const [complete] = await Promise.all([readFull(conn, back), writing]);
+    if (!complete) throw new Error("echo: connection closed early");
   } finally {
     conn.close();
   }
