@@ -10,6 +10,7 @@ import {
   parsePerfLine,
   parsePingLine,
 } from "../../bench/_node_cli.ts";
+import { runClientOk, startListener } from "../../bench/_process.ts";
 import { runJsClient, startJsPeer } from "./_js_peer.ts";
 
 function assert(condition: unknown, message: string): asserts condition {
@@ -68,4 +69,15 @@ Deno.test("js-libp2p peer: stops cleanly on SIGTERM", async () => {
   const peer = await startJsPeer();
   const code = await peer.close();
   assert(code === 0, `exit code ${code}\n${peer.stderr()}`);
+});
+
+Deno.test("raw baseline: speaks the same contract (ping, echo, perf, connect)", async () => {
+  await using node = await startListener("raw");
+  assert(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+$/.test(node.multiaddr), node.multiaddr);
+  const run = (args: string[]) => runClientOk("raw", [args[0], node.multiaddr, ...args.slice(1)]);
+  assert(parsePingLine(await run(["ping", "--count", "50"]))?.count === 50, "raw ping");
+  assert(parseEchoLine(await run(["echo", "--bytes", "100000"]))?.bytes === 100000, "raw echo");
+  const perf = parsePerfLine(await run(["perf", "--upload", "1000000", "--download", "2000000"]));
+  assert(perf && perf.uploadMBps > 0 && perf.downloadMBps > 0, "raw perf");
+  assert(parseConnectLine(await run(["connect", "--count", "10"]))?.count === 10, "raw connect");
 });
