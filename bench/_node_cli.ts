@@ -112,8 +112,7 @@ export interface PingResult {
  */
 export function summarisePings(samplesMs: readonly number[]): PingResult {
   const sorted = [...samplesMs].sort((a, b) => a - b);
-  const at = (q: number) =>
-    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
   const sum = sorted.reduce((a, b) => a + b, 0);
   return {
     count: sorted.length,
@@ -133,9 +132,7 @@ export function summarisePings(samplesMs: readonly number[]): PingResult {
  * ```
  */
 export function formatPingLine(r: PingResult): string {
-  return `ping: ${r.count} rtt avg ${r.avgUs.toFixed(1)} us p50 ${
-    (r.p50Us ?? 0).toFixed(1)
-  } us` +
+  return `ping: ${r.count} rtt avg ${r.avgUs.toFixed(1)} us p50 ${(r.p50Us ?? 0).toFixed(1)} us` +
     ` p99 ${(r.p99Us ?? 0).toFixed(1)} us`;
 }
 
@@ -172,9 +169,7 @@ function mbps(bytes: number, ms: number): number {
  * ```
  */
 export function formatConnectLine(count: number, ms: number): string {
-  return `connect: ${count} connections ${
-    (count / (Math.max(ms, 1e-3) / 1000)).toFixed(1)
-  }/s`;
+  return `connect: ${count} connections ${(count / (Math.max(ms, 1e-3) / 1000)).toFixed(1)}/s`;
 }
 
 /**
@@ -230,9 +225,7 @@ export function parsePerfLine(output: string): PerfResult | undefined {
   const m = output.match(
     /^perf: upload ([\d.]+) MB\/s download ([\d.]+) MB\/s/m,
   );
-  return m
-    ? { uploadMBps: Number(m[1]), downloadMBps: Number(m[2]) }
-    : undefined;
+  return m ? { uploadMBps: Number(m[1]), downloadMBps: Number(m[2]) } : undefined;
 }
 
 /**

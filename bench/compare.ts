@@ -23,12 +23,7 @@
  */
 
 import { parseConnectLine, parsePerfLine, parsePingLine } from "./_node_cli.ts";
-import {
-  type Implementation,
-  isAvailable,
-  runClientOk,
-  startListener,
-} from "./_process.ts";
+import { type Implementation, isAvailable, runClientOk, startListener } from "./_process.ts";
 
 /** Sizes of one comparison run. */
 export interface CompareOptions {
@@ -201,9 +196,7 @@ function cell(value: number | undefined, unit: string): string {
 }
 
 function ratio(a: number | undefined, b: number | undefined): string {
-  return a === undefined || b === undefined || b === 0
-    ? "-"
-    : `${(a / b).toFixed(2)}x`;
+  return a === undefined || b === undefined || b === 0 ? "-" : `${(a / b).toFixed(2)}x`;
 }
 
 function meets(m: Metric, r: number): boolean {
@@ -238,14 +231,8 @@ export function formatTable(
     const ours = results.ours ? m.pick(results.ours) : undefined;
     const js = results["js-libp2p"] ? m.pick(results["js-libp2p"]) : undefined;
     const raw = results.raw ? m.pick(results.raw) : undefined;
-    const r = ours !== undefined && js !== undefined && js !== 0
-      ? ours / js
-      : undefined;
-    const met = r === undefined || m.target === "-"
-      ? "-"
-      : meets(m, r)
-      ? "yes"
-      : "NO";
+    const r = ours !== undefined && js !== undefined && js !== 0 ? ours / js : undefined;
+    const met = r === undefined || m.target === "-" ? "-" : meets(m, r) ? "yes" : "NO";
     return [
       m.name,
       m.better,
@@ -258,11 +245,8 @@ export function formatTable(
       ratio(ours, raw),
     ];
   });
-  const widths = header.map((_, i) =>
-    Math.max(...[header, ...rows].map((row) => row[i].length))
-  );
-  const line = (row: string[]) =>
-    row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const widths = header.map((_, i) => Math.max(...[header, ...rows].map((row) => row[i].length)));
+  const line = (row: string[]) => row.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
   return [
     line(header),
     line(widths.map((w) => "-".repeat(w))),
