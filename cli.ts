@@ -1,0 +1,216 @@
+/**
+ * Command-line node: serves and exercises ping, perf and echo over the full
+ * libp2p stack (TCP -> Noise XX -> yamux -> multistream-select).
+ *
+ * Its output lines are a contract that scripts (bench/compare.ts, the interop
+ * tests) parse; keep them exactly:
+ *
+ * ```text
+ * listen [--listen MULTIADDR]...          -> "listening <multiaddr>/p2p/<peer id>" per address
+ * ping MULTIADDR [--count N]              -> "ping: N rtt avg X us p50 X us p99 X us"
+ * echo MULTIADDR --bytes N                -> "echo: N bytes in X ms"
+ * perf MULTIADDR --upload N --download N  -> "perf: upload X MB/s download Y MB/s"
+ * connect MULTIADDR [--count N]           -> "connect: N connections X/s"
+ * ```
+ *
+ * @module
+ */
+
+import { Libp2pNode } from "./netcore/libp2p_node.ts";
+import { Multiaddr } from "./netcore/multiaddr.ts";
+import { NetworkError } from "./netcore/network_error.ts";
+import { handlePing, PING_PROTOCOL, Pinger } from "./protocols/ping.ts";
+import { handlePerf, PERF_PROTOCOL, runPerf } from "./protocols/perf.ts";
+import { ECHO_PROTOCOL, handleEcho } from "./protocols/echo.ts";
+
+const USAGE = `usage:
+  cli.ts listen [--listen MULTIADDR]...
+  cli.ts ping MULTIADDR [--count N]
+  cli.ts echo MULTIADDR --bytes N
+  cli.ts perf MULTIADDR --upload N --download N
+  cli.ts connect MULTIADDR [--count N]`;
+
+interface Args {
+  command: string;
+  target?: string;
+  options: Map<string, string[]>;
+}
+
+function parseArgs(argv: string[]): Args {
+  const [command, ...rest] = argv;
+  const options = new Map<string, string[]>();
+  let target: string | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
+      const value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
+      if (value === undefined) throw new UsageError(`--${name} needs a value`);
+      options.set(name, [...(options.get(name) ?? []), value]);
+    } else if (target === undefined) {
+      target = arg;
+    } else {
+      throw new UsageError(`unexpected argument ${arg}`);
+    }
+  }
+  return { command: command ?? "", target, options };
+}
+
+class UsageError extends Error {}
+
+function count(args: Args, name: string, fallback?: number): number {
+  const text = args.options.get(name)?.at(-1);
+  if (text === undefined) {
+    if (fallback === undefined) throw new UsageError(`--${name} is required`);
+    return fallback;
+  }
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new UsageError(`--${name} must be a non-negative integer`);
+  }
+  return value;
+}
+
+function target(args: Args): Multiaddr {
+  if (args.target === undefined) throw new UsageError(`${args.command} needs a MULTIADDR`);
+  return Multiaddr.parse(args.target);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+async function listen(args: Args): Promise<void> {
+  const addrs = args.options.get("listen") ?? ["/ip4/127.0.0.1/tcp/0"];
+  const node = await Libp2pNode.create({ listen: addrs.map((a) => Multiaddr.parse(a)) });
+  node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
+  node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
+  node.handle(ECHO_PROTOCOL, (stream) => handleEcho(stream));
+  for (const addr of node.listenAddrs) console.log(`listening ${addr}`);
+  const stop = Promise.withResolvers<void>();
+  const onSignal = () => stop.resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await stop.promise;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  await node.close();
+}
+
+async function ping(args: Args): Promise<void> {
+  const n = count(args, "count", 1);
+  const node = await Libp2pNode.create();
+  try {
+    const pinger = new Pinger(await node.newStream(target(args), [PING_PROTOCOL]));
+    const rtts: number[] = [];
+    for (let i = 0; i < n; i++) rtts.push(await pinger.ping());
+    await pinger.close();
+    rtts.sort((a, b) => a - b);
+    const us = (ms: number) => Math.round(ms * 1000);
+    const avg = rtts.reduce((a, b) => a + b, 0) / Math.max(1, rtts.length);
+    console.log(
+      `ping: ${n} rtt avg ${us(avg)} us p50 ${us(percentile(rtts, 0.5))} us p99 ${
+        us(percentile(rtts, 0.99))
+      } us`,
+    );
+  } finally {
+    await node.close();
+  }
+}
+
+async function echo(args: Args): Promise<void> {
+  const bytes = count(args, "bytes");
+  const node = await Libp2pNode.create();
+  try {
+    const data = new Uint8Array(bytes);
+    for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
+    const start = performance.now();
+    const stream = await node.newStream(target(args), [ECHO_PROTOCOL]);
+    const writer = stream.writable.getWriter();
+    const sending = (async () => {
+      for (let i = 0; i < bytes; i += 65536) await writer.write(data.slice(i, i + 65536));
+      await writer.close();
+    })();
+    let received = 0;
+    for await (const chunk of stream.readable) {
+      for (let i = 0; i < chunk.length; i++) {
+        if (chunk[i] !== data[received + i]) {
+          throw new NetworkError("PROTOCOL_VIOLATION", `echo differs at byte ${received + i}`);
+        }
+      }
+      received += chunk.length;
+    }
+    await sending;
+    if (received !== bytes) {
+      throw new NetworkError("PROTOCOL_VIOLATION", `echo returned ${received} of ${bytes} bytes`);
+    }
+    console.log(`echo: ${bytes} bytes in ${(performance.now() - start).toFixed(1)} ms`);
+  } finally {
+    await node.close();
+  }
+}
+
+async function perf(args: Args): Promise<void> {
+  const upload = count(args, "upload");
+  const download = count(args, "download");
+  const node = await Libp2pNode.create();
+  try {
+    const stream = await node.newStream(target(args), [PERF_PROTOCOL]);
+    const r = await runPerf(stream, { upload, download });
+    const rate = (bytes: number, ms: number) =>
+      ms > 0 ? (bytes / 1e6 / (ms / 1000)).toFixed(1) : "0";
+    console.log(
+      `perf: upload ${rate(r.uploadBytes, r.uploadMs)} MB/s download ${
+        rate(r.downloadBytes, r.downloadMs)
+      } MB/s`,
+    );
+  } finally {
+    await node.close();
+  }
+}
+
+async function connect(args: Args): Promise<void> {
+  const n = count(args, "count", 100);
+  const addr = target(args);
+  const node = await Libp2pNode.create();
+  try {
+    const start = performance.now();
+    for (let i = 0; i < n; i++) {
+      const conn = await node.dial(addr, { reuse: false });
+      const pinger = new Pinger(await conn.openStream([PING_PROTOCOL]));
+      await pinger.ping();
+      await pinger.close();
+      await conn.close();
+    }
+    const seconds = (performance.now() - start) / 1000;
+    console.log(`connect: ${n} connections ${(n / seconds).toFixed(1)}/s`);
+  } finally {
+    await node.close();
+  }
+}
+
+const COMMANDS: Record<string, (args: Args) => Promise<void>> = {
+  listen,
+  ping,
+  echo,
+  perf,
+  connect,
+};
+
+if (import.meta.main) {
+  try {
+    const args = parseArgs(Deno.args);
+    const run = COMMANDS[args.command];
+    if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(args.command)}`);
+    await run(args);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`${err.message}\n${USAGE}`);
+      Deno.exit(2);
+    }
+    const code = err instanceof NetworkError ? ` (${err.code})` : "";
+    console.error(`error${code}: ${err instanceof Error ? err.message : String(err)}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,249 @@
+/**
+ * A libp2p node: listens, dials, keeps its connections by peer, and hands
+ * inbound streams to the handler registered for their protocol. The
+ * transports under it are TCP and memory, each upgraded by
+ * {@linkcode libp2pUpgrade}.
+ *
+ * @module
+ */
+
+import { MemoryTransport } from "../memsocket/memory_transport.ts";
+import { Ed25519Identity, type PeerId } from "./identity/mod.ts";
+import {
+  type Libp2pConnection,
+  libp2pUpgrade,
+  type Libp2pUpgradeOptions,
+  type ProtocolStream,
+} from "./libp2p_upgrade.ts";
+import { rootLogger } from "./log.ts";
+import { defaultRegistry } from "./metrics.ts";
+import type { Multiaddr } from "./multiaddr.ts";
+import { NetworkError } from "./network_error.ts";
+import { andThen } from "./transport/and_then.ts";
+import { choice } from "./transport/choice.ts";
+import type { Connection } from "./transport/connection.ts";
+import { TcpTransport } from "./transport/tcp_transport.ts";
+import type { Listener, Transport } from "./transport/transport.ts";
+import type { YamuxStream } from "./multiplexing/yamux_stream.ts";
+
+/** Serves one inbound stream of a registered protocol. */
+export type StreamHandler = (
+  stream: ProtocolStream,
+  connection: Libp2pConnection,
+) => void | Promise<void>;
+
+/** Options for {@linkcode Libp2pNode.create}. */
+export interface Libp2pNodeOptions {
+  /** Our identity. Default: a fresh one. */
+  identity?: Ed25519Identity;
+  /** Addresses to listen on. Default: none (dial only). */
+  listen?: Multiaddr[];
+  /** Raw transports, chosen by address. Default: TCP and the default memory network. */
+  transports?: Transport<Connection>[];
+  /** Options of the upgrade pipeline. */
+  upgrade?: Libp2pUpgradeOptions;
+  /** Time limit of a whole upgrade (negotiation, handshake, muxer). Default 10_000 ms. */
+  upgradeTimeout?: number;
+}
+
+const connectionsOpen = defaultRegistry.gauge(
+  "libp2p_connections_open",
+  "Open libp2p connections, by direction",
+  ["direction"],
+);
+const inboundStreams = defaultRegistry.counter(
+  "libp2p_inbound_streams_total",
+  "Inbound streams, by protocol and outcome",
+  ["protocol", "outcome"],
+);
+
+/**
+ * A libp2p node over TCP and memory transports.
+ *
+ * @example
+ * ```ts ignore
+ * import { Libp2pNode } from "./libp2p_node.ts";
+ * import { Multiaddr } from "./multiaddr.ts";
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")] });
+ * server.handle("/echo/1.0.0", (s) => s.readable.pipeTo(s.writable));
+ * const client = await Libp2pNode.create();
+ * const stream = await client.newStream(server.listenAddrs[0], ["/echo/1.0.0"]);
+ * ```
+ */
+export class Libp2pNode {
+  readonly #identity: Ed25519Identity;
+  readonly #transport: Transport<Libp2pConnection>;
+  readonly #listeners: Listener<Libp2pConnection>[] = [];
+  readonly #handlers = new Map<string, StreamHandler>();
+  readonly #connections = new Map<string, Set<Libp2pConnection>>();
+  readonly #tasks = new Set<Promise<void>>();
+  readonly #log;
+  #closed = false;
+
+  private constructor(options: Libp2pNodeOptions) {
+    this.#identity = options.identity ?? Ed25519Identity.generate();
+    const raw = choice(...(options.transports ?? [new TcpTransport(), new MemoryTransport()]));
+    this.#transport = andThen(raw, libp2pUpgrade(this.#identity, options.upgrade), {
+      timeout: options.upgradeTimeout ?? 10_000,
+    });
+    this.#log = rootLogger.child({ component: "libp2p-node", self: this.peerId.toString() });
+  }
+
+  /**
+   * A node listening on `options.listen`, accepting at once.
+   *
+   * @throws {NetworkError} `ADDRESS_IN_USE`, `BAD_ADDRESS`
+   */
+  static async create(options: Libp2pNodeOptions = {}): Promise<Libp2pNode> {
+    const node = new Libp2pNode(options);
+    try {
+      for (const addr of options.listen ?? []) await node.listen(addr);
+    } catch (err) {
+      await node.close();
+      throw err;
+    }
+    return node;
+  }
+
+  /** Our peer id. */
+  get peerId(): PeerId {
+    return this.#identity.peerId;
+  }
+
+  /** The addresses we listen on, each ending in our `/p2p/` id. */
+  get listenAddrs(): Multiaddr[] {
+    return this.#listeners.map((l) => l.addr.withPeerId(this.peerId.toString()));
+  }
+
+  /** Starts listening on `addr` too. */
+  async listen(addr: Multiaddr): Promise<Multiaddr> {
+    const listener = await this.#transport.listen(addr, {
+      onInboundError: (err, remote) =>
+        this.#log.info("inbound connection failed", { remote: remote.toString(), err }),
+    });
+    this.#listeners.push(listener);
+    this.#spawn(this.#accept(listener));
+    return listener.addr.withPeerId(this.peerId.toString());
+  }
+
+  /** Serves inbound streams of `protocol` with `handler` (replacing any before). */
+  handle(protocol: string, handler: StreamHandler): void {
+    this.#handlers.set(protocol, handler);
+  }
+
+  /** Stops serving `protocol`. */
+  unhandle(protocol: string): void {
+    this.#handlers.delete(protocol);
+  }
+
+  /** The protocols we serve. */
+  get protocols(): string[] {
+    return [...this.#handlers.keys()];
+  }
+
+  /** Open connections to `peer`. */
+  connectionsTo(peer: PeerId): Libp2pConnection[] {
+    return [...(this.#connections.get(peer.toString()) ?? [])];
+  }
+
+  /**
+   * A connection to the peer at `addr`: an open one to the same peer when
+   * `reuse` (default) and the address names the peer, else a new one.
+   *
+   * @throws {NetworkError} from the transport or the upgrade
+   */
+  async dial(
+    addr: Multiaddr,
+    options: { signal?: AbortSignal; reuse?: boolean } = {},
+  ): Promise<Libp2pConnection> {
+    if (this.#closed) throw new NetworkError("CONNECTION_CLOSED", "node is closed");
+    if (options.reuse !== false && addr.peerId !== undefined) {
+      for (const conn of this.#connections.get(addr.peerId) ?? []) return conn;
+    }
+    const conn = await this.#transport.dial(addr, { signal: options.signal });
+    this.#adopt(conn, "outbound");
+    return conn;
+  }
+
+  /** Dials `addr` (or reuses a connection) and opens a stream for the first of `protocols` it supports. */
+  async newStream(
+    addr: Multiaddr,
+    protocols: readonly string[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ProtocolStream> {
+    const conn = await this.dial(addr, options);
+    return await conn.openStream(protocols, options);
+  }
+
+  /** Stops listening, closes every connection, waits for handlers to end. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled(this.#listeners.map((l) => l.close()));
+    const conns = [...this.#connections.values()].flatMap((set) => [...set]);
+    await Promise.allSettled(conns.map((c) => c.close()));
+    await Promise.allSettled([...this.#tasks]);
+  }
+
+  #spawn(task: Promise<void>): void {
+    const tracked = task.catch((err) => this.#log.warn("task failed", { err })).finally(() =>
+      this.#tasks.delete(tracked)
+    );
+    this.#tasks.add(tracked);
+  }
+
+  async #accept(listener: Listener<Libp2pConnection>): Promise<void> {
+    for await (const conn of listener) {
+      if (this.#closed) {
+        conn.abort(new NetworkError("CONNECTION_CLOSED", "node is closed"));
+        continue;
+      }
+      this.#adopt(conn, "inbound");
+    }
+  }
+
+  #adopt(conn: Libp2pConnection, direction: "inbound" | "outbound"): void {
+    const key = conn.remotePeerId.toString();
+    let set = this.#connections.get(key);
+    if (set === undefined) this.#connections.set(key, set = new Set());
+    set.add(conn);
+    const gauge = connectionsOpen.labels({ direction });
+    gauge.inc();
+    this.#log.debug("connection open", { peer: key, direction, addr: conn.remoteAddr.toString() });
+    conn.closed.finally(() => {
+      gauge.dec();
+      set.delete(conn);
+      if (set.size === 0 && this.#connections.get(key) === set) this.#connections.delete(key);
+      this.#log.debug("connection closed", { peer: key });
+    });
+    this.#spawn(this.#serve(conn));
+  }
+
+  async #serve(conn: Libp2pConnection): Promise<void> {
+    for await (const stream of conn) this.#spawn(this.#serveStream(conn, stream));
+  }
+
+  async #serveStream(conn: Libp2pConnection, stream: YamuxStream): Promise<void> {
+    let negotiated: ProtocolStream;
+    try {
+      negotiated = await conn.acceptStream(stream, (p) => this.#handlers.has(p));
+    } catch (err) {
+      inboundStreams.labels({ protocol: "", outcome: "negotiation_failed" }).inc();
+      this.#log.debug("stream negotiation failed", { peer: conn.remotePeerId.toString(), err });
+      return;
+    }
+    const handler = this.#handlers.get(negotiated.protocol)!;
+    try {
+      await handler(negotiated, conn);
+      inboundStreams.labels({ protocol: negotiated.protocol, outcome: "ok" }).inc();
+    } catch (err) {
+      inboundStreams.labels({ protocol: negotiated.protocol, outcome: "error" }).inc();
+      this.#log.info("stream handler failed", {
+        peer: conn.remotePeerId.toString(),
+        protocol: negotiated.protocol,
+        err,
+      });
+      stream.abort(err);
+    }
+  }
+}
