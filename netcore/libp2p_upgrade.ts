@@ -8,7 +8,8 @@
  *
  * ```text
  * raw Connection --negotiate /noise--> --Noise XX--> Libp2pNoiseConnection
- *   --negotiate /yamux/1.0.0--> Yamux session = Libp2pConnection
+ *   --negotiate /yamux/1.0.0 (skipped when both listed it in the Noise
+ *     handshake's stream_muxers extension)--> Yamux session = Libp2pConnection
  *   --openStream + negotiate <protocol>--> ProtocolStream
  * ```
  *
@@ -215,8 +216,14 @@ export function libp2pUpgrade(
     const securing = await select(raw, LIBP2P_NOISE_PROTOCOL_ID);
     const secure = await noise(withStreams(raw, securing.stream), context);
     try {
-      const muxing = await select(secure, YAMUX_PROTOCOL_ID);
-      const muxer = Yamux.create(withStreams(secure, muxing.stream), {
+      // Both ends advertised their muxers inside the Noise handshake; when the
+      // peer listed yamux (we always do), both know it is chosen and skip the
+      // round trip of negotiating it (libp2p/specs noise, "early muxer
+      // negotiation"), as js-libp2p does.
+      const muxed: Connection = secure.remoteStreamMuxers.includes(YAMUX_PROTOCOL_ID)
+        ? secure
+        : withStreams(secure, (await select(secure, YAMUX_PROTOCOL_ID)).stream);
+      const muxer = Yamux.create(muxed, {
         ...options.yamux,
         role: context.role,
       });

@@ -210,9 +210,10 @@ export function libp2pNoise(
   return async (conn: Connection, context: UpgradeContext) => {
     const initiator = context.role === "dialer";
     let expected = options.expectedPeerId;
-    if (initiator && expected === undefined && conn.remoteAddr?.peerId !== undefined) {
+    const dialedPeer = context.dialedAddr?.peerId ?? conn.remoteAddr?.peerId;
+    if (initiator && expected === undefined && dialedPeer !== undefined) {
       try {
-        expected = PeerId.parse(conn.remoteAddr.peerId);
+        expected = PeerId.parse(dialedPeer);
       } catch (err) {
         const error = NetworkError.wrap(err, "BAD_ADDRESS", "the dialed address's /p2p/ part");
         conn.abort(error);

@@ -50,6 +50,7 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
   role: Role,
   timeout: number,
   parent: AbortSignal | undefined,
+  dialedAddr?: Multiaddr,
 ): Promise<Out> {
   // Our own controller, so the signal never fires once the upgrade is done,
   // even if the dialer's signal fires later: upgrades may tie their lifetime
@@ -70,7 +71,7 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
   const aborted = Promise.withResolvers<never>();
   const onAbort = () => aborted.reject(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
-  const running = Promise.resolve().then(() => upgrade(conn, { role, signal }));
+  const running = Promise.resolve().then(() => upgrade(conn, { role, signal, dialedAddr }));
   try {
     return await Promise.race([running, aborted.promise]);
   } catch (err) {
@@ -125,7 +126,7 @@ export function andThen<In extends ConnectionLifecycle, Out extends ConnectionLi
     supports: (addr) => transport.supports(addr),
     async dial(addr: Multiaddr, dialOptions: DialOptions = {}): Promise<Out> {
       const conn = await transport.dial(addr, dialOptions);
-      return await runUpgrade(upgrade, conn, "dialer", timeout, dialOptions.signal);
+      return await runUpgrade(upgrade, conn, "dialer", timeout, dialOptions.signal, addr);
     },
     async listen(addr: Multiaddr, listenOptions: ListenOptions = {}): Promise<Listener<Out>> {
       const inner = await transport.listen(addr, listenOptions);

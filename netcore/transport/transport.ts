@@ -83,6 +83,11 @@ export interface UpgradeContext {
   role: Role;
   /** Fires when the dial is cancelled or the upgrade's deadline passes. */
   signal: AbortSignal;
+  /**
+   * The address the dialer dialed, as given (with its `/p2p/` part, which
+   * transports do not keep in `remoteAddr`); absent on the listener side.
+   */
+  dialedAddr?: Multiaddr;
 }
 
 /**
