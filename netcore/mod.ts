@@ -1,5 +1,7 @@
 /**
- * The core of the stack: errors, addresses, transports and their upgrades.
+ * The core of the stack, lowest layer first: errors and helpers, addresses,
+ * transports and their combinators, identities, Noise, negotiation, yamux,
+ * and the libp2p upgrade pipeline with a node on top of it.
  *
  * @module
  */
@@ -10,3 +12,13 @@ export * from "./base58.ts";
 export * from "./byte_reader.ts";
 export * from "./metrics.ts";
 export * from "./log.ts";
+export * from "./multiaddr.ts";
+export * from "./transport/mod.ts";
+export * from "./transport/with_streams.ts";
+export * from "./identity/mod.ts";
+export * from "./proto/mod.ts";
+export * from "./noise/mod.ts";
+export * from "./negotiate/mod.ts";
+export * from "./multiplexing/mod.ts";
+export * from "./libp2p_upgrade.ts";
+export * from "./libp2p_node.ts";
