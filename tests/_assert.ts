@@ -84,15 +84,41 @@ export function assertNetworkError(err: unknown, ...codes: NetworkErrorCode[]): 
   return err;
 }
 
-/** Awaits `fn()` and fails unless it rejects with a `NetworkError` of one of `codes`. */
+/**
+ * Fails unless `work` (a promise, or a function returning one) rejects with a
+ * `NetworkError` of one of `codes`; returns that error.
+ *
+ * @example
+ * ```ts
+ * await assertRejectsCode(reader.readExactly(4), "CONNECTION_CLOSED");
+ * ```
+ */
 export async function assertRejectsCode(
-  fn: () => Promise<unknown>,
+  work: Promise<unknown> | (() => Promise<unknown>),
   ...codes: NetworkErrorCode[]
 ): Promise<NetworkError> {
   try {
-    await fn();
+    await (typeof work === "function" ? work() : work);
   } catch (err) {
     return assertNetworkError(err, ...codes);
   }
   throw new nodeAssert.AssertionError({ message: `expected a rejection with ${codes.join("|")}` });
+}
+
+/**
+ * Calls `fn()` and fails unless it throws a `NetworkError` of one of `codes`;
+ * returns that error.
+ *
+ * @example
+ * ```ts
+ * assertThrowsCode(() => decodeVarint(new Uint8Array([0x80])), "PROTOCOL_VIOLATION");
+ * ```
+ */
+export function assertThrowsCode(fn: () => unknown, ...codes: NetworkErrorCode[]): NetworkError {
+  try {
+    fn();
+  } catch (err) {
+    return assertNetworkError(err, ...codes);
+  }
+  throw new nodeAssert.AssertionError({ message: `expected a throw with ${codes.join("|")}` });
 }

@@ -24,3 +24,33 @@ export async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uin
   for await (const chunk of readable) chunks.push(chunk);
   return concat(chunks);
 }
+
+/**
+ * The bytes as lowercase hex, two digits a byte, no separators.
+ *
+ * @example
+ * ```ts
+ * toHex(new Uint8Array([0x80, 0x01])); // "8001"
+ * ```
+ */
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The bytes that hex text spells; white space between digits is ignored, so
+ * spec tables can be pasted as "80 01". Throws on anything else, so a typo in
+ * a vector fails loudly instead of becoming a zero byte.
+ *
+ * @example
+ * ```ts
+ * fromHex("80 01"); // Uint8Array [0x80, 0x01]
+ * ```
+ */
+export function fromHex(hex: string): Uint8Array {
+  const digits = hex.replace(/\s+/g, "");
+  if (!/^(?:[0-9a-fA-F]{2})*$/.test(digits)) throw new Error(`not hex: ${JSON.stringify(hex)}`);
+  const out = new Uint8Array(digits.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(digits.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}

@@ -7,19 +7,10 @@
 import fc from "fast-check";
 import { decodeBase58, encodeBase58 } from "../netcore/base58.ts";
 import { NetworkError } from "../netcore/network_error.ts";
+import { assertEquals } from "./_assert.ts";
+import { fromHex, toHex } from "./_bytes.ts";
 
 const ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-const toHex = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-const fromHex = (hex: string) =>
-  new Uint8Array(hex.match(/../g)?.map((h) => parseInt(h, 16)) ?? []);
 
 /** The definition, written the slow obvious way. */
 function referenceEncode(bytes: Uint8Array): string {

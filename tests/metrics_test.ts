@@ -6,22 +6,7 @@
  */
 
 import { defaultRegistry, Metric, MetricsRegistry } from "../netcore/metrics.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-function assertThrows(fn: () => unknown, type: new (...args: never[]) => Error): void {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof type) return;
-    throw new Error(`expected ${type.name}, got ${err}`);
-  }
-  throw new Error(`expected ${type.name}, nothing was thrown`);
-}
+import { assertEquals, assertThrows } from "./_assert.ts";
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const HELP_LINE = /^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) ((?:[^\\\n]|\\[\\n])*)$/;

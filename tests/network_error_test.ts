@@ -5,12 +5,7 @@
  */
 
 import { NetworkError } from "../netcore/network_error.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
+import { assertEquals } from "./_assert.ts";
 
 Deno.test("NetworkError is an Error with name, code, message and an optional cause", () => {
   const cause = new Error("ECONNREFUSED");
