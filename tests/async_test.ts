@@ -19,23 +19,7 @@ import {
   delay,
 } from "../netcore/_async.ts";
 import { NetworkError } from "../netcore/network_error.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (!(err instanceof NetworkError)) throw new Error(`expected NetworkError, got ${err}`);
-    if (err.code !== code) throw new Error(`expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  throw new Error(`expected a ${code} rejection, the promise resolved`);
-}
+import { assertEquals, assertRejectsCode } from "./_assert.ts";
 
 /**
  * Counts timers armed through the global `setTimeout` until disposed. The
@@ -92,7 +76,7 @@ Deno.test("delay rejects with ABORTED when the signal fires, keeping the reason,
   const waiting = delay(60_000, { signal: controller.signal });
   assertEquals(timers.live, 1);
   controller.abort("shutting down");
-  const err = await rejectsWith(waiting, "ABORTED");
+  const err = await assertRejectsCode(waiting, "ABORTED");
   assertEquals(err.cause, "shutting down");
   assertEquals(timers.live, 0);
 });
@@ -103,7 +87,7 @@ Deno.test("delay with an already aborted signal rejects at once without arming a
   controller.abort();
   const waiting = delay(60_000, { signal: controller.signal });
   assertEquals(timers.live, 0);
-  await rejectsWith(waiting, "ABORTED");
+  await assertRejectsCode(waiting, "ABORTED");
 });
 
 Deno.test("delay passes a NetworkError reason through unchanged", async () => {
@@ -111,7 +95,7 @@ Deno.test("delay passes a NetworkError reason through unchanged", async () => {
   const reason = new NetworkError("CONNECTION_CLOSED", "connection went away");
   const waiting = delay(60_000, { signal: controller.signal });
   controller.abort(reason);
-  const err = await rejectsWith(waiting, "CONNECTION_CLOSED");
+  const err = await assertRejectsCode(waiting, "CONNECTION_CLOSED");
   if (err !== reason) throw new Error("expected the reason itself");
 });
 
@@ -159,7 +143,7 @@ Deno.test("abortable rejects when the signal fires first; a later rejection stay
   const inner = new Promise<number>((_, reject) => (rejectInner = reject));
   const waiting = abortable(inner, controller.signal);
   controller.abort();
-  await rejectsWith(waiting, "ABORTED");
+  await assertRejectsCode(waiting, "ABORTED");
   // Deno fails the test on an unhandled rejection; this one must be absorbed.
   rejectInner(new Error("late"));
   await delay(0);
@@ -169,12 +153,12 @@ Deno.test("abortable with an already aborted signal rejects, absorbing the promi
   const controller = new AbortController();
   controller.abort(new NetworkError("LIMIT_EXCEEDED", "too many streams"));
   const inner = Promise.reject(new Error("also failed"));
-  await rejectsWith(abortable(inner, controller.signal), "LIMIT_EXCEEDED");
+  await assertRejectsCode(abortable(inner, controller.signal), "LIMIT_EXCEEDED");
   await delay(0);
 });
 
 Deno.test("abortable maps AbortSignal.timeout to TIMEOUT", async () => {
-  await rejectsWith(abortable(never(), AbortSignal.timeout(5)), "TIMEOUT");
+  await assertRejectsCode(abortable(never(), AbortSignal.timeout(5)), "TIMEOUT");
 });
 
 // --- deadline ---
@@ -185,24 +169,27 @@ Deno.test("deadline returns the value when the promise wins", async () => {
 
 Deno.test("deadline passes the promise's own rejection through", async () => {
   const failure = new NetworkError("CONNECTION_RESET", "reset");
-  const err = await rejectsWith(deadline(Promise.reject(failure), 10_000), "CONNECTION_RESET");
+  const err = await assertRejectsCode(
+    deadline(Promise.reject(failure), 10_000),
+    "CONNECTION_RESET",
+  );
   if (err !== failure) throw new Error("expected the same error");
 });
 
 Deno.test("deadline rejects with TIMEOUT naming what timed out", async () => {
-  const err = await rejectsWith(deadline(never(), 10, { what: "ping" }), "TIMEOUT");
+  const err = await assertRejectsCode(deadline(never(), 10, { what: "ping" }), "TIMEOUT");
   if (!err.message.includes("ping")) throw new Error(`message: ${err.message}`);
 });
 
 Deno.test("deadline rejects with the custom code when given one", async () => {
-  await rejectsWith(deadline(never(), 10, { code: "DIAL_TIMEOUT" }), "DIAL_TIMEOUT");
+  await assertRejectsCode(deadline(never(), 10, { code: "DIAL_TIMEOUT" }), "DIAL_TIMEOUT");
 });
 
 Deno.test("deadline rejects with ABORTED when its parent signal fires first", async () => {
   const controller = new AbortController();
   const waiting = deadline(never(), 60_000, { signal: controller.signal });
   controller.abort();
-  await rejectsWith(waiting, "ABORTED");
+  await assertRejectsCode(waiting, "ABORTED");
 });
 
 Deno.test("deadline leaves no timer armed once it settles, whichever way", async () => {
@@ -211,12 +198,12 @@ Deno.test("deadline leaves no timer armed once it settles, whichever way", async
   assertEquals(timers.live, 0, "after resolving:");
   await deadline(Promise.reject(new Error("x")), 60_000).catch(() => {});
   assertEquals(timers.live, 0, "after rejecting:");
-  await rejectsWith(deadline(never(), 5), "TIMEOUT");
+  await assertRejectsCode(deadline(never(), 5), "TIMEOUT");
   assertEquals(timers.live, 0, "after timing out:");
   const controller = new AbortController();
   const waiting = deadline(never(), 60_000, { signal: controller.signal });
   controller.abort();
-  await rejectsWith(waiting, "ABORTED");
+  await assertRejectsCode(waiting, "ABORTED");
   assertEquals(timers.live, 0, "after the parent aborted:");
 });
 
@@ -257,7 +244,7 @@ Deno.test("deadlineSignal fires after ms with a NetworkError of the given code",
   assertEquals(signal.aborted, false);
   // Its timer is unref'd, so something else must keep the test alive: a
   // delay that the signal cuts short. The helper reports that error as is.
-  const err = await rejectsWith(delay(60_000, { signal }), "HANDSHAKE_FAILED");
+  const err = await assertRejectsCode(delay(60_000, { signal }), "HANDSHAKE_FAILED");
   if (err !== signal.reason) throw new Error("expected the signal's reason");
   if (!err.message.includes("handshake timed out after 10 ms")) {
     throw new Error(`message: ${err.message}`);
@@ -265,7 +252,7 @@ Deno.test("deadlineSignal fires after ms with a NetworkError of the given code",
 });
 
 Deno.test("deadlineSignal defaults to TIMEOUT", async () => {
-  await rejectsWith(delay(60_000, { signal: deadlineSignal(5) }), "TIMEOUT");
+  await assertRejectsCode(delay(60_000, { signal: deadlineSignal(5) }), "TIMEOUT");
 });
 
 Deno.test("deadlineSignal fires with the parent's reason when the parent fires first, and disarms", () => {
@@ -294,7 +281,7 @@ Deno.test("deadlineSignal's timer is gone once it has fired", async () => {
   const signal = deadlineSignal(5);
   const keepAlive = delay(60_000, { signal }); // ref'd until the signal fires
   assertEquals(timers.live, 2);
-  await rejectsWith(keepAlive, "TIMEOUT");
+  await assertRejectsCode(keepAlive, "TIMEOUT");
   assertEquals(timers.live, 0);
 });
 

@@ -8,25 +8,9 @@ import fc from "fast-check";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { encodeVarint } from "../netcore/varint.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
+import { assertEquals, assertRejectsCode } from "./_assert.ts";
 
 const list = (bytes: Uint8Array | undefined) => bytes === undefined ? undefined : [...bytes];
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (!(err instanceof NetworkError)) throw new Error(`expected NetworkError, got ${err}`);
-    if (err.code !== code) throw new Error(`expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  throw new Error(`expected a ${code} rejection, the promise resolved`);
-}
 
 /** A stream that yields these chunks and then ends. */
 function chunks(
@@ -98,11 +82,11 @@ Deno.test("ByteReader.readExactly(0) returns no bytes without waiting for the st
 
 Deno.test("ByteReader.readExactly: the stream ending first is CONNECTION_CLOSED", async () => {
   const reader = new ByteReader(chunks([1, 2], [3]).stream);
-  const err = await rejectsWith(reader.readExactly(4), "CONNECTION_CLOSED");
+  const err = await assertRejectsCode(reader.readExactly(4), "CONNECTION_CLOSED");
   if (!err.message.includes("3 of 4")) {
     throw new Error(`message should say how far: ${err.message}`);
   }
-  await rejectsWith(new ByteReader(chunks().stream).readExactly(1), "CONNECTION_CLOSED");
+  await assertRejectsCode(new ByteReader(chunks().stream).readExactly(1), "CONNECTION_CLOSED");
 });
 
 Deno.test("ByteReader: a stream error is CONNECTION_RESET, keeping the cause", async () => {
@@ -112,7 +96,7 @@ Deno.test("ByteReader: a stream error is CONNECTION_RESET, keeping the cause", a
   const pending = reader.readExactly(3);
   const boom = new Error("peer aborted");
   source.fail(boom);
-  const err = await rejectsWith(pending, "CONNECTION_RESET");
+  const err = await assertRejectsCode(pending, "CONNECTION_RESET");
   if (err.cause !== boom) throw new Error("the stream's error should be the cause");
 });
 
@@ -121,7 +105,7 @@ Deno.test("ByteReader: a NetworkError from the stream passes through unchanged",
   const reader = new ByteReader(source.stream);
   const original = new NetworkError("TIMEOUT", "keepalive missed");
   source.fail(original);
-  const err = await rejectsWith(reader.readSome(), "TIMEOUT");
+  const err = await assertRejectsCode(reader.readSome(), "TIMEOUT");
   if (err !== original) throw new Error("expected the same error object");
 });
 
@@ -172,25 +156,31 @@ Deno.test("ByteReader.readVarint: decodes varints split at every chunk boundary"
 });
 
 Deno.test("ByteReader.readVarint: the spec's bounds hold on a stream too", async () => {
-  await rejectsWith(
+  await assertRejectsCode(
     new ByteReader(chunks([0x80], [0x00]).stream).readVarint(),
     "PROTOCOL_VIOLATION",
   );
   const tooLong = new Array(10).fill(0x80);
-  await rejectsWith(new ByteReader(chunks(tooLong).stream).readVarint(), "PROTOCOL_VIOLATION");
-  await rejectsWith(
+  await assertRejectsCode(
+    new ByteReader(chunks(tooLong).stream).readVarint(),
+    "PROTOCOL_VIOLATION",
+  );
+  await assertRejectsCode(
     new ByteReader(chunks([0xac], [0x02]).stream).readVarint(299),
     "FRAME_TOO_LARGE",
   );
   assertEquals(await new ByteReader(chunks([0xac], [0x02]).stream).readVarint(300), 300);
-  await rejectsWith(new ByteReader(chunks([0x80, 0x80]).stream).readVarint(), "CONNECTION_CLOSED");
+  await assertRejectsCode(
+    new ByteReader(chunks([0x80, 0x80]).stream).readVarint(),
+    "CONNECTION_CLOSED",
+  );
 });
 
 Deno.test("ByteReader.readVarint refuses an oversized length before its last byte arrives", async () => {
   const source = controlled();
   const reader = new ByteReader(source.stream);
   source.push(0xff, 0xff); // already more than 1024, with more bytes promised
-  await rejectsWith(reader.readVarint(1024), "FRAME_TOO_LARGE");
+  await assertRejectsCode(reader.readVarint(1024), "FRAME_TOO_LARGE");
   await reader.cancel();
 });
 
@@ -263,6 +253,6 @@ Deno.test("ByteReader.cancel cancels the source and ends a pending read as CONNE
   const pending = reader.readExactly(4);
   await reader.cancel("bye");
   assertEquals(source.state, { cancelled: true, reason: "bye" });
-  await rejectsWith(pending, "CONNECTION_CLOSED");
+  await assertRejectsCode(pending, "CONNECTION_CLOSED");
   await reader.cancel(); // a second cancel is harmless
 });

@@ -8,18 +8,8 @@ import fc from "fast-check";
 import { Multiaddr, type MultiaddrComponent } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { encodeBase58 } from "../netcore/base58.ts";
-
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-const hex = (bytes: Uint8Array) => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+import { assert, assertEquals } from "./_assert.ts";
+import { toHex } from "./_bytes.ts";
 
 /** A sha2-256 peer id (Qm...) and an identity one (12D3Koo..., an Ed25519 key). */
 const SHA_ID = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N";
@@ -146,11 +136,11 @@ Deno.test("Multiaddr.parse accepts the supported shapes and prints their canonic
 Deno.test("binary form matches the multiaddr table and round-trips", () => {
   for (const [input, canonical, bytes] of GOOD) {
     const addr = Multiaddr.parse(input);
-    if (bytes !== "") assertEquals(hex(addr.bytes), bytes, input);
+    if (bytes !== "") assertEquals(toHex(addr.bytes), bytes, input);
     const back = Multiaddr.fromBytes(addr.bytes);
     assertEquals(back.toString(), canonical, `${input} via bytes`);
     assert(back.equals(addr), `${input} equals its decoded bytes`);
-    assertEquals(hex(back.bytes), hex(addr.bytes), `${input} re-encodes identically`);
+    assertEquals(toHex(back.bytes), toHex(addr.bytes), `${input} re-encodes identically`);
   }
 });
 
@@ -158,8 +148,8 @@ Deno.test("p2p binary is varint(length) + multihash", () => {
   const addr = Multiaddr.parse(`/memory/1/p2p/${SHA_ID}`);
   const bytes = addr.bytes;
   // memory (8906) + 8 bytes, then p2p code a503, length 0x22, 0x12 0x20 + 32 bytes.
-  assertEquals(hex(bytes.subarray(0, 10)), "89060000000000000001");
-  assertEquals(hex(bytes.subarray(10, 15)), "a503221220");
+  assertEquals(toHex(bytes.subarray(0, 10)), "89060000000000000001");
+  assertEquals(toHex(bytes.subarray(10, 15)), "a503221220");
   assertEquals(bytes.length, 15 + 32);
   assertEquals(encodeBase58(bytes.subarray(13)), SHA_ID);
 });
@@ -299,7 +289,11 @@ Deno.test("fuzz: random and mutated bytes only ever throw BAD_ADDRESS", () => {
       onlyBadAddress(() => {
         const addr = Multiaddr.fromBytes(bytes);
         // Re-encoded from the parsed text, accepted bytes come back unchanged: one binary form each.
-        assertEquals(hex(Multiaddr.parse(addr.toString()).bytes), hex(bytes), "canonical bytes");
+        assertEquals(
+          toHex(Multiaddr.parse(addr.toString()).bytes),
+          toHex(bytes),
+          "canonical bytes",
+        );
       })),
     { numRuns: 3000 },
   );

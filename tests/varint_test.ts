@@ -7,26 +7,8 @@
 import fc from "fast-check";
 import { NetworkError } from "../netcore/network_error.ts";
 import { decodeVarint, encodeVarint, MAX_VARINT_BYTES, varintLength } from "../netcore/varint.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-function assertCode(fn: () => unknown, code: string): NetworkError {
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof NetworkError)) throw new Error(`expected NetworkError, got ${err}`);
-    if (err.code !== code) throw new Error(`expected ${code}, got ${err.code}: ${err.message}`);
-    return err;
-  }
-  throw new Error(`expected NetworkError ${code}, nothing was thrown`);
-}
-
-const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0"));
-const fromHex = (text: string) => new Uint8Array(text.split(" ").map((h) => parseInt(h, 16)));
+import { assertEquals, assertThrowsCode } from "./_assert.ts";
+import { fromHex } from "./_bytes.ts";
 
 // The examples table of the multiformats unsigned-varint spec.
 const SPEC_EXAMPLES: [number, string][] = [
@@ -41,7 +23,7 @@ const SPEC_EXAMPLES: [number, string][] = [
 
 Deno.test("varint: encodes the spec's examples", () => {
   for (const [value, expected] of SPEC_EXAMPLES) {
-    assertEquals(hex(encodeVarint(value)).join(" "), expected, `encode(${value})`);
+    assertEquals(encodeVarint(value), fromHex(expected), `encode(${value})`);
     assertEquals(varintLength(value), expected.split(" ").length, `varintLength(${value})`);
   }
 });
@@ -61,7 +43,7 @@ Deno.test("varint: decodes at an offset and ignores bytes after the varint", () 
 Deno.test("varint: encodes into a caller's buffer at an offset and returns that view", () => {
   const out = new Uint8Array(6).fill(0xee);
   const view = encodeVarint(16384, out, 2);
-  assertEquals(hex(out).join(" "), "ee ee 80 80 01 ee");
+  assertEquals(out, fromHex("ee ee 80 80 01 ee"));
   if (view.buffer !== out.buffer || view.byteOffset !== 2 || view.length !== 3) {
     throw new Error("encodeVarint did not return a view of the written bytes");
   }
@@ -104,7 +86,7 @@ Deno.test("varint: round-trips random safe integers, with varintLength matching"
 Deno.test("varint: a non-minimal encoding is a PROTOCOL_VIOLATION", () => {
   // The spec: "the number is encoded in the minimal number of bytes".
   for (const encoded of ["80 00", "81 00", "ff 80 00", "80 80 80 00"]) {
-    assertCode(() => decodeVarint(fromHex(encoded)), "PROTOCOL_VIOLATION");
+    assertThrowsCode(() => decodeVarint(fromHex(encoded)), "PROTOCOL_VIOLATION");
   }
   // Random values padded with a redundant 0x80 ... 0x00 tail.
   fc.assert(
@@ -114,7 +96,7 @@ Deno.test("varint: a non-minimal encoding is a PROTOCOL_VIOLATION", () => {
       padded.set(minimal);
       padded[minimal.length - 1] |= 0x80;
       for (let i = minimal.length; i < padded.length - 1; i++) padded[i] = 0x80;
-      assertCode(() => decodeVarint(padded), "PROTOCOL_VIOLATION");
+      assertThrowsCode(() => decodeVarint(padded), "PROTOCOL_VIOLATION");
     }),
   );
 });
@@ -123,27 +105,27 @@ Deno.test("varint: more than 9 bytes is a PROTOCOL_VIOLATION, however it continu
   assertEquals(MAX_VARINT_BYTES, 9);
   // Nine bytes that all say "more follows": the value is still 0, so only the length is at fault.
   const nine = new Uint8Array(9).fill(0x80);
-  assertCode(() => decodeVarint(nine), "PROTOCOL_VIOLATION");
+  assertThrowsCode(() => decodeVarint(nine), "PROTOCOL_VIOLATION");
   const tenWithEnd = new Uint8Array([...nine, 0x01]);
-  assertCode(() => decodeVarint(tenWithEnd), "PROTOCOL_VIOLATION");
+  assertThrowsCode(() => decodeVarint(tenWithEnd), "PROTOCOL_VIOLATION");
   // Eight continuation bytes are merely an incomplete varint.
   assertEquals(decodeVarint(nine.subarray(0, 8)), undefined);
 });
 
 Deno.test("varint: a value above max is FRAME_TOO_LARGE, max itself is accepted", () => {
   assertEquals(decodeVarint(encodeVarint(1024), 0, 1024), { value: 1024, length: 2 });
-  assertCode(() => decodeVarint(encodeVarint(1025), 0, 1024), "FRAME_TOO_LARGE");
-  assertCode(() => decodeVarint(encodeVarint(128), 0, 127), "FRAME_TOO_LARGE");
+  assertThrowsCode(() => decodeVarint(encodeVarint(1025), 0, 1024), "FRAME_TOO_LARGE");
+  assertThrowsCode(() => decodeVarint(encodeVarint(128), 0, 127), "FRAME_TOO_LARGE");
   // The limit applies before the varint is complete: a hostile length prefix
   // is refused without waiting for its last byte.
-  assertCode(() => decodeVarint(fromHex("ff ff"), 0, 1000), "FRAME_TOO_LARGE");
+  assertThrowsCode(() => decodeVarint(fromHex("ff ff"), 0, 1000), "FRAME_TOO_LARGE");
   // Above the safe-integer range with the default max.
-  assertCode(() => decodeVarint(new Uint8Array(9).fill(0xff)), "FRAME_TOO_LARGE");
+  assertThrowsCode(() => decodeVarint(new Uint8Array(9).fill(0xff)), "FRAME_TOO_LARGE");
   fc.assert(
     fc.property(fc.maxSafeNat(), fc.maxSafeNat(), (value, max) => {
       const bytes = encodeVarint(value);
       if (value <= max) assertEquals(decodeVarint(bytes, 0, max), { value, length: bytes.length });
-      else assertCode(() => decodeVarint(bytes, 0, max), "FRAME_TOO_LARGE");
+      else assertThrowsCode(() => decodeVarint(bytes, 0, max), "FRAME_TOO_LARGE");
     }),
   );
 });
@@ -173,7 +155,7 @@ Deno.test("varint: random bytes decode, ask for more, or throw a NetworkError; n
           const decoded = decodeVarint(bytes, 0, max);
           if (decoded === undefined) return;
           // Whatever decodes is the minimal encoding of its value.
-          assertEquals(hex(bytes.subarray(0, decoded.length)), hex(encodeVarint(decoded.value)));
+          assertEquals(bytes.subarray(0, decoded.length), encodeVarint(decoded.value));
           if (max !== undefined && decoded.value > max) throw new Error("max not enforced");
         } catch (err) {
           if (!NetworkError.is(err, "PROTOCOL_VIOLATION", "FRAME_TOO_LARGE")) throw err;
