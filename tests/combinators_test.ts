@@ -5,36 +5,14 @@
 
 import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
-import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
+import { NetworkError } from "../netcore/network_error.ts";
 import { andThen } from "../netcore/transport/and_then.ts";
 import { choice } from "../netcore/transport/choice.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Role, Transport, UpgradeContext } from "../netcore/transport/transport.ts";
 import { withTimeout } from "../netcore/transport/with_timeout.ts";
-
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  ...codes: NetworkErrorCode[]
-): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (NetworkError.is(err, ...codes)) return err;
-    throw new Error(`expected NetworkError ${codes.join("|")}, got ${err}`, { cause: err });
-  }
-  throw new Error(`expected a rejection with ${codes.join("|")}, but it resolved`);
-}
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
 
 const memory = () => new MemoryTransport({ network: new MemoryNetwork() });
 const text = (s: string) => new TextEncoder().encode(s);
@@ -108,7 +86,7 @@ Deno.test("andThen: a failing upgrade closes the socket and reports HANDSHAKE_FA
   const errors = inboundErrors();
   const listener = await failing.listen(Multiaddr.parse("/memory/0"), errors);
   const iterating = listener[Symbol.asyncIterator]().next();
-  const dialError = await assertRejectsWith(failing.dial(listener.addr), "HANDSHAKE_FAILED");
+  const dialError = await assertRejectsCode(failing.dial(listener.addr), "HANDSHAKE_FAILED");
   assert(dialError.cause instanceof TypeError, "the cause is kept");
   const listenError = await errors.next();
   assert(NetworkError.is(listenError, "HANDSHAKE_FAILED"), `listener side: ${listenError}`);
@@ -117,7 +95,7 @@ Deno.test("andThen: a failing upgrade closes the socket and reports HANDSHAKE_FA
   await Promise.all(rawConns.map((c) => c.closed));
   for (const conn of rawConns) {
     // Aborted here with the upgrade's error, or reset by the peer's abort first.
-    await assertRejectsWith(
+    await assertRejectsCode(
       conn.readable.getReader().read(),
       "HANDSHAKE_FAILED",
       "CONNECTION_RESET",
@@ -134,7 +112,7 @@ Deno.test("andThen: a NetworkError thrown by the upgrade keeps its code", async 
   const errors = inboundErrors();
   const listener = await guarded.listen(Multiaddr.parse("/memory/0"), errors);
   const iterating = listener[Symbol.asyncIterator]().next();
-  await assertRejectsWith(guarded.dial(listener.addr), "UNAUTHORIZED");
+  await assertRejectsCode(guarded.dial(listener.addr), "UNAUTHORIZED");
   assert(NetworkError.is(await errors.next(), "UNAUTHORIZED"), "listener side keeps the code");
   await listener.close();
   await iterating;
@@ -150,7 +128,7 @@ Deno.test("andThen: an upgrade past its timeout sees its signal fire and fails w
   const listener = await slow.listen(Multiaddr.parse("/memory/0"), errors);
   const iterating = listener[Symbol.asyncIterator]().next();
   const started = performance.now();
-  await assertRejectsWith(slow.dial(listener.addr), "TIMEOUT");
+  await assertRejectsCode(slow.dial(listener.addr), "TIMEOUT");
   assert(performance.now() - started < 1000, "the timeout bounds the dial");
   assert(NetworkError.is(await errors.next(), "TIMEOUT"), "listener side times out too");
   assertEquals(signals.map((s) => s.aborted), [true, true], "both upgrades were signalled");
@@ -201,7 +179,7 @@ Deno.test("andThen: a cancelled dial aborts the upgrade in progress", async () =
   const dialing = transport.dial(listener.addr, { signal: controller.signal });
   await new Promise((resolve) => setTimeout(resolve, 10));
   controller.abort();
-  await assertRejectsWith(dialing, "ABORTED");
+  await assertRejectsCode(dialing, "ABORTED");
   await raws[0].closed;
   await listener.close();
   await iterating;
@@ -216,10 +194,10 @@ Deno.test("withTimeout: bounds the whole dial with DIAL_TIMEOUT; fast dials pass
   conn.abort();
   network.partition(listener.addr, "drop"); // dials now hang, like SYNs into a black hole
   const started = performance.now();
-  await assertRejectsWith(bounded.dial(listener.addr), "DIAL_TIMEOUT");
+  await assertRejectsCode(bounded.dial(listener.addr), "DIAL_TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 45 && elapsed < 1000, `fired after ~50 ms (took ${elapsed})`);
-  await assertRejectsWith(
+  await assertRejectsCode(
     bounded.dial(listener.addr, { signal: AbortSignal.abort() }),
     "ABORTED",
   );
@@ -244,8 +222,8 @@ Deno.test("choice: routes by address, BAD_ADDRESS when no transport fits", async
   viaTcp.abort();
   const onlyMemory = choice(mem);
   assert(!onlyMemory.supports(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "tcp not supported");
-  await assertRejectsWith(onlyMemory.dial(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "BAD_ADDRESS");
-  await assertRejectsWith(
+  await assertRejectsCode(onlyMemory.dial(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "BAD_ADDRESS");
+  await assertRejectsCode(
     onlyMemory.listen(Multiaddr.parse("/dns4/localhost/tcp/0")),
     "BAD_ADDRESS",
   );

@@ -5,37 +5,8 @@
 
 import { type MemoryConnection, MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
-import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
-import type { Listener } from "../netcore/transport/transport.ts";
-
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  ...codes: NetworkErrorCode[]
-): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (NetworkError.is(err, ...codes)) return err;
-    throw new Error(`expected NetworkError ${codes.join("|")}, got ${err}`, { cause: err });
-  }
-  throw new Error(`expected a rejection with ${codes.join("|")}, but it resolved`);
-}
-
-async function acceptOne(listener: Listener<MemoryConnection>): Promise<MemoryConnection> {
-  const next = await listener[Symbol.asyncIterator]().next();
-  assert(!next.done, "a connection");
-  return next.value;
-}
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { acceptOne } from "./_pair.ts";
 
 async function setup(options: { bufferSize?: number } = {}) {
   const network = new MemoryNetwork();
@@ -63,10 +34,10 @@ Deno.test("listeners: port 0 picks a free port, a taken port is ADDRESS_IN_USE, 
   const first = await transport.listen(Multiaddr.parse("/memory/0"));
   const second = await transport.listen(Multiaddr.parse("/memory/0"));
   assert(!first.addr.equals(second.addr), "distinct ports");
-  await assertRejectsWith(transport.listen(first.addr), "ADDRESS_IN_USE");
-  await assertRejectsWith(transport.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "BAD_ADDRESS");
+  await assertRejectsCode(transport.listen(first.addr), "ADDRESS_IN_USE");
+  await assertRejectsCode(transport.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/1")), "BAD_ADDRESS");
   const elsewhere = new MemoryTransport({ network: new MemoryNetwork() });
-  await assertRejectsWith(elsewhere.dial(first.addr), "DIAL_REFUSED");
+  await assertRejectsCode(elsewhere.dial(first.addr), "DIAL_REFUSED");
   await first.close();
   const again = await transport.listen(first.addr); // freed by close
   await Promise.all([second.close(), again.close()]);
@@ -136,9 +107,9 @@ Deno.test("cut: both ends of a connection see CONNECTION_RESET", async () => {
   const aRead = a.readable.getReader().read();
   const bRead = b.readable.getReader().read();
   network.cut(a);
-  await assertRejectsWith(aRead, "CONNECTION_RESET");
-  await assertRejectsWith(bRead, "CONNECTION_RESET");
-  await assertRejectsWith(b.writable.getWriter().write(new Uint8Array(1)), "CONNECTION_RESET");
+  await assertRejectsCode(aRead, "CONNECTION_RESET");
+  await assertRejectsCode(bRead, "CONNECTION_RESET");
+  await assertRejectsCode(b.writable.getWriter().write(new Uint8Array(1)), "CONNECTION_RESET");
   await Promise.all([a.closed, b.closed]);
   await listener.close();
 });
@@ -153,7 +124,7 @@ Deno.test("cut by address resets every connection to that listener, and only tho
   network.cut(target.addr);
   await Promise.all(toTarget.map((c) => c.closed));
   for (const conn of toTarget) {
-    await assertRejectsWith(conn.readable.getReader().read(), "CONNECTION_RESET");
+    await assertRejectsCode(conn.readable.getReader().read(), "CONNECTION_RESET");
   }
   const writer = toOther.writable.getWriter();
   await writer.write(new Uint8Array([1])); // still alive
@@ -164,7 +135,7 @@ Deno.test("cut by address resets every connection to that listener, and only tho
 Deno.test("partition: refused dials until healed; existing connections stay up", async () => {
   const { network, transport, listener, a, b } = await setup();
   network.partition(listener.addr);
-  await assertRejectsWith(transport.dial(listener.addr), "DIAL_REFUSED");
+  await assertRejectsCode(transport.dial(listener.addr), "DIAL_REFUSED");
   const writer = a.writable.getWriter();
   await writer.write(new Uint8Array([5]));
   assertEquals([...(await b.readable.getReader().read()).value!], [5], "old connection works");
@@ -181,12 +152,12 @@ Deno.test("partition in drop mode: dials hang until their deadline -> DIAL_TIMEO
   const listener = await transport.listen(Multiaddr.parse("/memory/0"));
   network.partition(listener.addr, "drop");
   const started = performance.now();
-  await assertRejectsWith(transport.dial(listener.addr), "DIAL_TIMEOUT");
+  await assertRejectsCode(transport.dial(listener.addr), "DIAL_TIMEOUT");
   assert(performance.now() - started >= 45, "waited for the connect timeout");
   const controller = new AbortController();
   const dialing = transport.dial(listener.addr, { signal: controller.signal });
   controller.abort();
-  await assertRejectsWith(dialing, "ABORTED");
+  await assertRejectsCode(dialing, "ABORTED");
   network.heal(listener.addr);
   (await transport.dial(listener.addr)).abort();
   await listener.close();
@@ -208,6 +179,6 @@ Deno.test("closing a listener resets connections it accepted but never handed ou
   const listener = await transport.listen(Multiaddr.parse("/memory/0"));
   const conn = await transport.dial(listener.addr);
   await listener.close();
-  await assertRejectsWith(conn.readable.getReader().read(), "CONNECTION_RESET");
+  await assertRejectsCode(conn.readable.getReader().read(), "CONNECTION_RESET");
   await conn.closed;
 });

@@ -5,12 +5,15 @@
 
 import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
-import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
+import { NetworkError } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { andThen } from "../netcore/transport/and_then.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Listener, Transport } from "../netcore/transport/transport.ts";
 import { withTimeout } from "../netcore/transport/with_timeout.ts";
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { readAll } from "./_bytes.ts";
+import { acceptOne } from "./_pair.ts";
 
 /** What the suite needs to know about a transport. */
 interface Subject {
@@ -31,47 +34,8 @@ interface Subject {
   abortRejectsPeerRead: boolean;
 }
 
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-async function assertRejectsWith(
-  promise: Promise<unknown>,
-  ...codes: NetworkErrorCode[]
-): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (NetworkError.is(err, ...codes)) return err;
-    throw new Error(`expected NetworkError ${codes.join("|")}, got ${err}`, { cause: err });
-  }
-  throw new Error(`expected a rejection with ${codes.join("|")}, but it resolved`);
-}
-
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
-
-async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of readable) {
-    chunks.push(chunk);
-    length += chunk.length;
-  }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
 
 async function writeAndClose(conn: Connection, bytes: Uint8Array): Promise<void> {
   const writer = conn.writable.getWriter();
@@ -100,13 +64,6 @@ async function serve(
       await Promise.all(handlers);
     },
   };
-}
-
-/** Takes the next inbound connection. */
-async function acceptOne(listener: Listener): Promise<Connection> {
-  const next = await listener[Symbol.asyncIterator]().next();
-  assert(!next.done, "listener yielded a connection");
-  return next.value;
 }
 
 const echo = async (conn: Connection) => {
@@ -230,11 +187,11 @@ function conformance(subject: Subject): void {
     await new Promise((resolve) => setTimeout(resolve, 20));
     const aReader = a.readable.getReader();
     a.abort(new Error("test abort"));
-    await assertRejectsWith(aReader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+    await assertRejectsCode(aReader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
     await a.closed;
     const bReader = b.readable.getReader();
     if (subject.abortRejectsPeerRead) {
-      await assertRejectsWith(bReader.read(), "CONNECTION_RESET");
+      await assertRejectsCode(bReader.read(), "CONNECTION_RESET");
     } else {
       try {
         const result = await bReader.read();
@@ -244,7 +201,7 @@ function conformance(subject: Subject): void {
       }
     }
     // Either way the peer cannot keep writing into a dropped connection.
-    await assertRejectsWith(
+    await assertRejectsCode(
       (async () => {
         for (let i = 0; i < 100; i++) {
           await bWriter.write(text("anyone there?"));
@@ -261,7 +218,7 @@ function conformance(subject: Subject): void {
 
   test("dial to an address nobody listens on -> DIAL_REFUSED", async () => {
     const transport = subject.make();
-    await assertRejectsWith(transport.dial(await subject.refusedAddr(transport)), "DIAL_REFUSED");
+    await assertRejectsCode(transport.dial(await subject.refusedAddr(transport)), "DIAL_REFUSED");
   });
 
   test("dial deadlines -> DIAL_TIMEOUT, a plain abort -> ABORTED", async () => {
@@ -273,8 +230,8 @@ function conformance(subject: Subject): void {
     });
     const addr = server.listener.addr;
     const timedOut = AbortSignal.abort(new DOMException("deadline", "TimeoutError"));
-    await assertRejectsWith(transport.dial(addr, { signal: timedOut }), "DIAL_TIMEOUT");
-    await assertRejectsWith(transport.dial(addr, { signal: AbortSignal.abort() }), "ABORTED");
+    await assertRejectsCode(transport.dial(addr, { signal: timedOut }), "DIAL_TIMEOUT");
+    await assertRejectsCode(transport.dial(addr, { signal: AbortSignal.abort() }), "ABORTED");
     // A dial that connects but whose upgrade hangs: the whole dial is bounded.
     const hanging = withTimeout(
       andThen(
@@ -287,7 +244,7 @@ function conformance(subject: Subject): void {
       100,
     );
     const started = performance.now();
-    await assertRejectsWith(hanging.dial(addr), "DIAL_TIMEOUT");
+    await assertRejectsCode(hanging.dial(addr), "DIAL_TIMEOUT");
     const elapsed = performance.now() - started;
     assert(elapsed >= 90 && elapsed < 2000, `timed out after ~100 ms (took ${elapsed})`);
     await server.stop();
@@ -300,7 +257,7 @@ function conformance(subject: Subject): void {
     await new Promise((resolve) => setTimeout(resolve, 10));
     await listener.close();
     assertEquals((await next).done, true, "iteration ended");
-    await assertRejectsWith(transport.dial(listener.addr), "DIAL_REFUSED");
+    await assertRejectsCode(transport.dial(listener.addr), "DIAL_REFUSED");
   });
 
   test("500 concurrent connections each echo their own bytes", async () => {
@@ -362,8 +319,8 @@ Deno.test("tcp: dns addresses are resolved by the dial; unsupported addresses ar
   assertEquals(str(back), "by name");
   await conn.closed;
   assert(!tcp.supports(Multiaddr.parse("/memory/1")), "memory is not TCP");
-  await assertRejectsWith(tcp.dial(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
-  await assertRejectsWith(tcp.listen(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
+  await assertRejectsCode(tcp.dial(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
+  await assertRejectsCode(tcp.listen(Multiaddr.parse("/memory/1")), "BAD_ADDRESS");
   await server.stop();
 });
 
