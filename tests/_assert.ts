@@ -106,19 +106,34 @@ export async function assertRejectsCode(
 }
 
 /**
- * Calls `fn()` and fails unless it throws a `NetworkError` of one of `codes`;
- * returns that error.
+ * Calls `fn()` and fails unless it throws a `NetworkError` with `codes` (one
+ * code or a list of acceptable ones); returns that error. `message` names the
+ * case in the failure, for table-driven tests.
  *
  * @example
  * ```ts
  * assertThrowsCode(() => decodeVarint(new Uint8Array([0x80])), "PROTOCOL_VIOLATION");
+ * assertThrowsCode(() => PeerId.fromBytes(bytes), ["BAD_ADDRESS"], "trailing byte");
  * ```
  */
-export function assertThrowsCode(fn: () => unknown, ...codes: NetworkErrorCode[]): NetworkError {
+export function assertThrowsCode(
+  fn: () => unknown,
+  codes: NetworkErrorCode | readonly NetworkErrorCode[],
+  message?: string,
+): NetworkError {
+  const list = typeof codes === "string" ? [codes] : codes;
+  const prefix = message === undefined ? "" : `${message}: `;
   try {
     fn();
   } catch (err) {
-    return assertNetworkError(err, ...codes);
+    if (NetworkError.is(err, ...list)) return err;
+    throw new nodeAssert.AssertionError({
+      message: `${prefix}expected NetworkError ${list.join("|")}, got ${
+        err instanceof Error ? err.stack : String(err)
+      }`,
+    });
   }
-  throw new nodeAssert.AssertionError({ message: `expected a throw with ${codes.join("|")}` });
+  throw new nodeAssert.AssertionError({
+    message: `${prefix}expected a throw with ${list.join("|")}, nothing was thrown`,
+  });
 }

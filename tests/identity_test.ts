@@ -23,33 +23,9 @@ import {
   verifyEd25519,
 } from "../netcore/identity/mod.ts";
 import { withNobleBackend } from "../netcore/identity/_ed25519.ts";
-import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
-
-const toHex = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-const fromHex = (hex: string) =>
-  new Uint8Array(hex.match(/../g)?.map((h) => parseInt(h, 16)) ?? []);
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const norm = (v: unknown) => v instanceof Uint8Array ? toHex(v) : JSON.stringify(v);
-  if (norm(actual) !== norm(expected)) {
-    throw new Error(`${msg} expected ${norm(expected)}, got ${norm(actual)}`);
-  }
-}
-
-function assert(cond: boolean, msg: string): void {
-  if (!cond) throw new Error(msg);
-}
-
-function assertNetworkError(fn: () => unknown, codes: NetworkErrorCode[], msg = ""): NetworkError {
-  try {
-    fn();
-  } catch (err) {
-    if (NetworkError.is(err, ...codes)) return err;
-    throw new Error(`${msg} expected NetworkError ${codes.join("|")}, got ${err}`);
-  }
-  throw new Error(`${msg} expected NetworkError ${codes.join("|")}, nothing thrown`);
-}
+import { NetworkError } from "../netcore/network_error.ts";
+import { assert, assertEquals, assertThrowsCode } from "./_assert.ts";
+import { fromHex, toHex } from "./_bytes.ts";
 
 // RFC 8032 section 7.1, TEST 1 (empty message).
 const RFC8032_1 = {
@@ -121,7 +97,7 @@ Deno.test("peer-id spec test vectors: Ed25519 private and public key protobufs",
 });
 
 Deno.test("peer-id spec: key types other than Ed25519 are rejected, not misread", () => {
-  const err = assertNetworkError(
+  const err = assertThrowsCode(
     () => unmarshalPublicKey(fromHex(SPEC.secp256k1Public)),
     ["PROTOCOL_VIOLATION"],
   );
@@ -213,17 +189,17 @@ Deno.test("malformed key protobufs throw only NetworkError", () => {
     ["oversized", new Uint8Array(2048)],
   ];
   for (const [name, bytes] of bad) {
-    assertNetworkError(() => unmarshalPublicKey(bytes), ["PROTOCOL_VIOLATION"], name);
+    assertThrowsCode(() => unmarshalPublicKey(bytes), ["PROTOCOL_VIOLATION"], name);
   }
   const good = fromHex(SPEC.ed25519Private);
   const mismatched = good.slice();
   mismatched[good.length - 1] ^= 1;
-  assertNetworkError(
+  assertThrowsCode(
     () => Ed25519Identity.fromProtobuf(mismatched),
     ["PROTOCOL_VIOLATION"],
     "public half must match the seed",
   );
-  assertNetworkError(
+  assertThrowsCode(
     () => Ed25519Identity.fromProtobuf(fromHex("08011221" + "00".repeat(33))),
     ["PROTOCOL_VIOLATION"],
     "33-byte private key",
@@ -262,7 +238,7 @@ Deno.test("malformed peer ids throw NetworkError BAD_ADDRESS", () => {
     ],
     ["CID bad base32", () => PeerId.parse("bafz1")],
   ];
-  for (const [name, fn] of bad) assertNetworkError(fn, ["BAD_ADDRESS"], name);
+  for (const [name, fn] of bad) assertThrowsCode(fn, ["BAD_ADDRESS"], name);
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 60 }), fc.string({ maxLength: 80 }), (bytes, text) => {
       for (const fn of [() => PeerId.fromBytes(bytes), () => PeerId.parse(text)]) {
@@ -333,7 +309,8 @@ Deno.test("js-libp2p interop: same keys, protobufs, peer ids and signatures, bot
     // Signatures: Ed25519 is deterministic, so identical bytes; each verifies the other's.
     const theirSig = await theirs.sign(data);
     const ourSig = ours.sign(data);
-    assertEquals(ourSig, theirSig, label);
+    // Their signature is a Node Buffer: compare the bytes, not the class.
+    assertEquals(ourSig, new Uint8Array(theirSig), label);
     assert(verifyEd25519(ours.publicKey, data, theirSig), `we verify theirs ${label}`);
     assert(await theirs.publicKey.verify(data, ourSig), `they verify ours ${label}`);
   }

@@ -24,46 +24,15 @@ import {
   NoiseHandshakePayloadSchema,
 } from "../netcore/proto/_gen/noise_payload_pb.ts";
 import { NetworkError } from "../netcore/network_error.ts";
+import { assert, assertEquals, assertThrowsCode } from "./_assert.ts";
+import { concat, toHex } from "./_bytes.ts";
 
-const toHex = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 const utf8 = (text: string) => new TextEncoder().encode(text);
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const norm = (v: unknown) => v instanceof Uint8Array ? toHex(v) : JSON.stringify(v);
-  if (norm(actual) !== norm(expected)) {
-    throw new Error(`${msg} expected ${norm(expected)}, got ${norm(actual)}`);
-  }
-}
-
-function assert(cond: boolean, msg: string): void {
-  if (!cond) throw new Error(msg);
-}
-
-function assertHandshakeFailed(fn: () => unknown, msg = ""): NetworkError {
-  try {
-    fn();
-  } catch (err) {
-    if (NetworkError.is(err, "HANDSHAKE_FAILED")) return err;
-    throw new Error(`${msg}: expected HANDSHAKE_FAILED, got ${err}`);
-  }
-  throw new Error(`${msg}: expected HANDSHAKE_FAILED, nothing thrown`);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** A naive protobuf encoder for length-delimited fields, for byte-exact comparison. */
 function field(number: number, value: Uint8Array): Uint8Array {
   if (value.length > 127) throw new Error("naive encoder: short fields only");
-  return concat(new Uint8Array([(number << 3) | 2, value.length]), value);
+  return concat([new Uint8Array([(number << 3) | 2, value.length]), value]);
 }
 
 const staticKey = (fill: number) => new Uint8Array(32).fill(fill);
@@ -88,26 +57,27 @@ Deno.test("round trip: the decoder returns the signer's peer id, key and extensi
 Deno.test("encoding is the spec's message, byte for byte (fields 1, 2, then 4)", () => {
   const me = Ed25519Identity.fromSeed(new Uint8Array(32).fill(5));
   const s = staticKey(7);
-  const sig = me.sign(concat(utf8("noise-libp2p-static-key:"), s));
+  const sig = me.sign(concat([utf8("noise-libp2p-static-key:"), s]));
   assertEquals(
     encodeNoiseHandshakePayload(me, s),
-    concat(field(1, me.marshalPublicKey()), field(2, sig)),
+    concat([field(1, me.marshalPublicKey()), field(2, sig)]),
   );
   assertEquals(
     encodeNoiseHandshakePayload(me, s, { streamMuxers: ["/yamux/1.0.0"] }),
-    concat(
+    concat([
       field(1, me.marshalPublicKey()),
       field(2, sig),
       field(4, field(2, utf8("/yamux/1.0.0"))),
-    ),
+    ]),
   );
 });
 
 Deno.test("a signature over another static key is rejected", () => {
   const me = Ed25519Identity.generate();
   const payload = encodeNoiseHandshakePayload(me, staticKey(1));
-  const err = assertHandshakeFailed(
+  const err = assertThrowsCode(
     () => decodeNoiseHandshakePayload(payload, staticKey(2)),
+    "HANDSHAKE_FAILED",
     "wrong static key",
   );
   assert(err.message.includes("signature"), err.message);
@@ -121,10 +91,14 @@ Deno.test("a payload signed by one identity but naming another is rejected", () 
     NoiseHandshakePayloadSchema,
     create(NoiseHandshakePayloadSchema, {
       identityKey: alice.marshalPublicKey(),
-      identitySig: mallory.sign(concat(utf8("noise-libp2p-static-key:"), s)),
+      identitySig: mallory.sign(concat([utf8("noise-libp2p-static-key:"), s])),
     }),
   );
-  assertHandshakeFailed(() => decodeNoiseHandshakePayload(forged, s), "forged identity");
+  assertThrowsCode(
+    () => decodeNoiseHandshakePayload(forged, s),
+    "HANDSHAKE_FAILED",
+    "forged identity",
+  );
 });
 
 Deno.test("every single-bit change of the signed fields is rejected or leaves them intact", () => {
@@ -160,8 +134,9 @@ Deno.test("malformed, truncated and oversized payloads fail with HANDSHAKE_FAILE
   const s = staticKey(5);
   const payload = encodeNoiseHandshakePayload(me, s);
   for (let cut = 0; cut < payload.length; cut += 7) {
-    assertHandshakeFailed(
+    assertThrowsCode(
       () => decodeNoiseHandshakePayload(payload.subarray(0, cut), s),
+      "HANDSHAKE_FAILED",
       `cut ${cut}`,
     );
   }
@@ -172,29 +147,29 @@ Deno.test("malformed, truncated and oversized payloads fail with HANDSHAKE_FAILE
     ["oversized", new Uint8Array(MAX_NOISE_HANDSHAKE_PAYLOAD_BYTES + 1)],
     [
       "RSA identity key",
-      concat(
-        field(1, concat(new Uint8Array([0x08, 0x00]), field(2, new Uint8Array(32)))),
+      concat([
+        field(1, concat([new Uint8Array([0x08, 0x00]), field(2, new Uint8Array(32))])),
         field(2, new Uint8Array(64)),
-      ),
+      ]),
     ],
     [
       "secp256k1 identity key",
-      concat(
-        field(1, concat(new Uint8Array([0x08, 0x02]), field(2, new Uint8Array(33)))),
+      concat([
+        field(1, concat([new Uint8Array([0x08, 0x02]), field(2, new Uint8Array(33))])),
         field(2, new Uint8Array(64)),
-      ),
+      ]),
     ],
     [
       "invalid UTF-8 muxer",
-      concat(
+      concat([
         field(1, me.marshalPublicKey()),
         field(2, new Uint8Array(64)),
         field(4, field(2, new Uint8Array([0xff, 0xfe]))),
-      ),
+      ]),
     ],
   ];
   for (const [name, bytes] of cases) {
-    assertHandshakeFailed(() => decodeNoiseHandshakePayload(bytes, s), name);
+    assertThrowsCode(() => decodeNoiseHandshakePayload(bytes, s), "HANDSHAKE_FAILED", name);
   }
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
@@ -214,11 +189,11 @@ Deno.test("unknown fields and webtransport certhashes are carried, results are c
   const me = Ed25519Identity.generate();
   const s = staticKey(6);
   const hash = new Uint8Array([0x12, 0x20, ...new Uint8Array(32).fill(0xab)]);
-  const payload = concat(
+  const payload = concat([
     encodeNoiseHandshakePayload(me, s),
-    field(4, concat(field(1, hash), field(2, utf8("/yamux/1.0.0")))),
+    field(4, concat([field(1, hash), field(2, utf8("/yamux/1.0.0"))])),
     field(9, utf8("future field")),
-  );
+  ]);
   const remote = decodeNoiseHandshakePayload(payload, s);
   assertEquals(remote.extensions.webtransportCerthashes.map(toHex), [toHex(hash)]);
   assertEquals(remote.extensions.streamMuxers, ["/yamux/1.0.0"]);
@@ -232,7 +207,7 @@ Deno.test("js-libp2p interop: a payload built with their crypto is accepted; our
     const seed = crypto.getRandomValues(new Uint8Array(32));
     const s = crypto.getRandomValues(new Uint8Array(32));
     const theirs = await generateKeyPairFromSeed("Ed25519", seed);
-    const signature = await theirs.sign(concat(utf8("noise-libp2p-static-key:"), s));
+    const signature = await theirs.sign(concat([utf8("noise-libp2p-static-key:"), s]));
     const payload = toBinary(
       NoiseHandshakePayloadSchema,
       create(NoiseHandshakePayloadSchema, {
