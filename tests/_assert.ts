@@ -28,15 +28,18 @@ function checkError<E extends Error>(
   err: unknown,
   ErrorType: ErrorClass<E> | undefined,
   includes: string | undefined,
+  prefix: string,
 ): E {
   if (ErrorType !== undefined && !(err instanceof ErrorType)) {
     throw new nodeAssert.AssertionError({
-      message: `expected ${ErrorType.name}, got ${err instanceof Error ? err.stack : String(err)}`,
+      message: `${prefix}expected ${ErrorType.name}, got ${
+        err instanceof Error ? err.stack : String(err)
+      }`,
     });
   }
   if (includes !== undefined && !(err instanceof Error && err.message.includes(includes))) {
     throw new nodeAssert.AssertionError({
-      message: `expected an error message including ${JSON.stringify(includes)}, got ${
+      message: `${prefix}expected an error message including ${JSON.stringify(includes)}, got ${
         err instanceof Error ? JSON.stringify(err.message) : String(err)
       }`,
     });
@@ -44,32 +47,42 @@ function checkError<E extends Error>(
   return err as E;
 }
 
-/** Awaits `fn()` and fails unless it rejects (with `ErrorType`, whose message includes `includes`). */
+/**
+ * Awaits `fn()` and fails unless it rejects (with `ErrorType`, whose message
+ * includes `includes`); `message` names the case in the failure.
+ */
 export async function assertRejects<E extends Error = Error>(
   fn: () => Promise<unknown>,
   ErrorType?: ErrorClass<E>,
   includes?: string,
+  message?: string,
 ): Promise<E> {
+  const prefix = message === undefined ? "" : `${message}: `;
   try {
     await fn();
   } catch (err) {
-    return checkError(err, ErrorType, includes);
+    return checkError(err, ErrorType, includes, prefix);
   }
-  throw new nodeAssert.AssertionError({ message: "expected the promise to reject" });
+  throw new nodeAssert.AssertionError({ message: `${prefix}expected the promise to reject` });
 }
 
-/** Calls `fn()` and fails unless it throws (with `ErrorType`, whose message includes `includes`). */
+/**
+ * Calls `fn()` and fails unless it throws (with `ErrorType`, whose message
+ * includes `includes`); `message` names the case in the failure.
+ */
 export function assertThrows<E extends Error = Error>(
   fn: () => unknown,
   ErrorType?: ErrorClass<E>,
   includes?: string,
+  message?: string,
 ): E {
+  const prefix = message === undefined ? "" : `${message}: `;
   try {
     fn();
   } catch (err) {
-    return checkError(err, ErrorType, includes);
+    return checkError(err, ErrorType, includes, prefix);
   }
-  throw new nodeAssert.AssertionError({ message: "expected the function to throw" });
+  throw new nodeAssert.AssertionError({ message: `${prefix}expected the function to throw` });
 }
 
 /** Fails unless `err` is a `NetworkError` with one of `codes`. */

@@ -8,39 +8,7 @@ import { CipherState, MAX_NOISE_MESSAGE_LEN } from "../netcore/noise/cipher_stat
 import { type CryptoBackend, getCryptoBackend, type KeyPair } from "../netcore/noise/crypto.ts";
 import { type HandshakeOptions, HandshakeState } from "../netcore/noise/handshake_state.ts";
 import { HANDSHAKE_PATTERN_NAMES, parseHandshakePattern } from "../netcore/noise/patterns.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
-  const e = JSON.stringify(expected, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-function assertThrowsCode(fn: () => unknown, code: string, msg = ""): NetworkError {
-  try {
-    fn();
-  } catch (err) {
-    if (!(err instanceof NetworkError)) throw new Error(`${msg} expected NetworkError, got ${err}`);
-    if (err.code !== code) {
-      throw new Error(`${msg} expected ${code}, got ${err.code}: ${err.message}`);
-    }
-    return err;
-  }
-  throw new Error(`${msg} expected NetworkError ${code}, nothing was thrown`);
-}
-
-function assertThrowsType(fn: () => unknown, msg = ""): void {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof TypeError) return;
-    throw new Error(`${msg} expected TypeError, got ${err}`);
-  }
-  throw new Error(`${msg} expected TypeError, nothing was thrown`);
-}
+import { assert, assertEquals, assertThrows, assertThrowsCode } from "./_assert.ts";
 
 const EMPTY = new Uint8Array(0);
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -112,7 +80,7 @@ Deno.test("patterns: psk modifiers insert psk tokens (psk0 first, pskN at the en
   // The base table is not mutated by modifiers.
   assertEquals(parseHandshakePattern("NN").messages[0].tokens, ["e"]);
   for (const bad of ["ZZ", "XXpsk4", "XXpsk1+psk1", "XXfallback", "xx", "", "NN+psk0"]) {
-    assertThrowsType(() => parseHandshakePattern(bad), bad);
+    assertThrows(() => parseHandshakePattern(bad), TypeError, undefined, bad);
   }
 });
 
@@ -120,7 +88,7 @@ Deno.test("config: missing keys, wrong psk count, bad names are TypeErrors at co
   const { dh } = BACKENDS[0];
   const s = dh.generateKeyPair();
   const nope = (o: HandshakeOptions, what: string) =>
-    assertThrowsType(() => new HandshakeState(o), what);
+    assertThrows(() => new HandshakeState(o), TypeError, undefined, what);
   nope({ protocolName: "Noise_XX_25519_ChaChaPoly_SHA256", initiator: true }, "XX without s");
   nope({ protocolName: "Noise_IK_25519_ChaChaPoly_SHA256", initiator: true, s }, "IK without rs");
   nope({ protocolName: "Noise_NK_25519_ChaChaPoly_SHA256", initiator: false }, "NK resp without s");
@@ -341,8 +309,8 @@ for (const backend of BACKENDS) {
       assertEquals(tx.nonce, 2n ** 64n - 1n);
       assertThrowsCode(() => tx.encryptWithAd(EMPTY, enc("more")), "LIMIT_EXCEEDED");
       assertThrowsCode(() => rx.decryptWithAd(EMPTY, last), "LIMIT_EXCEEDED");
-      assertThrowsType(() => tx.setNonce(2n ** 64n));
-      assertThrowsType(() => tx.setNonce(-1n));
+      assertThrows(() => tx.setNonce(2n ** 64n), TypeError);
+      assertThrows(() => tx.setNonce(-1n), TypeError);
     });
 
     Deno.test(`CipherState (${label}): Rekey() = ENCRYPT(k, 2^64-1, empty, zeros)[0..32], n kept`, () => {
@@ -363,7 +331,12 @@ for (const backend of BACKENDS) {
       const manual = new CipherState(cipher, expectedKey);
       manual.setNonce(1n);
       assertEquals(manual.encryptWithAd(EMPTY, enc("after rekey")), ct);
-      assertThrowsType(() => new CipherState(cipher).rekey(), "rekey without a key");
+      assertThrows(
+        () => new CipherState(cipher).rekey(),
+        TypeError,
+        undefined,
+        "rekey without a key",
+      );
     });
 
     Deno.test(`cipher (${label}): encrypt into a caller buffer returns a view of it`, () => {

@@ -5,10 +5,7 @@
 
 import { getCryptoBackend } from "../netcore/noise/crypto.ts";
 import { loadVectors, runVector } from "./noise_vectors_report.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  if (actual !== expected) throw new Error(`${msg} expected ${expected}, got ${actual}`);
-}
+import { assertEquals } from "./_assert.ts";
 
 const vectors = await loadVectors();
 
