@@ -5,8 +5,6 @@
  * refuses a peer other than the one it dialed.
  */
 
-import { deepStrictEqual } from "node:assert";
-import { MemoryConnection } from "../memsocket/memory_connection.ts";
 import { MemoryNetwork } from "../memsocket/memory_network.ts";
 import { MemoryTransport } from "../memsocket/memory_transport.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
@@ -23,42 +21,12 @@ import {
 import { andThen } from "../netcore/transport/and_then.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
-import type { Transport, UpgradeContext } from "../netcore/transport/transport.ts";
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message?: string): void {
-  deepStrictEqual(actual, expected, message);
-}
-
-async function expectCode(promise: Promise<unknown>, ...codes: string[]): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert(
-      err instanceof NetworkError && codes.includes(err.code),
-      `expected NetworkError ${codes.join("|")}, got ${err}`,
-    );
-    return err;
-  }
-  throw new Error(`expected a rejection with ${codes.join("|")}`);
-}
+import type { Transport } from "../netcore/transport/transport.ts";
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { memoryPair, upgradeContext } from "./_pair.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-function context(
-  role: "dialer" | "listener",
-  signal = new AbortController().signal,
-): UpgradeContext {
-  return { role, signal };
-}
-
-function memoryPair(dialedAddr = "/memory/2"): [MemoryConnection, MemoryConnection] {
-  return MemoryConnection.pair(Multiaddr.parse("/memory/1"), Multiaddr.parse(dialedAddr));
-}
 
 /** Checks both ends talk, both ways, through the channel. */
 async function exchange(a: Connection, b: Connection): Promise<void> {
@@ -121,8 +89,8 @@ Deno.test("both backends interoperate: native dialer with noble listener and bac
     const [rawA, rawB] = memoryPair();
     const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
     const [a, b] = await Promise.all([
-      libp2pNoise(alice, { backend: getCryptoBackend(d) })(rawA, context("dialer")),
-      libp2pNoise(bob, { backend: getCryptoBackend(l) })(rawB, context("listener")),
+      libp2pNoise(alice, { backend: getCryptoBackend(d) })(rawA, upgradeContext("dialer")),
+      libp2pNoise(bob, { backend: getCryptoBackend(l) })(rawB, upgradeContext("listener")),
     ]);
     await exchange(a, b);
     a.abort();
@@ -137,10 +105,10 @@ Deno.test("the dialer checks the /p2p/ peer id of the address it dialed", async 
   const mallory = Ed25519Identity.generate();
   // Right peer: accepted.
   {
-    const [rawA, rawB] = memoryPair(`/memory/2/p2p/${bob.peerId}`);
+    const [rawA, rawB] = memoryPair({ remoteAddr: `/memory/2/p2p/${bob.peerId}` });
     const [a, b] = await Promise.all([
-      libp2pNoise(alice)(rawA, context("dialer")),
-      libp2pNoise(bob)(rawB, context("listener")),
+      libp2pNoise(alice)(rawA, upgradeContext("dialer")),
+      libp2pNoise(bob)(rawB, upgradeContext("listener")),
     ]);
     assert(a.remotePeerId.equals(bob.peerId));
     a.abort();
@@ -148,18 +116,18 @@ Deno.test("the dialer checks the /p2p/ peer id of the address it dialed", async 
   }
   // Mallory answers on an address that names bob: refused before message 3 is sent.
   {
-    const [rawA, rawB] = memoryPair(`/memory/2/p2p/${bob.peerId}`);
+    const [rawA, rawB] = memoryPair({ remoteAddr: `/memory/2/p2p/${bob.peerId}` });
     const before = defaultRegistry.find("network_noise_rejected_total")
       ?.get({ profile: "libp2p", reason: "unauthorized" }) ?? 0;
     const [dial, accept] = [
-      libp2pNoise(alice)(rawA, context("dialer")),
-      libp2pNoise(mallory)(rawB, context("listener")),
+      libp2pNoise(alice)(rawA, upgradeContext("dialer")),
+      libp2pNoise(mallory)(rawB, upgradeContext("listener")),
     ];
-    const err = await expectCode(dial, "UNAUTHORIZED");
+    const err = await assertRejectsCode(dial, "UNAUTHORIZED");
     assert(
       err.message.includes(bob.peerId.toString()) && err.message.includes(`${mallory.peerId}`),
     );
-    await expectCode(accept, "HANDSHAKE_FAILED");
+    await assertRejectsCode(accept, "HANDSHAKE_FAILED");
     const after = defaultRegistry.find("network_noise_rejected_total")!
       .get({ profile: "libp2p", reason: "unauthorized" });
     assertEquals(after, before + 1);
@@ -171,11 +139,11 @@ Deno.test("an explicit expectedPeerId overrides the address and is enforced", as
   const carol = Ed25519Identity.generate();
   const [rawA, rawB] = memoryPair();
   const [dial, accept] = [
-    libp2pNoise(alice, { expectedPeerId: carol.peerId })(rawA, context("dialer")),
-    libp2pNoise(bob)(rawB, context("listener")),
+    libp2pNoise(alice, { expectedPeerId: carol.peerId })(rawA, upgradeContext("dialer")),
+    libp2pNoise(bob)(rawB, upgradeContext("listener")),
   ];
-  await expectCode(dial, "UNAUTHORIZED");
-  await expectCode(accept, "HANDSHAKE_FAILED");
+  await assertRejectsCode(dial, "UNAUTHORIZED");
+  await assertRejectsCode(accept, "HANDSHAKE_FAILED");
 });
 
 // ---- tampering ----
@@ -231,8 +199,8 @@ Deno.test("a bit flipped anywhere in a handshake message fails the handshake wit
     const [rawA, rawB] = tamperedPair(direction, offset);
     const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
     const [dial, accept] = await Promise.allSettled([
-      libp2pNoise(alice, { handshakeTimeout: 2_000 })(rawA, context("dialer")),
-      libp2pNoise(bob, { handshakeTimeout: 2_000 })(rawB, context("listener")),
+      libp2pNoise(alice, { handshakeTimeout: 2_000 })(rawA, upgradeContext("dialer")),
+      libp2pNoise(bob, { handshakeTimeout: 2_000 })(rawB, upgradeContext("listener")),
     ]);
     assert(accept.status === "rejected", `${what}: the listener must refuse`);
     assert(
@@ -244,7 +212,7 @@ Deno.test("a bit flipped anywhere in a handshake message fails the handshake wit
       // failure when the listener drops the connection.
       assert(dial.status === "fulfilled", `${what}: the dialer completed`);
       const reader = dial.value.readable.getReader();
-      await expectCode(reader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+      await assertRejectsCode(reader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
     } else {
       assert(dial.status === "rejected", `${what}: the dialer must fail`);
       assert(
@@ -258,7 +226,7 @@ Deno.test("a bit flipped anywhere in a handshake message fails the handshake wit
 Deno.test("message 1 must be a bare ephemeral key: a payload there is refused", async () => {
   const [rawA, rawB] = memoryPair();
   const bob = Ed25519Identity.generate();
-  const accept = libp2pNoise(bob)(rawB, context("listener"));
+  const accept = libp2pNoise(bob)(rawB, upgradeContext("listener"));
   const initiator = new HandshakeState({
     protocolName: LIBP2P_NOISE_PROTOCOL_NAME,
     initiator: true,
@@ -267,17 +235,17 @@ Deno.test("message 1 must be a bare ephemeral key: a payload there is refused", 
   const message = initiator.writeMessage(encoder.encode("early data"));
   const framed = new Uint8Array([0, message.length, ...message]);
   await rawA.writable.getWriter().write(framed);
-  const err = await expectCode(accept, "HANDSHAKE_FAILED");
+  const err = await assertRejectsCode(accept, "HANDSHAKE_FAILED");
   assert(err.message.includes("message 1"), err.message);
 });
 
 Deno.test("an out-of-order message (message 3 bytes where message 1 belongs) is refused", async () => {
   const [rawA, rawB] = memoryPair();
   const bob = Ed25519Identity.generate();
-  const accept = libp2pNoise(bob)(rawB, context("listener"));
+  const accept = libp2pNoise(bob)(rawB, upgradeContext("listener"));
   // 64 bytes: the size of an encrypted static key and an empty payload tag.
   await rawA.writable.getWriter().write(new Uint8Array([0, 64, ...new Uint8Array(64)]));
-  await expectCode(accept, "HANDSHAKE_FAILED");
+  await assertRejectsCode(accept, "HANDSHAKE_FAILED");
 });
 
 // ---- time ----
@@ -286,7 +254,7 @@ Deno.test("a peer that stops mid-handshake: TIMEOUT, and the connection is abort
   const [rawA, rawB] = memoryPair();
   const bob = Ed25519Identity.generate();
   const started = performance.now();
-  const accept = libp2pNoise(bob, { handshakeTimeout: 150 })(rawB, context("listener"));
+  const accept = libp2pNoise(bob, { handshakeTimeout: 150 })(rawB, upgradeContext("listener"));
   // Message 1 only, then silence.
   const initiator = new HandshakeState({
     protocolName: LIBP2P_NOISE_PROTOCOL_NAME,
@@ -295,11 +263,11 @@ Deno.test("a peer that stops mid-handshake: TIMEOUT, and the connection is abort
   });
   const message = initiator.writeMessage(new Uint8Array(0));
   await rawA.writable.getWriter().write(new Uint8Array([0, message.length, ...message]));
-  await expectCode(accept, "TIMEOUT");
+  await assertRejectsCode(accept, "TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 140 && elapsed < 2_000, `timed out after ${elapsed} ms`);
   // The silent peer's side was reset (a reset drops message 2 too, as TCP's RST would).
-  await expectCode(rawA.readable.getReader().read(), "CONNECTION_RESET");
+  await assertRejectsCode(rawA.readable.getReader().read(), "CONNECTION_RESET");
 });
 
 Deno.test("the upgrade context's signal cancels the handshake with ABORTED", async () => {
@@ -307,17 +275,17 @@ Deno.test("the upgrade context's signal cancels the handshake with ABORTED", asy
   const controller = new AbortController();
   const accept = libp2pNoise(Ed25519Identity.generate())(
     rawB,
-    context("listener", controller.signal),
+    upgradeContext("listener", controller.signal),
   );
   controller.abort(new Error("shutting down"));
-  await expectCode(accept, "ABORTED");
+  await assertRejectsCode(accept, "ABORTED");
 });
 
 Deno.test("bytes the peer sends right after the handshake are not lost", async () => {
   const [rawA, rawB] = memoryPair();
   const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
-  const dialing = libp2pNoise(alice)(rawA, context("dialer"));
-  const accepting = libp2pNoise(bob)(rawB, context("listener"));
+  const dialing = libp2pNoise(alice)(rawA, upgradeContext("dialer"));
+  const accepting = libp2pNoise(bob)(rawB, upgradeContext("listener"));
   const a = await dialing;
   // The dialer writes at once; the listener may still be finishing message 3.
   const writer = a.writable.getWriter();
@@ -420,7 +388,7 @@ Deno.test("interop: @chainsafe/libp2p-noise 17 (js-libp2p) and ours complete XX 
       jsRole === "dialer"
         ? js.secureOutbound(jsEnd, { remotePeer: undefined })
         : js.secureInbound(jsEnd, {}),
-      libp2pNoise(ours, { streamMuxers: ["/yamux/1.0.0"] })(ourEnd, context(ourRole)),
+      libp2pNoise(ours, { streamMuxers: ["/yamux/1.0.0"] })(ourEnd, upgradeContext(ourRole)),
     ]);
     assertEquals(theirs.remotePeer.toString(), ours.peerId.toString(), `js as ${jsRole}`);
     assertEquals(mine.remotePeerId.toString(), jsPeerId.toString(), `ours as ${ourRole}`);

@@ -5,8 +5,6 @@
  * timestamp defeats replays.
  */
 
-import { deepStrictEqual } from "node:assert";
-import { MemoryConnection } from "../memsocket/memory_connection.ts";
 import { MemoryNetwork } from "../memsocket/memory_network.ts";
 import { MemoryTransport } from "../memsocket/memory_transport.ts";
 import { defaultRegistry } from "../netcore/metrics.ts";
@@ -23,43 +21,13 @@ import {
 import { andThen } from "../netcore/transport/and_then.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
-import type { Transport, UpgradeContext } from "../netcore/transport/transport.ts";
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message?: string): void {
-  deepStrictEqual(actual, expected, message);
-}
-
-async function expectCode(promise: Promise<unknown>, ...codes: string[]): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert(
-      err instanceof NetworkError && codes.includes(err.code),
-      `expected NetworkError ${codes.join("|")}, got ${err}`,
-    );
-    return err;
-  }
-  throw new Error(`expected a rejection with ${codes.join("|")}`);
-}
+import type { Transport } from "../netcore/transport/transport.ts";
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { memoryPair, upgradeContext } from "./_pair.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const dh = getCryptoBackend().dh;
-
-function context(
-  role: "dialer" | "listener",
-  signal = new AbortController().signal,
-): UpgradeContext {
-  return { role, signal };
-}
-
-function memoryPair(): [MemoryConnection, MemoryConnection] {
-  return MemoryConnection.pair(Multiaddr.parse("/memory/1"), Multiaddr.parse("/memory/2"));
-}
 
 function rejections(reason: string): number {
   return defaultRegistry.find("network_noise_rejected_total")
@@ -83,8 +51,8 @@ function handshake(
 ) {
   const [a, b] = pair;
   return {
-    dial: validatorNoise(dialer.key, dialer.options)(a, context("dialer")),
-    accept: validatorNoise(responder.key, responder.options)(b, context("listener")),
+    dial: validatorNoise(dialer.key, dialer.options)(a, upgradeContext("dialer")),
+    accept: validatorNoise(responder.key, responder.options)(b, upgradeContext("listener")),
     raw: pair,
   };
 }
@@ -151,10 +119,10 @@ Deno.test("the dialer's responder key may be looked up by the dialed address", a
   b.abort();
   // No key known for the address: the dial fails before sending anything.
   const [raw] = memoryPair();
-  await expectCode(
+  await assertRejectsCode(
     validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: () => undefined })(
       raw,
-      context("dialer"),
+      upgradeContext("dialer"),
     ),
     "HANDSHAKE_FAILED",
   );
@@ -168,8 +136,8 @@ Deno.test("a dialer with the wrong responder key fails the handshake", async () 
     { key: alice, options: { trustedPeers: trusted, remoteStaticKey: outsider.publicKey } },
     { key: bob, options: { trustedPeers: trusted } },
   );
-  await expectCode(accept, "HANDSHAKE_FAILED");
-  await expectCode(dial, "HANDSHAKE_FAILED");
+  await assertRejectsCode(accept, "HANDSHAKE_FAILED");
+  await assertRejectsCode(dial, "HANDSHAKE_FAILED");
 });
 
 /** A backend that counts DH operations, to see which ones a refusal skipped. */
@@ -202,11 +170,11 @@ Deno.test("an unknown dialer is refused with UNAUTHORIZED right after es, before
     { key: outsider, options: { mode: "accept-any-dialer", remoteStaticKey: bob.publicKey } },
     { key: bob, options: { trustedPeers: trusted, backend: counting.backend } },
   );
-  const err = await expectCode(accept, "UNAUTHORIZED");
+  const err = await assertRejectsCode(accept, "UNAUTHORIZED");
   assert(err.message.includes("not trusted"), err.message);
   assertEquals(counting.dhCalls(), 1, "only es was computed: no ss, no ee, no se");
   assertEquals(rejections("unknown_peer"), before + 1);
-  await expectCode(dial, "HANDSHAKE_FAILED");
+  await assertRejectsCode(dial, "HANDSHAKE_FAILED");
 });
 
 Deno.test("the trusted set is read live: a key removed is refused by the next handshake", async () => {
@@ -223,8 +191,8 @@ Deno.test("the trusted set is read live: a key removed is refused by the next ha
     { key: alice, options: { trustedPeers: trusted, remoteStaticKey: bob.publicKey } },
     { key: bob, options: { trustedPeers: trusted } },
   );
-  await expectCode(second.accept, "UNAUTHORIZED");
-  await expectCode(second.dial, "HANDSHAKE_FAILED");
+  await assertRejectsCode(second.accept, "UNAUTHORIZED");
+  await assertRejectsCode(second.dial, "HANDSHAKE_FAILED");
 });
 
 Deno.test('"accept-any-dialer" mode admits an unknown key (for public full nodes)', async () => {
@@ -277,9 +245,9 @@ Deno.test("a replayed first message is refused with UNAUTHORIZED (reason replay)
   const [a, b] = await Promise.all([
     validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: bob.publicKey })(
       tap.pair[0],
-      context("dialer"),
+      upgradeContext("dialer"),
     ),
-    responder(tap.pair[1], context("listener")),
+    responder(tap.pair[1], upgradeContext("listener")),
   ]);
   a.abort();
   b.abort();
@@ -290,13 +258,13 @@ Deno.test("a replayed first message is refused with UNAUTHORIZED (reason replay)
 
   const before = rejections("replay");
   const [attacker, victim] = memoryPair();
-  const accepting = responder(victim, context("listener"));
+  const accepting = responder(victim, upgradeContext("listener"));
   await attacker.writable.getWriter().write(captured);
-  const err = await expectCode(accepting, "UNAUTHORIZED");
+  const err = await assertRejectsCode(accepting, "UNAUTHORIZED");
   assert(err.message.includes("not newer"), err.message);
   assertEquals(rejections("replay"), before + 1);
   // Refused before answering: the attacker's end is reset without a message 2.
-  await expectCode(attacker.readable.getReader().read(), "CONNECTION_RESET");
+  await assertRejectsCode(attacker.readable.getReader().read(), "CONNECTION_RESET");
 });
 
 Deno.test("two dials in the same millisecond are not mistaken for a replay", async () => {
@@ -315,8 +283,8 @@ Deno.test("two dials in the same millisecond are not mistaken for a replay", asy
   for (let i = 0; i < 3; i++) {
     const [x, y] = memoryPair();
     const [a, b] = await Promise.all([
-      dialer(x, context("dialer")),
-      responder(y, context("listener")),
+      dialer(x, upgradeContext("dialer")),
+      responder(y, upgradeContext("listener")),
     ]);
     a.abort();
     b.abort();
@@ -338,10 +306,10 @@ Deno.test("a timestamp outside the clock window is refused with UNAUTHORIZED (re
       },
       { key: bob, options: { trustedPeers: trusted, maxClockSkew: 60_000 } },
     );
-    const err = await expectCode(accept, "UNAUTHORIZED");
+    const err = await assertRejectsCode(accept, "UNAUTHORIZED");
     assert(err.message.includes("off our clock"), err.message);
     assertEquals(rejections("clock_skew"), before + 1);
-    await expectCode(dial, "HANDSHAKE_FAILED");
+    await assertRejectsCode(dial, "HANDSHAKE_FAILED");
   }
   // Inside the window: accepted.
   const { alice, bob, trusted } = validators();
@@ -370,8 +338,8 @@ Deno.test("the prologue binds the network: a handshake across networks fails", a
     },
     { key: bob, options: { trustedPeers: trusted, networkId: "mainnet" } },
   );
-  await expectCode(accept, "HANDSHAKE_FAILED");
-  await expectCode(dial, "HANDSHAKE_FAILED");
+  await assertRejectsCode(accept, "HANDSHAKE_FAILED");
+  await assertRejectsCode(dial, "HANDSHAKE_FAILED");
 });
 
 // ---- malformed messages ----
@@ -385,7 +353,7 @@ async function capturedMessage1(
   const [x, y] = memoryPair();
   validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: bob.publicKey })(
     x,
-    context("dialer"),
+    upgradeContext("dialer"),
   ).catch(() => {});
   const reader = y.readable.getReader();
   const { value } = await reader.read();
@@ -420,12 +388,12 @@ Deno.test("tampered, truncated, oversized and out-of-order first messages fail w
     const [x, y] = memoryPair();
     const accepting = validatorNoise(bob, { trustedPeers: trusted, handshakeTimeout: 1_000 })(
       y,
-      context("listener"),
+      upgradeContext("listener"),
     );
     const writer = x.writable.getWriter();
     await writer.write(bytes);
     if (thenClose) await writer.close();
-    const err = await expectCode(accepting, "HANDSHAKE_FAILED").catch((e) => {
+    const err = await assertRejectsCode(accepting, "HANDSHAKE_FAILED").catch((e) => {
       throw new Error(`${what}: ${e.message}`);
     });
     assert(!NetworkError.is(err, "TIMEOUT"), what);
@@ -445,11 +413,11 @@ Deno.test("a tampered or unexpected reply fails the dialer with HANDSHAKE_FAILED
     const dialing = validatorNoise(alice, {
       trustedPeers: trusted,
       remoteStaticKey: bob.publicKey,
-    })(x, context("dialer"));
+    })(x, upgradeContext("dialer"));
     const reader = y.readable.getReader();
     await reader.read(); // message 1
     await y.writable.getWriter().write(reply);
-    await expectCode(dialing, "HANDSHAKE_FAILED").catch((e) => {
+    await assertRejectsCode(dialing, "HANDSHAKE_FAILED").catch((e) => {
       throw new Error(`${what}: ${e.message}`);
     });
   }
@@ -461,13 +429,13 @@ Deno.test("a dialer that goes silent mid-handshake: TIMEOUT, and its connection 
   const started = performance.now();
   const accepting = validatorNoise(bob, { trustedPeers: trusted, handshakeTimeout: 150 })(
     y,
-    context("listener"),
+    upgradeContext("listener"),
   );
   await x.writable.getWriter().write(new Uint8Array([0, 104])); // a length, then silence
-  await expectCode(accepting, "TIMEOUT");
+  await assertRejectsCode(accepting, "TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 140 && elapsed < 2_000, `timed out after ${elapsed} ms`);
-  await expectCode(x.readable.getReader().read(), "CONNECTION_RESET");
+  await assertRejectsCode(x.readable.getReader().read(), "CONNECTION_RESET");
 });
 
 Deno.test("the replay memory is bounded, and forgetting a key never re-opens its replays", () => {
