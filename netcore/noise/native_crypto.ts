@@ -118,17 +118,27 @@ function nativeCipher(
         : createCipheriv(algorithm, key, iv, { authTagLength: TAG_LEN });
       c.setAAD(ad, { plaintextLength: plaintext.length });
       const body = c.update(plaintext);
-      const tail = c.final();
+      // Both AEADs are stream modes: final() yields nothing but must run
+      // before the tag exists.
+      c.final();
       const tag = c.getAuthTag();
       const total = plaintext.length + TAG_LEN;
-      if (out !== undefined && out.length < total) {
+      if (out === undefined) {
+        // update() handed us a fresh buffer; grow it by the tag only when a
+        // caller gave no place to write to.
+        const dst = new Uint8Array(total);
+        dst.set(body);
+        dst.set(tag, plaintext.length);
+        return dst;
+      }
+      if (out.length < total) {
         throw new RangeError(`output buffer of ${out.length} bytes, need ${total}`);
       }
-      const dst = out ? out.subarray(0, total) : new Uint8Array(total);
-      dst.set(body);
-      dst.set(tail, body.length);
-      dst.set(tag, plaintext.length);
-      return dst;
+      // node:crypto cannot encrypt into a caller's buffer: this one copy into
+      // the frame is the least the API allows.
+      out.set(body);
+      out.set(tag, plaintext.length);
+      return out.length === total ? out : out.subarray(0, total);
     },
     decrypt(key, nonce, ad, ciphertext) {
       if (ciphertext.length < TAG_LEN) {
@@ -146,11 +156,11 @@ function nativeCipher(
         d.setAAD(ad, { plaintextLength: bodyLen });
         d.setAuthTag(ciphertext.subarray(bodyLen));
         const body = d.update(ciphertext.subarray(0, bodyLen));
-        const tail = d.final();
-        const plain = new Uint8Array(bodyLen);
-        plain.set(body);
-        plain.set(tail, body.length);
-        return plain;
+        // Stream modes: final() only checks the tag (and throws if it is bad).
+        d.final();
+        // update() returns a fresh Buffer (and a Buffer pool never hands the
+        // same bytes out twice), so a plain view of it is ours without a copy.
+        return new Uint8Array(body.buffer, body.byteOffset, body.length);
       } catch (err) {
         throw new NetworkError("HANDSHAKE_FAILED", `decryption failed (${name}): bad tag`, {
           cause: err,
