@@ -3,8 +3,17 @@
  *
  * Deno's own `conn.readable`/`conn.writable` close the whole socket when
  * either of them ends, which makes half-close impossible, so this module puts
- * the thinnest possible streams over `conn.read`/`conn.write` instead: a byte
- * stream (BYOB-capable, 64 KiB auto-allocated chunks) and a plain sink.
+ * the thinnest possible streams over `conn.read`/`conn.write` instead: a
+ * source and a plain sink.
+ *
+ * Reads land in a slab: a buffer several reads long, each read filling the
+ * part after the previous one. Chunks handed out never overlap, so each still
+ * belongs to its reader alone, and consecutive chunks are usually adjacent in
+ * memory, which lets `ByteReader` join a frame split across two reads without
+ * copying. The read size adapts: it doubles (up to `readChunkSize`) while
+ * reads come back full and halves (down to 16 KiB) while they come back
+ * small, so an idle or chatty connection holds little memory and a bulk one
+ * reads large.
  *
  * @module
  */
@@ -21,15 +30,25 @@ export interface TcpConnectionOptions {
    * end its side before releasing the socket anyway. Default 5_000 ms.
    */
   closeGracePeriod?: number;
-  /** Size of the buffers default readers get. Default 65_536 bytes. */
+  /**
+   * Largest single read, in bytes; reads start at 64 KiB (or this, if
+   * smaller) and grow toward it while they come back full. Default 262_144.
+   */
   readChunkSize?: number;
 }
 
 /** The defaults of {@linkcode TcpConnectionOptions}. */
 export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
   closeGracePeriod: 5_000,
-  readChunkSize: 65_536,
+  readChunkSize: 262_144,
 };
+
+/** Smallest adaptive read size. */
+const MIN_READ = 16 * 1024;
+/** First read size (capped by `readChunkSize`). */
+const FIRST_READ = 64 * 1024;
+/** A slab holds this many reads of the current size. */
+const READS_PER_SLAB = 4;
 
 /**
  * The multiaddr of a Deno TCP address.
@@ -90,6 +109,10 @@ export class TcpConnection implements Connection {
   #abortReason: NetworkError | undefined;
   readonly #readEnd = Promise.withResolvers<void>();
   readonly #release = Promise.withResolvers<void>();
+  /** The buffer reads land in, and where its free part starts. */
+  #slab = new Uint8Array(0);
+  #slabUsed = 0;
+  #readSize: number;
 
   /**
    * Wraps `conn`, which this object then owns.
@@ -102,13 +125,14 @@ export class TcpConnection implements Connection {
     this.#options = { ...TCP_CONNECTION_DEFAULTS, ...options };
     this.localAddr = netAddrToMultiaddr(conn.localAddr);
     this.remoteAddr = netAddrToMultiaddr(conn.remoteAddr);
+    this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#options.readChunkSize));
     this.closed = this.#release.promise;
-    this.readable = new ReadableStream({
-      type: "bytes",
-      autoAllocateChunkSize: this.#options.readChunkSize,
+    // Not a byte stream: enqueueing into one transfers (detaches) the chunk's
+    // whole buffer, which would take the rest of the slab with it.
+    this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
       cancel: () => this.#endRead(),
-    });
+    }, { highWaterMark: 0 });
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => this.#write(chunk),
       close: () => this.#closeWrite(),
@@ -116,12 +140,16 @@ export class TcpConnection implements Connection {
     });
   }
 
-  async #pull(controller: ReadableByteStreamController): Promise<void> {
-    const request = controller.byobRequest!;
-    const view = request.view!;
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    const size = this.#readSize;
+    if (this.#slab.length - this.#slabUsed < size) {
+      this.#slab = new Uint8Array(size * READS_PER_SLAB);
+      this.#slabUsed = 0;
+    }
+    const view = this.#slab.subarray(this.#slabUsed, this.#slabUsed + size);
     let n: number | null;
     try {
-      n = await this.#conn.read(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      n = await this.#conn.read(view);
     } catch (err) {
       const error = this.#abortReason ?? ioError(err, "TCP read failed", "CONNECTION_RESET");
       this.#endRead();
@@ -132,10 +160,15 @@ export class TcpConnection implements Connection {
     if (n === null) {
       this.#endRead();
       controller.close();
-      request.respond(0);
       return;
     }
-    request.respond(n);
+    this.#slabUsed += n;
+    if (n === size) {
+      this.#readSize = Math.min(size * 2, Math.max(this.#options.readChunkSize, 1));
+    } else if (n < size / 4 && size > MIN_READ) {
+      this.#readSize = Math.max(size / 2, MIN_READ);
+    }
+    controller.enqueue(view.subarray(0, n));
   }
 
   async #write(chunk: Uint8Array): Promise<void> {

@@ -8,7 +8,12 @@ import { abortable } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import { ioError } from "./_io_error.ts";
-import { netAddrToMultiaddr, TcpConnection, type TcpConnectionOptions } from "./tcp_connection.ts";
+import {
+  netAddrToMultiaddr,
+  TCP_CONNECTION_DEFAULTS,
+  TcpConnection,
+  type TcpConnectionOptions,
+} from "./tcp_connection.ts";
 import { dialDeadline } from "./_dial_deadline.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
@@ -27,8 +32,7 @@ export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
   connectTimeout: 10_000,
   noDelay: true,
   keepAlive: true,
-  closeGracePeriod: 5_000,
-  readChunkSize: 65_536,
+  ...TCP_CONNECTION_DEFAULTS,
 };
 
 /**
