@@ -16,8 +16,9 @@ const EMPTY = new Uint8Array(0);
  * A buffered reader over a `ReadableStream<Uint8Array>`.
  *
  * Returned arrays are views into the chunks the stream produced whenever the
- * requested bytes lie in one chunk (no copy), and fresh arrays otherwise;
- * either way they belong to the caller.
+ * requested bytes lie in one chunk, or in consecutive chunks that are
+ * adjacent in one buffer (as a TCP connection's reads are): no copy then.
+ * Otherwise they are fresh arrays. Either way they belong to the caller.
  *
  * Time-outs are not its business: abort the connection under it and a
  * pending read rejects.
@@ -50,8 +51,8 @@ export class ByteReader {
     return this.#chunk.length - this.#offset;
   }
 
-  /** Pulls the next non-empty chunk into the buffer; false at end of stream. */
-  async #fill(): Promise<boolean> {
+  /** The next non-empty chunk of the stream; `undefined` at its end. */
+  async #next(): Promise<Uint8Array | undefined> {
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
@@ -59,13 +60,18 @@ export class ByteReader {
       } catch (err) {
         throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
       }
-      if (result.done) return false;
-      if (result.value.length > 0) {
-        this.#chunk = result.value;
-        this.#offset = 0;
-        return true;
-      }
+      if (result.done) return undefined;
+      if (result.value.length > 0) return result.value;
     }
+  }
+
+  /** Pulls the next non-empty chunk into the buffer; false at end of stream. */
+  async #fill(): Promise<boolean> {
+    const next = await this.#next();
+    if (next === undefined) return false;
+    this.#chunk = next;
+    this.#offset = 0;
+    return true;
   }
 
   /**
@@ -75,31 +81,66 @@ export class ByteReader {
    *   `CONNECTION_RESET` when it errors
    */
   async readExactly(n: number): Promise<Uint8Array> {
-    // Pull the first chunk before choosing view or copy, so bytes that arrive
-    // in one chunk come back as a view of it.
-    if (this.buffered === 0 && n > 0 && !(await this.#fill())) {
-      throw new NetworkError("CONNECTION_CLOSED", `stream ended after 0 of ${n} expected bytes`);
+    if (this.buffered < n) await this.#gather(n);
+    const view = this.#chunk.subarray(this.#offset, this.#offset + n);
+    this.#offset += n;
+    return view;
+  }
+
+  /**
+   * Buffers at least `n` bytes: by widening the view over the buffered bytes
+   * while the stream's chunks continue it in memory, else by copying into
+   * one fresh array.
+   */
+  async #gather(n: number): Promise<void> {
+    let head = this.#chunk.subarray(this.#offset);
+    while (head.length < n) {
+      const next = await this.#next();
+      if (next === undefined) {
+        throw new NetworkError(
+          "CONNECTION_CLOSED",
+          `stream ended after ${head.length} of ${n} expected bytes`,
+        );
+      }
+      if (head.length === 0) {
+        head = next;
+      } else if (next.buffer === head.buffer && next.byteOffset === head.byteOffset + head.length) {
+        head = new Uint8Array(head.buffer, head.byteOffset, head.length + next.length);
+      } else {
+        head = await this.#copyGather(head, next, n);
+      }
+      this.#chunk = head;
+      this.#offset = 0;
     }
-    if (this.buffered >= n) {
-      const view = this.#chunk.subarray(this.#offset, this.#offset + n);
-      this.#offset += n;
-      return view;
-    }
+  }
+
+  /** `head` then `next` then further chunks, copied until `n` bytes; the rest stays buffered. */
+  async #copyGather(head: Uint8Array, next: Uint8Array, n: number): Promise<Uint8Array> {
     const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      if (this.buffered === 0 && !(await this.#fill())) {
+    out.set(head);
+    let filled = head.length;
+    let chunk: Uint8Array | undefined = next;
+    while (true) {
+      const take = Math.min(n - filled, chunk.length);
+      out.set(chunk.subarray(0, take), filled);
+      filled += take;
+      if (filled === n) {
+        // Whatever is left of the last chunk stays buffered after `out`.
+        const rest = chunk.subarray(take);
+        if (rest.length === 0) return out;
+        const joined = new Uint8Array(n + rest.length);
+        joined.set(out);
+        joined.set(rest, n);
+        return joined;
+      }
+      chunk = await this.#next();
+      if (chunk === undefined) {
         throw new NetworkError(
           "CONNECTION_CLOSED",
           `stream ended after ${filled} of ${n} expected bytes`,
         );
       }
-      const take = Math.min(n - filled, this.buffered);
-      out.set(this.#chunk.subarray(this.#offset, this.#offset + take), filled);
-      this.#offset += take;
-      filled += take;
     }
-    return out;
   }
 
   /**
