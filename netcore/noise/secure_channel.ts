@@ -59,6 +59,8 @@ const WRITE_HIGH_WATER = 256 * 1024;
 const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest batch buffer, so bursts of small writes do not reallocate. */
 const MIN_BATCH = 16 * 1024;
+/** Largest batch buffer kept for reuse once the lower writer gave it back. */
+const MAX_SPARE = 2 * WRITE_HIGH_WATER;
 
 /**
  * What a handshake hands to {@linkcode SecureChannel}.
@@ -142,6 +144,8 @@ export class SecureChannel implements Connection {
   /** Encrypted frames not yet handed to the lower writer. */
   #batch: Uint8Array | undefined;
   #batchLength = 0;
+  /** A batch buffer the lower writer is done with, for the next batch. */
+  #spare: Uint8Array | undefined;
   /** The running flush loop, if any. */
   #flushing: Promise<void> | undefined;
   /** Wakes a write that waits for the batch to be taken. */
@@ -340,9 +344,14 @@ export class SecureChannel implements Connection {
     const needed = chunk.length + frames * (LENGTH_PREFIX + TAG_LENGTH);
     let batch = this.#batch;
     let offset = this.#batchLength;
-    if (batch === undefined || batch.length - offset < needed) {
+    if (batch === undefined && this.#spare !== undefined && this.#spare.length >= needed) {
+      batch = this.#batch = this.#spare;
+      this.#spare = undefined;
+    } else if (batch === undefined || batch.length - offset < needed) {
+      // Grow fourfold: a bulk writer fills the batch while the lower write
+      // is in flight, and each growth copies what is already batched.
       const grown = new Uint8Array(
-        Math.max(offset + needed, batch === undefined ? MIN_BATCH : batch.length * 2),
+        Math.max(offset + needed, batch === undefined ? MIN_BATCH : batch.length * 4),
       );
       if (batch !== undefined) grown.set(batch.subarray(0, offset));
       batch = this.#batch = grown;
@@ -363,11 +372,14 @@ export class SecureChannel implements Connection {
   async #flush(): Promise<void> {
     try {
       while (this.#batchLength > 0) {
-        const out = this.#batch!.subarray(0, this.#batchLength);
+        const batch = this.#batch!;
+        const out = batch.subarray(0, this.#batchLength);
         this.#batch = undefined;
         this.#batchLength = 0;
         this.#wake();
         await this.#writer.write(out);
+        // The lower writer is done with the buffer once its write resolved.
+        if (batch.length <= MAX_SPARE) this.#spare = batch;
       }
     } catch (err) {
       const error = NetworkError.wrap(err, "CONNECTION_RESET", "noise transport write");
