@@ -5,9 +5,7 @@
  */
 
 import fc from "fast-check";
-import { deepStrictEqual } from "node:assert";
 import { createHash } from "node:crypto";
-import { MemoryConnection } from "../memsocket/memory_connection.ts";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
@@ -16,32 +14,11 @@ import { type CryptoBackend, getCryptoBackend } from "../netcore/noise/crypto.ts
 import { SecureChannel } from "../netcore/noise/secure_channel.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { concat, randomBytes, readAll } from "./_bytes.ts";
+import { acceptOne, memoryPair } from "./_pair.ts";
 
 const MAX_PLAINTEXT = 65535 - 16;
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message?: string): void {
-  deepStrictEqual(actual, expected, message);
-}
-
-/** `n` random bytes (getRandomValues gives at most 64 KiB a call). */
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
-  return out;
-}
-
-async function assertRejects(fn: () => Promise<unknown>): Promise<unknown> {
-  try {
-    await fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected a rejection");
-}
 
 // ---- fixtures ----
 
@@ -49,28 +26,21 @@ type Kind = "memory" | "tcp";
 
 /** Two raw connected ends and a way to release everything. */
 async function rawPair(kind: Kind): Promise<[Connection, Connection, () => Promise<void>]> {
-  if (kind === "memory") {
-    const [a, b] = MemoryConnection.pair(
-      Multiaddr.parse("/memory/1"),
-      Multiaddr.parse("/memory/2"),
-    );
-    return [a, b, async () => {
-      a.abort();
-      b.abort();
-      await Promise.all([a.closed, b.closed]);
-    }];
-  }
-  const tcp = new TcpTransport();
-  const listener = await tcp.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
-  const accepted = listener[Symbol.asyncIterator]().next();
-  const a = await tcp.dial(listener.addr);
-  const b = (await accepted).value!;
-  await listener.close();
+  const [a, b] = kind === "memory" ? memoryPair() : await tcpPair();
   return [a, b, async () => {
     a.abort();
     b.abort();
     await Promise.all([a.closed, b.closed]);
   }];
+}
+
+/** Two ends of one loopback TCP connection. */
+async function tcpPair(): Promise<[Connection, Connection]> {
+  const tcp = new TcpTransport();
+  const listener = await tcp.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
+  const [a, b] = await Promise.all([tcp.dial(listener.addr), acceptOne(listener)]);
+  await listener.close();
+  return [a, b];
 }
 
 interface Keys {
@@ -118,26 +88,6 @@ async function securePair(
   ];
 }
 
-async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of readable) {
-    chunks.push(chunk);
-    total += chunk.length;
-  }
-  return concat(chunks, total);
-}
-
-function concat(chunks: Uint8Array[], total = chunks.reduce((n, c) => n + c.length, 0)) {
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
-}
-
 /** Frames a ciphertext with the libp2p-noise 2-byte big-endian length. */
 function frame(ciphertext: Uint8Array): Uint8Array {
   const out = new Uint8Array(2 + ciphertext.length);
@@ -158,15 +108,6 @@ function parseFrames(bytes: Uint8Array): Uint8Array[] {
   }
   assertEquals(offset, bytes.length, "frames end exactly at the end of the buffer");
   return out;
-}
-
-async function expectCode(promise: Promise<unknown>, ...codes: string[]): Promise<NetworkError> {
-  const err = await assertRejects(() => promise);
-  assert(
-    err instanceof NetworkError && codes.includes(err.code),
-    `expected NetworkError ${codes.join("|")}, got ${err}`,
-  );
-  return err as NetworkError;
 }
 
 // ---- the wire format ----
@@ -365,7 +306,7 @@ Deno.test("a bit flipped in a transport message fails that connection with PROTO
 
   const reader = victim.readable.getReader();
   assertEquals(new TextDecoder().decode((await reader.read()).value), "first");
-  await expectCode(reader.read(), "PROTOCOL_VIOLATION");
+  await assertRejectsCode(reader.read(), "PROTOCOL_VIOLATION");
   // The connection under it was aborted: the forger's side sees it end or reset.
   await victim.closed;
   const rest = rawB.readable.getReader();
@@ -384,7 +325,7 @@ Deno.test("a length shorter than the 16-byte tag is a PROTOCOL_VIOLATION", async
   const [rawA, rawB, release] = await rawPair("memory");
   const victim = channelOn(rawA, keys.aToB, keys.bToA, keys.backend);
   await rawB.writable.getWriter().write(new Uint8Array([0, 15, ...new Uint8Array(15)]));
-  await expectCode(victim.readable.getReader().read(), "PROTOCOL_VIOLATION");
+  await assertRejectsCode(victim.readable.getReader().read(), "PROTOCOL_VIOLATION");
   await release();
 });
 
@@ -396,7 +337,7 @@ Deno.test("a frame truncated by the end of the stream fails with CONNECTION_CLOS
     const wire = rawB.writable.getWriter();
     await wire.write(truncated);
     await wire.close();
-    await expectCode(victim.readable.getReader().read(), "CONNECTION_CLOSED");
+    await assertRejectsCode(victim.readable.getReader().read(), "CONNECTION_CLOSED");
     await release();
   }
 });
@@ -410,7 +351,7 @@ Deno.test("a frame replayed or reordered fails authentication (the nonce moved o
   await rawB.writable.getWriter().write(concat([frame(one), frame(one)]));
   const reader = victim.readable.getReader();
   assertEquals((await reader.read()).value, new Uint8Array([1]));
-  await expectCode(reader.read(), "PROTOCOL_VIOLATION");
+  await assertRejectsCode(reader.read(), "PROTOCOL_VIOLATION");
   await release();
 });
 
@@ -451,8 +392,8 @@ Deno.test("abort() resets: our streams and the peer's reads fail, the connection
     const reading = a.readable.getReader().read();
     const peerReading = b.readable.getReader().read();
     a.abort(new NetworkError("ABORTED", "test abort"));
-    await expectCode(reading, "ABORTED");
-    await expectCode(a.writable.getWriter().write(new Uint8Array(1)), "ABORTED");
+    await assertRejectsCode(reading, "ABORTED");
+    await assertRejectsCode(a.writable.getWriter().write(new Uint8Array(1)), "ABORTED");
     // A reset or an end, as the transport sees it; never data.
     await peerReading.then((r) => assert(r.done), (err) => assert(NetworkError.is(err)));
     await a.closed;
@@ -464,7 +405,7 @@ Deno.test("writable.abort() propagates down: the peer sees the connection go", a
   const [a, b, release] = await securePair("memory");
   const peerReading = b.readable.getReader().read();
   await a.writable.abort(new Error("give up"));
-  await expectCode(peerReading, "CONNECTION_RESET");
+  await assertRejectsCode(peerReading, "CONNECTION_RESET");
   await release();
 });
 
