@@ -15,27 +15,8 @@ import {
   writeFrameHeader,
 } from "../netcore/multiplexing/frame.ts";
 import { FrameDecoder } from "../netcore/multiplexing/frame_decoder.ts";
-import { NetworkError } from "../netcore/network_error.ts";
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = "") {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-function assertThrowsCode(fn: () => unknown, code: string) {
-  try {
-    fn();
-  } catch (err) {
-    assert(NetworkError.is(err, code as NetworkError["code"]), `expected ${code}, got ${err}`);
-    return;
-  }
-  throw new Error(`expected a ${code} error`);
-}
+import { assert, assertEquals, assertThrowsCode } from "./_assert.ts";
+import { concat } from "./_bytes.ts";
 
 /** The naive reference: each field spelled out as hex digits, big endian. */
 function referenceEncode(h: FrameHeader): Uint8Array {
@@ -169,19 +150,9 @@ function decodeAll(decoder: FrameDecoder, chunks: Uint8Array[]): Event[] {
   return events;
 }
 
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 Deno.test("frame decoder: frames split at every byte boundary decode to the same frames", () => {
   const body = Uint8Array.from([1, 2, 3, 4, 5, 6, 7]);
-  const wire = concatBytes([
+  const wire = concat([
     referenceEncode({ type: FrameType.WindowUpdate, flags: Flag.SYN, streamId: 1, length: 9 }),
     referenceEncode({ type: FrameType.Data, flags: Flag.FIN, streamId: 1, length: body.length }),
     body,
@@ -217,7 +188,7 @@ Deno.test("frame decoder: frames split at every byte boundary decode to the same
 });
 
 Deno.test("frame decoder: data pieces are views into the chunk, not copies", () => {
-  const wire = concatBytes([
+  const wire = concat([
     referenceEncode({ type: FrameType.Data, flags: 0, streamId: 1, length: 4 }),
     Uint8Array.from([9, 8, 7, 6]),
   ]);

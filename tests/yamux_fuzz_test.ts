@@ -18,10 +18,8 @@ import {
 } from "../netcore/multiplexing/mod.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { Logger } from "../netcore/log.ts";
-
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
+import { assert } from "./_assert.ts";
+import { concat } from "./_bytes.ts";
 
 const quiet = new Logger({}, "off");
 
@@ -82,13 +80,7 @@ function encodeFrames(frames: FuzzFrame[]): Uint8Array {
     bytes.set(body, HEADER_LENGTH);
     parts.push(bytes);
   }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }
 
 async function feedSession(wire: Uint8Array, cuts: number[]): Promise<void> {
