@@ -50,7 +50,11 @@ export interface MemoryPairOptions extends MemoryConnectionOptions {
  * ```
  */
 export function memoryPair(options: MemoryPairOptions = {}): [MemoryConnection, MemoryConnection] {
-  const { remoteAddr = "/memory/2", latency = 0, ...connection } = options;
+  const { remoteAddr = "/memory/2", latency = 0, bufferSize, closeGracePeriod } = options;
+  // An explicit `undefined` must not override the connection's defaults.
+  const connection: MemoryConnectionOptions = {};
+  if (bufferSize !== undefined) connection.bufferSize = bufferSize;
+  if (closeGracePeriod !== undefined) connection.closeGracePeriod = closeGracePeriod;
   return MemoryConnection.pair(
     Multiaddr.parse("/memory/1"),
     Multiaddr.parse(remoteAddr),

@@ -3,7 +3,6 @@
  * `yamux/README.md`), two sessions talking over an in-memory connection.
  */
 
-import { MemoryConnection } from "../memsocket/mod.ts";
 import { defaultRegistry } from "../netcore/metrics.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import {
@@ -17,45 +16,21 @@ import {
   type YamuxOptions,
   type YamuxStream,
 } from "../netcore/multiplexing/mod.ts";
-import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { Logger } from "../netcore/log.ts";
-import { deadline } from "../netcore/_async.ts";
+import { deadline, delay } from "../netcore/_async.ts";
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { readAll } from "./_bytes.ts";
+import { memoryPair } from "./_pair.ts";
 
 /** Session failures are expected here; their warnings would only clutter the output. */
 const quiet = new Logger({}, "off");
 
-function assert(condition: unknown, message = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(message);
-}
-
-function assertEquals(actual: unknown, expected: unknown, message = "") {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${message} expected ${e}, got ${a}`);
-}
-
-async function assertRejectsCode(p: Promise<unknown>, code: NetworkErrorCode) {
-  try {
-    await p;
-  } catch (err) {
-    assert(NetworkError.is(err, code), `expected ${code}, got ${err}`);
-    return;
-  }
-  throw new Error(`expected a ${code} rejection`);
-}
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function connectionPair(latency = 0, bufferSize = 1 << 20): [Connection, Connection] {
-  return MemoryConnection.pair(
-    Multiaddr.parse("/memory/1"),
-    Multiaddr.parse("/memory/2"),
-    { bufferSize, closeGracePeriod: 1_000 },
-    () => latency,
-  );
+  return memoryPair({ latency, bufferSize, closeGracePeriod: 1_000 });
 }
 
 interface Pair {
@@ -92,22 +67,6 @@ function sessionPair(
       await Promise.all([client.close(), server.close()]);
     },
   };
-}
-
-async function readAll(readable: ReadableStream<Uint8Array>): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of readable) {
-    parts.push(chunk);
-    total += chunk.length;
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Serves every inbound stream by echoing it back, then half-closing. */
