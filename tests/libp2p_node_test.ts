@@ -297,3 +297,48 @@ Deno.test("node: libp2p_connections_open counts connections by direction", async
     assertNotEquals(server.peerId.toString(), client.peerId.toString());
   });
 });
+
+Deno.test("node: a handler that throws synchronously resets its stream too", async () => {
+  await withNodes("memory", async (server, client, addr) => {
+    server.handle("/sync-boom/1.0.0", () => {
+      throw new Error("synchronous handler bug");
+    });
+    server.handle(ECHO_PROTOCOL, handleEcho);
+    const conn = await client.dial(addr);
+    const doomed = await conn.openStream(["/sync-boom/1.0.0"]);
+    const err = await readAll(doomed.readable).then(
+      (bytes) => new Error(`read ${bytes.length} bytes and an end instead of a reset`),
+      (e) => e,
+    );
+    assertNetworkError(err, "CONNECTION_RESET");
+    const data = randomBytes(100);
+    assertEquals(await echoThrough(await conn.openStream([ECHO_PROTOCOL]), data), data);
+  });
+});
+
+// Known bug, off until libp2p_node.ts is fixed: Libp2pNode.dial() does not
+// check #closed after the transport dial resolves, so a dial in flight while
+// close() runs is adopted by the closed node and stays open (close() has
+// already returned; nothing ever closes it). Fix: after `await
+// this.#transport.dial(...)`, if the node is closed, abort the connection and
+// throw CONNECTION_CLOSED (or abort in-flight dials from close()).
+Deno.test({
+  name: "node: a dial in flight when close() runs does not outlive the node",
+  ignore: true,
+  fn: async () => {
+    const { server, client } = await twoNodes("tcp");
+    try {
+      const dialing = client.dial(server.listenAddrs[0]);
+      await client.close();
+      const outcome = await dialing.then((conn) => conn, (err) => err);
+      if (outcome instanceof Error) {
+        assertNetworkError(outcome, "CONNECTION_CLOSED", "ABORTED");
+      } else {
+        assertEquals(await settlesWithin(outcome.closed, 1_000), "settled");
+      }
+      assertEquals(client.connectionsTo(server.peerId), []);
+    } finally {
+      await server.close();
+    }
+  },
+});
