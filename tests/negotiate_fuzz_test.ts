@@ -15,36 +15,11 @@ import {
   selectProtocol,
   selectProtocolOptimistic,
 } from "../netcore/negotiate/mod.ts";
+import { concat } from "./_bytes.ts";
+import { msg } from "./_multistream.ts";
+import { duplexPair } from "./_pipe.ts";
 
 const utf8 = new TextEncoder();
-
-function msg(line: string): Uint8Array {
-  const body = utf8.encode(line + "\n");
-  return concat(new Uint8Array([body.length]), body); // all test lines are < 128 bytes
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
-function duplexPair(): { a: Duplex; b: Duplex } {
-  const ab = new TransformStream<Uint8Array, Uint8Array>({}, { highWaterMark: 16 }, {
-    highWaterMark: 16,
-  });
-  const ba = new TransformStream<Uint8Array, Uint8Array>({}, { highWaterMark: 16 }, {
-    highWaterMark: 16,
-  });
-  return {
-    a: { readable: ba.readable, writable: ab.writable },
-    b: { readable: ab.readable, writable: ba.writable },
-  };
-}
 
 /** Plays the peer: reads everything sent to it, writes `chunks`, hangs up. */
 async function playPeer(peer: Duplex, chunks: Uint8Array[]): Promise<void> {
@@ -138,10 +113,10 @@ function mutate(bytes: Uint8Array, mutations: Mutation[]): Uint8Array {
     if (m.kind === "flip" && at < out.length) out[at] ^= m.xor;
     if (m.kind === "truncate") out = out.subarray(0, at);
     if (m.kind === "insert") {
-      out = concat(out.subarray(0, at), new Uint8Array([m.byte]), out.subarray(at));
+      out = concat([out.subarray(0, at), new Uint8Array([m.byte]), out.subarray(at)]);
     }
     if (m.kind === "delete" && at < out.length) {
-      out = concat(out.subarray(0, at), out.subarray(at + 1));
+      out = concat([out.subarray(0, at), out.subarray(at + 1)]);
     }
   }
   return out;
@@ -154,13 +129,13 @@ const PROTOCOLS = ["/a/1.0.0", "/b/1.0.0"];
 const dialerTranscript = fc.array(
   fc.constantFrom(msg("/a/1.0.0"), msg("/b/1.0.0"), msg("/c/1.0.0"), msg("ls"), msg("na"), HEADER),
   { maxLength: 5 },
-).map((messages) => concat(HEADER, ...messages, utf8.encode("data")));
+).map((messages) => concat([HEADER, ...messages, utf8.encode("data")]));
 
 /** What a listener may answer: the header, acceptance, na, data. */
 const listenerTranscript = fc.array(
   fc.constantFrom(msg("/a/1.0.0"), msg("/b/1.0.0"), msg("na"), HEADER),
   { maxLength: 4 },
-).map((messages) => concat(HEADER, ...messages, utf8.encode("data")));
+).map((messages) => concat([HEADER, ...messages, utf8.encode("data")]));
 
 const anyBytes = fc.uint8Array({ maxLength: 96 });
 const hostileBytes = (transcript: fc.Arbitrary<Uint8Array>) =>

@@ -21,84 +21,13 @@ import {
   selectProtocol,
   selectProtocolOptimistic,
 } from "../netcore/negotiate/mod.ts";
-
-function assertEquals(actual: unknown, expected: unknown, msg = ""): void {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg} expected ${e}, got ${a}`);
-}
-
-function assert(condition: unknown, msg = "assertion failed"): asserts condition {
-  if (!condition) throw new Error(msg);
-}
-
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<NetworkError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (NetworkError.is(err) && err.code === code) return err;
-    throw new Error(`expected NetworkError ${code}, got ${err}`);
-  }
-  throw new Error(`expected NetworkError ${code}, but it resolved`);
-}
+import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { concat, toHex } from "./_bytes.ts";
+import { msg } from "./_multistream.ts";
+import { duplexPair } from "./_pipe.ts";
 
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
-
-/** The spec's framing, spelled out: varint length (with `\n`), line, `\n`. */
-function msg(line: string): Uint8Array {
-  const body = utf8.encode(line + "\n");
-  const prefix: number[] = [];
-  let n = body.length;
-  while (n >= 0x80) {
-    prefix.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  prefix.push(n);
-  return concat(new Uint8Array(prefix), body);
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
-}
-
-const hex = (bytes: Uint8Array) =>
-  Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-
-/**
- * A pipe pair; `aToB` and `bToA` record copies of every chunk written. Each
- * direction buffers a few chunks, as a socket does, so a write does not wait
- * for the peer to read.
- */
-function duplexPair(): { a: Duplex; b: Duplex; aToB: Uint8Array[]; bToA: Uint8Array[] } {
-  const aToB: Uint8Array[] = [];
-  const bToA: Uint8Array[] = [];
-  const recorder = (log: Uint8Array[]) =>
-    new TransformStream<Uint8Array, Uint8Array>(
-      {
-        transform(chunk, controller) {
-          log.push(chunk.slice());
-          controller.enqueue(chunk);
-        },
-      },
-      { highWaterMark: 16 },
-      { highWaterMark: 16 },
-    );
-  const ab = recorder(aToB);
-  const ba = recorder(bToA);
-  return {
-    a: { readable: ba.readable, writable: ab.writable },
-    b: { readable: ab.readable, writable: ba.writable },
-    aToB,
-    bToA,
-  };
-}
 
 /** A hand-driven peer: writes raw bytes, reads raw messages. */
 class ScriptedPeer {
@@ -109,7 +38,7 @@ class ScriptedPeer {
     this.writer = duplex.writable.getWriter();
   }
   send(...parts: Uint8Array[]): Promise<void> {
-    return this.writer.write(concat(...parts));
+    return this.writer.write(concat(parts));
   }
   async readLine(): Promise<string> {
     const length = await this.reader.readVarint(1 << 20);
@@ -136,8 +65,8 @@ const HEADER = msg(MULTISTREAM_PROTOCOL_ID);
 const NA = msg("na");
 
 Deno.test("the header is /multistream/1.0.0, framed as varint 19 then the line", () => {
-  assertEquals(hex(HEADER), "13" + hex(utf8.encode("/multistream/1.0.0\n")));
-  assertEquals(hex(NA), "036e610a", "the spec's own example of na");
+  assertEquals(toHex(HEADER), "13" + toHex(utf8.encode("/multistream/1.0.0\n")));
+  assertEquals(toHex(NA), "036e610a", "the spec's own example of na");
 });
 
 Deno.test("dialer sends header and first proposal in one write; listener answers header and acceptance in one write", async () => {
@@ -148,8 +77,8 @@ Deno.test("dialer sends header and first proposal in one write; listener answers
   ]);
   assertEquals(dialed.protocol, "/echo/1.0.0");
   assertEquals(handled.protocol, "/echo/1.0.0");
-  assertEquals(aToB.map(hex), [hex(concat(HEADER, msg("/echo/1.0.0")))]);
-  assertEquals(bToA.map(hex), [hex(concat(HEADER, msg("/echo/1.0.0")))]);
+  assertEquals(aToB.map(toHex), [toHex(concat([HEADER, msg("/echo/1.0.0")]))]);
+  assertEquals(bToA.map(toHex), [toHex(concat([HEADER, msg("/echo/1.0.0")]))]);
 });
 
 Deno.test("with nothing read ahead, the negotiated stream is the very same duplex", async () => {
@@ -181,19 +110,19 @@ Deno.test("after na the dialer falls back to its second protocol", async () => {
     handleProtocol(b, (p) => p === "/noise"),
   ]);
   assertEquals([dialed.protocol, handled.protocol], ["/noise", "/noise"]);
-  assertEquals(aToB.map(hex), [hex(concat(HEADER, msg("/noise/2"))), hex(msg("/noise"))]);
-  assertEquals(bToA.map(hex), [hex(concat(HEADER, NA)), hex(msg("/noise"))]);
+  assertEquals(aToB.map(toHex), [toHex(concat([HEADER, msg("/noise/2")])), toHex(msg("/noise"))]);
+  assertEquals(bToA.map(toHex), [toHex(concat([HEADER, NA])), toHex(msg("/noise"))]);
 });
 
 Deno.test("when the listener supports none, both sides fail with typed errors", async () => {
   const { a, b } = duplexPair();
   const listening = handleProtocol(b, ["/c"]);
-  const err = await rejectsWith(selectProtocol(a, ["/a", "/b"]), "UNSUPPORTED_PROTOCOL");
+  const err = await assertRejectsCode(selectProtocol(a, ["/a", "/b"]), "UNSUPPORTED_PROTOCOL");
   assert(err.message.includes("/a, /b"), err.message);
   // The failed dialer's duplex is unlocked again: the caller closes it.
   assert(!a.readable.locked && !a.writable.locked, "locks released");
   await a.writable.close();
-  await rejectsWith(listening, "CONNECTION_CLOSED");
+  await assertRejectsCode(listening, "CONNECTION_CLOSED");
 });
 
 Deno.test("a listener that answers our header with na does not speak multistream 1.0", async () => {
@@ -202,7 +131,7 @@ Deno.test("a listener that answers our header with na does not speak multistream
   const selecting = selectProtocol(a, ["/a"]);
   assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID);
   await peer.send(NA);
-  await rejectsWith(selecting, "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(selecting, "UNSUPPORTED_PROTOCOL");
 });
 
 Deno.test("a dialer with another multistream version gets na", async () => {
@@ -210,7 +139,7 @@ Deno.test("a dialer with another multistream version gets na", async () => {
   const peer = new ScriptedPeer(a);
   const handling = handleProtocol(b, ["/a"]);
   await peer.send(msg("/multistream/2.0.0"), msg("/a"));
-  await rejectsWith(handling, "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(handling, "UNSUPPORTED_PROTOCOL");
   assertEquals(await peer.readLine(), "na");
 });
 
@@ -219,12 +148,12 @@ Deno.test("a first message other than the header is a protocol violation", async
   const peer = new ScriptedPeer(a);
   const handling = handleProtocol(b, ["/a"]);
   await peer.send(msg("/a"));
-  await rejectsWith(handling, "PROTOCOL_VIOLATION");
+  await assertRejectsCode(handling, "PROTOCOL_VIOLATION");
   const { a: a2, b: b2 } = duplexPair();
   const listener = new ScriptedPeer(b2);
   const selecting = selectProtocol(a2, ["/a"]);
   await listener.send(msg("/a"), msg("/a"));
-  await rejectsWith(selecting, "PROTOCOL_VIOLATION");
+  await assertRejectsCode(selecting, "PROTOCOL_VIOLATION");
 });
 
 Deno.test("an answer that is neither the proposal nor na is a protocol violation", async () => {
@@ -232,7 +161,7 @@ Deno.test("an answer that is neither the proposal nor na is a protocol violation
   const peer = new ScriptedPeer(b);
   const selecting = selectProtocol(a, ["/a", "/b"]);
   await peer.send(HEADER, msg("/b"));
-  await rejectsWith(selecting, "PROTOCOL_VIOLATION");
+  await assertRejectsCode(selecting, "PROTOCOL_VIOLATION");
 });
 
 Deno.test("ls is answered with the protocol list, one length-prefixed line each, then a newline", async () => {
@@ -244,7 +173,7 @@ Deno.test("ls is answered with the protocol list, one length-prefixed line each,
   // Outer message: varint of the body length, then the body.
   const length = await peer.reader.readVarint();
   const body = await peer.reader.readExactly(length);
-  assertEquals(hex(body), hex(concat(msg("/a/1"), msg("/b/2"), utf8.encode("\n"))));
+  assertEquals(toHex(body), toHex(concat([msg("/a/1"), msg("/b/2"), utf8.encode("\n")])));
   // ls does not end the negotiation: a proposal still can.
   await peer.send(msg("/b/2"));
   assertEquals(await peer.readLine(), "/b/2");
@@ -258,8 +187,8 @@ Deno.test("optimistic: header, proposal and the first data leave in one write", 
   assertEquals(aToB.length, 0, "nothing is sent before the first write");
   const handling = handleProtocol(b, ["/ipfs/ping/1.0.0"]);
   await writeAll(stream.writable, "0123456789");
-  assertEquals(aToB.map(hex), [
-    hex(concat(HEADER, msg("/ipfs/ping/1.0.0"), utf8.encode("0123456789"))),
+  assertEquals(aToB.map(toHex), [
+    toHex(concat([HEADER, msg("/ipfs/ping/1.0.0"), utf8.encode("0123456789")])),
   ]);
   const handled = await handling;
   assert(handled.stream !== b, "the data read ahead is kept in a new readable");
@@ -268,7 +197,7 @@ Deno.test("optimistic: header, proposal and the first data leave in one write", 
   assertEquals(await readAll(stream.readable, 4), "pong");
   // Later writes pass straight through.
   await writeAll(stream.writable, "again");
-  assertEquals(hex(aToB[aToB.length - 1]), hex(utf8.encode("again")));
+  assertEquals(toHex(aToB[aToB.length - 1]), toHex(utf8.encode("again")));
 });
 
 Deno.test("optimistic: reading first sends the proposal alone, and waits for the answer", async () => {
@@ -278,7 +207,7 @@ Deno.test("optimistic: reading first sends the proposal alone, and waits for the
   const peer = new ScriptedPeer(b);
   assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID);
   assertEquals(await peer.readLine(), "/x");
-  assertEquals(aToB.map(hex), [hex(concat(HEADER, msg("/x")))]);
+  assertEquals(aToB.map(toHex), [toHex(concat([HEADER, msg("/x")]))]);
   await peer.send(HEADER, msg("/x"), utf8.encode("hi"));
   assertEquals(await reading, "hi");
 });
@@ -292,8 +221,8 @@ Deno.test("optimistic: a refusal errors the readable and rejects later writes", 
   assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID);
   assertEquals(await peer.readLine(), "/x");
   await peer.send(HEADER, NA);
-  await rejectsWith(stream.readable.getReader().read(), "UNSUPPORTED_PROTOCOL");
-  await rejectsWith(writer.write(utf8.encode("more")), "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(stream.readable.getReader().read(), "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(writer.write(utf8.encode("more")), "UNSUPPORTED_PROTOCOL");
   assert(!a.readable.locked && !a.writable.locked, "the original duplex is unlocked");
 });
 
@@ -303,8 +232,8 @@ Deno.test("optimistic: the refusal reaches the writer even if nobody reads", asy
   const { stream } = selectProtocolOptimistic(a, "/x");
   const writer = stream.writable.getWriter();
   await writer.write(utf8.encode("data"));
-  await rejectsWith(writer.closed, "UNSUPPORTED_PROTOCOL");
-  await rejectsWith(writer.write(utf8.encode("more")), "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(writer.closed, "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(writer.write(utf8.encode("more")), "UNSUPPORTED_PROTOCOL");
   await a.writable.close();
   assert(NetworkError.is(await handling), "the listener fails with a NetworkError too");
 });
@@ -351,13 +280,13 @@ Deno.test("a silent peer times out, within the deadline, and the duplex is unloc
   // does not): hold the event loop open meanwhile.
   const keepAlive = setTimeout(() => {}, 5000);
   const started = performance.now();
-  await rejectsWith(selectProtocol(a, ["/a"], { timeout: 50 }), "TIMEOUT");
+  await assertRejectsCode(selectProtocol(a, ["/a"], { timeout: 50 }), "TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 45 && elapsed < 1000, `timed out after ${elapsed} ms`);
   assert(!a.readable.locked && !a.writable.locked, "locks released");
   assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID, "the dialer did speak");
   const { b: silentDialer } = duplexPair();
-  await rejectsWith(handleProtocol(silentDialer, ["/a"], { timeout: 20 }), "TIMEOUT");
+  await assertRejectsCode(handleProtocol(silentDialer, ["/a"], { timeout: 20 }), "TIMEOUT");
   clearTimeout(keepAlive);
 });
 
@@ -366,8 +295,8 @@ Deno.test("the caller's signal aborts the negotiation", async () => {
   const controller = new AbortController();
   const selecting = selectProtocol(a, ["/a"], { signal: controller.signal });
   controller.abort();
-  await rejectsWith(selecting, "ABORTED");
-  await rejectsWith(handleProtocol(a, ["/a"], { signal: AbortSignal.abort() }), "ABORTED");
+  await assertRejectsCode(selecting, "ABORTED");
+  await assertRejectsCode(handleProtocol(a, ["/a"], { signal: AbortSignal.abort() }), "ABORTED");
 });
 
 Deno.test("an over-long line is refused from its length prefix", async () => {
@@ -376,7 +305,7 @@ Deno.test("an over-long line is refused from its length prefix", async () => {
   const handling = handleProtocol(b, ["/a"]);
   assertEquals(NEGOTIATE_DEFAULTS.maxLineLength, 1024);
   await peer.send(HEADER, msg("/" + "x".repeat(1023))); // 1025 bytes with the newline
-  await rejectsWith(handling, "FRAME_TOO_LARGE");
+  await assertRejectsCode(handling, "FRAME_TOO_LARGE");
   // Exactly at the limit is fine.
   const { a: a2, b: b2 } = duplexPair();
   const peer2 = new ScriptedPeer(a2);
@@ -389,14 +318,14 @@ Deno.test("an over-long line is refused from its length prefix", async () => {
   const peer3 = new ScriptedPeer(b3);
   const selecting = selectProtocol(a3, ["/a"], { maxLineLength: 10 });
   await peer3.send(HEADER);
-  await rejectsWith(selecting, "FRAME_TOO_LARGE");
+  await assertRejectsCode(selecting, "FRAME_TOO_LARGE");
 });
 
 Deno.test("a message without its trailing newline, with two lines, empty, or not UTF-8, is a protocol violation", async () => {
   const bad = [
-    concat(new Uint8Array([2]), utf8.encode("/a")), // missing newline
-    concat(new Uint8Array([5]), utf8.encode("/a\n/b")), // newline inside
-    concat(new Uint8Array([6]), utf8.encode("/a\n/b\n")), // two lines in one message
+    concat([new Uint8Array([2]), utf8.encode("/a")]), // missing newline
+    concat([new Uint8Array([5]), utf8.encode("/a\n/b")]), // newline inside
+    concat([new Uint8Array([6]), utf8.encode("/a\n/b\n")]), // two lines in one message
     new Uint8Array([0]), // empty
     new Uint8Array([3, 0xc3, 0x28, 0x0a]), // invalid UTF-8
   ];
@@ -405,7 +334,7 @@ Deno.test("a message without its trailing newline, with two lines, empty, or not
     const peer = new ScriptedPeer(a);
     const handling = handleProtocol(b, ["/a"]);
     await peer.send(HEADER, message);
-    await rejectsWith(handling, "PROTOCOL_VIOLATION");
+    await assertRejectsCode(handling, "PROTOCOL_VIOLATION");
   }
 });
 
@@ -415,7 +344,7 @@ Deno.test("a peer that hangs up mid-message closes only the negotiation", async 
   const handling = handleProtocol(b, ["/a"]);
   await peer.send(HEADER, new Uint8Array([10, 0x2f]));
   await peer.writer.close();
-  await rejectsWith(handling, "CONNECTION_CLOSED");
+  await assertRejectsCode(handling, "CONNECTION_CLOSED");
 });
 
 Deno.test("the listener gives up after maxAttempts refusals", async () => {
@@ -423,7 +352,7 @@ Deno.test("the listener gives up after maxAttempts refusals", async () => {
   const peer = new ScriptedPeer(a);
   const handling = handleProtocol(b, ["/a"], { maxAttempts: 3 });
   await peer.send(HEADER, msg("/b"), msg("/c"), msg("ls"), msg("/d"), msg("/a"));
-  await rejectsWith(handling, "LIMIT_EXCEEDED");
+  await assertRejectsCode(handling, "LIMIT_EXCEEDED");
   assertEquals(NEGOTIATE_DEFAULTS.maxAttempts, 16);
 });
 
@@ -457,7 +386,7 @@ Deno.test("optimistic: cancelling the readable early still lets a refusal reach 
   await writer.write(utf8.encode("data"));
   assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID);
   await peer.send(HEADER, NA);
-  await rejectsWith(writer.closed, "UNSUPPORTED_PROTOCOL");
+  await assertRejectsCode(writer.closed, "UNSUPPORTED_PROTOCOL");
 });
 
 Deno.test("failures are counted by role and code", async () => {
@@ -468,7 +397,7 @@ Deno.test("failures are counted by role and code", async () => {
   const peer = new ScriptedPeer(a);
   const handling = handleProtocol(b, ["/a"]);
   await peer.send(msg("hello"));
-  await rejectsWith(handling, "PROTOCOL_VIOLATION");
+  await assertRejectsCode(handling, "PROTOCOL_VIOLATION");
   assertEquals(metric.get({ role: "listener", code: "PROTOCOL_VIOLATION" }), before + 1);
 });
 
