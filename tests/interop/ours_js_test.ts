@@ -16,6 +16,7 @@ import { Ed25519Identity } from "../../netcore/identity/mod.ts";
 import { Libp2pNode } from "../../netcore/libp2p_node.ts";
 import type { Libp2pConnection, ProtocolStream } from "../../netcore/libp2p_upgrade.ts";
 import { Multiaddr } from "../../netcore/multiaddr.ts";
+import { NetworkError } from "../../netcore/network_error.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../../protocols/echo.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "../../protocols/ping.ts";
 import { type ClientResult, runJsClient, startJsPeer } from "./_js_peer.ts";
@@ -143,8 +144,26 @@ Deno.test("ours -> js: our close is clean for js, and js stopping is clean for u
     const again = new Pinger(await second.openStream([PING_PROTOCOL]));
     await again.ping();
     await again.close();
+    // An echo stream still open, with a read waiting, when js goes away.
+    const open = await second.openStream([ECHO_PROTOCOL]);
+    const writer = open.writable.getWriter();
+    const reader = open.readable.getReader();
+    await writer.write(new Uint8Array([1, 2, 3]));
+    assertEquals((await reader.read()).value, new Uint8Array([1, 2, 3]));
+    // Handled at once: it must fail or end while js stops.
+    const pending = reader.read().then((r) => r, (err) => err);
     assertEquals(await peer.close(), 0, peer.stderr());
     assert(await settlesWithin(second.closed, 5_000), "js's close reaches our connection");
+    assert(await settlesWithin(pending, 1_000), "the waiting read ends too");
+    const outcome = await pending;
+    assert(
+      outcome instanceof Error
+        ? NetworkError.is(outcome, "CONNECTION_CLOSED", "CONNECTION_RESET")
+        : outcome.done,
+      `the read ends or fails as closed, got ${outcome}`,
+    );
+    await writer.write(new Uint8Array([4])).catch(() => {/* the stream is gone */});
+    writer.releaseLock();
     assertEquals(node.connectionsTo(second.remotePeerId), []);
     await assertRejectsCode(
       () => second.openStream([PING_PROTOCOL]),
