@@ -76,6 +76,23 @@ function channelOn(
   });
 }
 
+/** A channel on `conn` whose lower writes are recorded (copied), not sent. */
+function recordingChannel(
+  conn: Connection,
+  keys: Keys,
+): { channel: SecureChannel; lowerWrites: Uint8Array[] } {
+  const lowerWrites: Uint8Array[] = [];
+  const recording: Connection = Object.assign(Object.create(conn), {
+    writable: new WritableStream<Uint8Array>({
+      write(chunk) {
+        lowerWrites.push(chunk.slice());
+      },
+    }),
+    readable: conn.readable,
+  });
+  return { channel: channelOn(recording, keys.aToB, keys.bToA, keys.backend), lowerWrites };
+}
+
 async function securePair(
   kind: Kind,
   keys = randomKeys(),
@@ -129,16 +146,7 @@ Deno.test("a transport message is a 2-byte big-endian length and ChaChaPoly ciph
 Deno.test("a large write is split into full 65535-byte frames and sent in ONE lower write", async () => {
   const [a, b, release] = await rawPair("memory");
   const keys = randomKeys();
-  const lowerWrites: Uint8Array[] = [];
-  const counting: Connection = Object.assign(Object.create(a), {
-    writable: new WritableStream<Uint8Array>({
-      write(chunk) {
-        lowerWrites.push(chunk.slice());
-      },
-    }),
-    readable: a.readable,
-  });
-  const channel = channelOn(counting, keys.aToB, keys.bToA, keys.backend);
+  const { channel, lowerWrites } = recordingChannel(a, keys);
   const data = randomBytes(3 * MAX_PLAINTEXT + 1000);
   const writer = channel.writable.getWriter();
   await writer.write(data);
@@ -156,16 +164,7 @@ Deno.test("a large write is split into full 65535-byte frames and sent in ONE lo
 Deno.test("a huge write goes down in slices of 16 full frames, never one giant buffer", async () => {
   const [a, b, release] = await rawPair("memory");
   const keys = randomKeys();
-  const lowerWrites: Uint8Array[] = [];
-  const counting: Connection = Object.assign(Object.create(a), {
-    writable: new WritableStream<Uint8Array>({
-      write(chunk) {
-        lowerWrites.push(chunk.slice());
-      },
-    }),
-    readable: a.readable,
-  });
-  const channel = channelOn(counting, keys.aToB, keys.bToA, keys.backend);
+  const { channel, lowerWrites } = recordingChannel(a, keys);
   const data = randomBytes(5 * 1024 * 1024);
   const writer = channel.writable.getWriter();
   await writer.write(data);
