@@ -136,6 +136,12 @@ Deno.test("cli: an unreachable address exits 1 with error (DIAL_REFUSED)", async
   assertEquals(r.stdout, "");
 });
 
+Deno.test("cli: a malformed multiaddr exits 1 with error (BAD_ADDRESS)", async () => {
+  const r = await cli(["ping", "127.0.0.1:4001"]);
+  assertEquals(r.code, 1, show(r));
+  assert(/^error \(BAD_ADDRESS\): /m.test(r.stderr), show(r));
+});
+
 Deno.test("cli: a dial to the listener under another peer id exits 1 with error (UNAUTHORIZED)", async () => {
   await using node = await startListener("ours", { listen: "/ip4/127.0.0.1/tcp/0" });
   const impostor = Ed25519Identity.generate().peerId.toString();

@@ -11,13 +11,14 @@
 
 import { assert, assertEquals, assertRejectsCode } from "../_assert.ts";
 import { randomBytes } from "../_bytes.ts";
-import { parseEchoLine, parsePingLine } from "../../bench/_node_cli.ts";
+import { parseEchoLine, parsePerfLine, parsePingLine } from "../../bench/_node_cli.ts";
 import { Ed25519Identity } from "../../netcore/identity/mod.ts";
 import { Libp2pNode } from "../../netcore/libp2p_node.ts";
 import type { Libp2pConnection, ProtocolStream } from "../../netcore/libp2p_upgrade.ts";
 import { Multiaddr } from "../../netcore/multiaddr.ts";
 import { NetworkError } from "../../netcore/network_error.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../../protocols/echo.ts";
+import { handlePerf, PERF_PROTOCOL, runPerf } from "../../protocols/perf.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "../../protocols/ping.ts";
 import { type ClientResult, runJsClient, startJsPeer } from "./_js_peer.ts";
 
@@ -77,6 +78,11 @@ Deno.test("ours -> js: the connection authenticates js's peer id; a wrong /p2p/ 
     );
     const conn = await node.dial(addr);
     assertEquals(conn.remotePeerId.toString(), peer.peerId);
+    // js answers "na" to a protocol it does not serve; the connection stays.
+    await assertRejectsCode(() => conn.openStream(["/nope/1.0.0"]), "UNSUPPORTED_PROTOCOL");
+    const fallback = await conn.openStream(["/nope/1.0.0", PING_PROTOCOL]);
+    assertEquals(fallback.protocol, PING_PROTOCOL);
+    await fallback.close();
     // Without a /p2p/ id in the address the handshake still tells us who it is.
     const anonymous = await node.dial(addr.withoutPeerId());
     assertEquals(anonymous.remotePeerId.toString(), peer.peerId);
@@ -87,7 +93,7 @@ Deno.test("ours -> js: the connection authenticates js's peer id; a wrong /p2p/ 
   assertEquals(await peer.close(), 0, peer.stderr());
 });
 
-Deno.test("ours -> js: ping, 8 MiB echoed intact, 100 concurrent echo streams on one connection", async () => {
+Deno.test("ours -> js: ping, perf, 8 MiB echoed intact, 100 concurrent echo streams on one connection", async () => {
   await using peer = await startJsPeer();
   const node = await Libp2pNode.create();
   try {
@@ -102,6 +108,12 @@ Deno.test("ours -> js: ping, 8 MiB echoed intact, 100 concurrent echo streams on
     }
     await pinger.close();
     assert((await conn.ping()) >= 0, "yamux ping answered");
+
+    const perf = await runPerf(await conn.openStream([PERF_PROTOCOL]), {
+      upload: 2_000_000,
+      download: 3_000_000,
+    });
+    assertEquals([perf.uploadBytes, perf.downloadBytes], [2_000_000, 3_000_000]);
 
     const data = randomBytes(EIGHT_MIB);
     const back = await echoThrough(await conn.openStream([ECHO_PROTOCOL]), data);
@@ -177,13 +189,17 @@ Deno.test("ours -> js: our close is clean for js, and js stopping is clean for u
 
 // ---- js-libp2p dials our node -------------------------------------------------
 
-/** Our listener on 127.0.0.1 with ping and echo, noting every inbound stream's connection. */
+/** Our listener on 127.0.0.1 with ping, perf and echo, noting every inbound stream's connection. */
 async function ourListener() {
   const node = await Libp2pNode.create({ listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")] });
   const streams: { protocol: string; conn: Libp2pConnection; bytes: number }[] = [];
   node.handle(PING_PROTOCOL, async (stream, conn) => {
     streams.push({ protocol: stream.protocol, conn, bytes: 0 });
     await handlePing(stream);
+  });
+  node.handle(PERF_PROTOCOL, async (stream, conn) => {
+    streams.push({ protocol: stream.protocol, conn, bytes: 0 });
+    await handlePerf(stream);
   });
   node.handle(ECHO_PROTOCOL, async (stream, conn) => {
     const entry = { protocol: stream.protocol, conn, bytes: 0 };
@@ -203,7 +219,7 @@ async function ourListener() {
   return { node, addr: node.listenAddrs[0].toString(), streams };
 }
 
-Deno.test("js -> ours: js pings and echoes 8 MiB intact; both sides know each other's id", async () => {
+Deno.test("js -> ours: js pings, runs perf, echoes 8 MiB intact; both sides know each other's id", async () => {
   const { node, addr, streams } = await ourListener();
   try {
     // js-libp2p checks the peer it reached against the dialed /p2p/ id: the
@@ -228,6 +244,18 @@ Deno.test("js -> ours: js pings and echoes 8 MiB intact; both sides know each ot
     const echo = await runJsClient(["echo", addr, "--bytes", String(EIGHT_MIB)]);
     assertEquals(echo.code, 0, show(echo));
     assertEquals(parseEchoLine(echo.stdout)?.bytes, EIGHT_MIB, show(echo));
+
+    const perfRun = await runJsClient([
+      "perf",
+      addr,
+      "--upload",
+      "2000000",
+      "--download",
+      "3000000",
+    ]);
+    assertEquals(perfRun.code, 0, show(perfRun));
+    const perf = parsePerfLine(perfRun.stdout);
+    assert(perf && perf.uploadMBps > 0 && perf.downloadMBps > 0, show(perfRun));
 
     const echoed = streams.filter((s) => s.protocol === ECHO_PROTOCOL);
     assertEquals(echoed.map((s) => s.bytes), [EIGHT_MIB]);
