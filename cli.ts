@@ -82,16 +82,18 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function listen(args: Args): Promise<void> {
+  // Signal handlers first: a script may send SIGTERM as soon as it reads the
+  // listening line, and must still get a clean exit.
+  const stop = Promise.withResolvers<void>();
+  const onSignal = () => stop.resolve();
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
   const addrs = args.options.get("listen") ?? ["/ip4/127.0.0.1/tcp/0"];
   const node = await Libp2pNode.create({ listen: addrs.map((a) => Multiaddr.parse(a)) });
   node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
   node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
   node.handle(ECHO_PROTOCOL, (stream) => handleEcho(stream));
   for (const addr of node.listenAddrs) console.log(`listening ${addr}`);
-  const stop = Promise.withResolvers<void>();
-  const onSignal = () => stop.resolve();
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
   await stop.promise;
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);

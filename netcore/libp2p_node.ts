@@ -161,6 +161,12 @@ export class Libp2pNode {
       for (const conn of this.#connections.get(addr.peerId) ?? []) return conn;
     }
     const conn = await this.#transport.dial(addr, { signal: options.signal });
+    if (this.#closed) {
+      // close() ran while we dialed: nothing would ever close this one.
+      const error = new NetworkError("CONNECTION_CLOSED", "node closed during the dial");
+      conn.abort(error);
+      throw error;
+    }
     this.#adopt(conn, "outbound");
     return conn;
   }

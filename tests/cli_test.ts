@@ -63,9 +63,6 @@ Deno.test("cli listen: one line per --listen address", async () => {
     buffered = parts.pop()!;
     lines.push(...parts.filter((l) => l.length > 0));
   }
-  // cli.ts prints its lines before it installs its SIGTERM listener (see the
-  // ignored test below); give it a moment, as startListener does.
-  await new Promise((r) => setTimeout(r, 100));
   child.kill("SIGTERM");
   reader.cancel().catch(() => {});
   const status = await child.status;
@@ -151,13 +148,10 @@ Deno.test("cli: a dial to the listener under another peer id exits 1 with error 
   assert(/^error \(UNAUTHORIZED\): /m.test(r.stderr), show(r));
 });
 
-// Known bug, off until cli.ts is fixed: `listen` prints its `listening` lines
-// before it calls Deno.addSignalListener, so a SIGTERM sent as soon as the
-// line is read kills it with the default action (exit 143) about one time in
-// four. Fix: register the SIGINT/SIGTERM listeners before printing.
+// Scripts send SIGTERM as soon as they read the listening line; the listener
+// must already handle it (it once printed first and died with 143 now and then).
 Deno.test({
   name: "cli listen: a SIGTERM sent right after the listening line still exits 0",
-  ignore: true,
   fn: async () => {
     const [program, ...prefix] = nodeCommand("ours");
     const codes: number[] = [];

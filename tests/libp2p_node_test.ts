@@ -316,15 +316,10 @@ Deno.test("node: a handler that throws synchronously resets its stream too", asy
   });
 });
 
-// Known bug, off until libp2p_node.ts is fixed: Libp2pNode.dial() does not
-// check #closed after the transport dial resolves, so a dial in flight while
-// close() runs is adopted by the closed node and stays open (close() has
-// already returned; nothing ever closes it). Fix: after `await
-// this.#transport.dial(...)`, if the node is closed, abort the connection and
-// throw CONNECTION_CLOSED (or abort in-flight dials from close()).
+// A dial in flight while close() runs must not be adopted by the closed node
+// (nothing would ever close it).
 Deno.test({
   name: "node: a dial in flight when close() runs does not outlive the node",
-  ignore: true,
   fn: async () => {
     const { server, client } = await twoNodes("tcp");
     try {
