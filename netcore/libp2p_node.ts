@@ -76,6 +76,7 @@ export class Libp2pNode {
   readonly #listeners: Listener<Libp2pConnection>[] = [];
   readonly #handlers = new Map<string, StreamHandler>();
   readonly #connections = new Map<string, Set<Libp2pConnection>>();
+  readonly #pendingDials = new Map<string, Promise<Libp2pConnection>>();
   readonly #tasks = new Set<Promise<void>>();
   readonly #log;
   #closed = false;
@@ -149,6 +150,8 @@ export class Libp2pNode {
   /**
    * A connection to the peer at `addr`: an open one to the same peer when
    * `reuse` (default) and the address names the peer, else a new one.
+   * Concurrent dials to the same named peer share one attempt (and so the
+   * first caller's `signal`).
    *
    * @throws {NetworkError} from the transport or the upgrade
    */
@@ -157,10 +160,20 @@ export class Libp2pNode {
     options: { signal?: AbortSignal; reuse?: boolean } = {},
   ): Promise<Libp2pConnection> {
     if (this.#closed) throw new NetworkError("CONNECTION_CLOSED", "node is closed");
-    if (options.reuse !== false && addr.peerId !== undefined) {
-      for (const conn of this.#connections.get(addr.peerId) ?? []) return conn;
+    const peer = options.reuse === false ? undefined : addr.peerId;
+    if (peer === undefined) return await this.#dialNew(addr, options.signal);
+    for (const conn of this.#connections.get(peer) ?? []) return conn;
+    // Concurrent dials to one peer share one connection attempt.
+    let pending = this.#pendingDials.get(peer);
+    if (pending === undefined) {
+      pending = this.#dialNew(addr, options.signal).finally(() => this.#pendingDials.delete(peer));
+      this.#pendingDials.set(peer, pending);
     }
-    const conn = await this.#transport.dial(addr, { signal: options.signal });
+    return await pending;
+  }
+
+  async #dialNew(addr: Multiaddr, signal: AbortSignal | undefined): Promise<Libp2pConnection> {
+    const conn = await this.#transport.dial(addr, { signal });
     if (this.#closed) {
       // close() ran while we dialed: nothing would ever close this one.
       const error = new NetworkError("CONNECTION_CLOSED", "node closed during the dial");

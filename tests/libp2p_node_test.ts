@@ -185,6 +185,14 @@ for (const kind of ["memory", "tcp"] as const) {
     });
   });
 
+  Deno.test(`node over ${kind}: concurrent dials to one peer share one connection`, async () => {
+    await withNodes(kind, async (server, client, addr) => {
+      const conns = await Promise.all([client.dial(addr), client.dial(addr), client.dial(addr)]);
+      assert(conns[0] === conns[1] && conns[1] === conns[2], "one connection for all three");
+      assertEquals(client.connectionsTo(server.peerId).length, 1);
+    });
+  });
+
   Deno.test(`node over ${kind}: connections are reused by peer id unless reuse is false`, async () => {
     await withNodes(kind, async (server, client, addr) => {
       server.handle(ECHO_PROTOCOL, handleEcho);
