@@ -13,6 +13,21 @@ import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 const EMPTY = new Uint8Array(0);
 
 /**
+ * What a stream returned by `release()` wraps: the bytes read ahead and the
+ * reader on the source. A `ByteReader` made on such a stream before anyone
+ * pulled from it takes both over and reads the source directly, so handing a
+ * stream from layer to layer (negotiation, Noise, a protocol handler) adds no
+ * stream hop per read.
+ */
+interface Handoff {
+  pending: Uint8Array | undefined;
+  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  pulled: boolean;
+}
+
+const handoffs = new WeakMap<ReadableStream<Uint8Array>, Handoff>();
+
+/**
  * A buffered reader over a `ReadableStream<Uint8Array>`.
  *
  * Returned arrays are views into the chunks the stream produced whenever the
@@ -36,6 +51,8 @@ const EMPTY = new Uint8Array(0);
 export class ByteReader {
   readonly #source: ReadableStream<Uint8Array>;
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** The lock on `#source` when `#reader` is a handed-off source reader. */
+  readonly #lock: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
   #released = false;
@@ -43,7 +60,16 @@ export class ByteReader {
   /** Locks `readable` for this reader until {@linkcode ByteReader.release}. */
   constructor(readable: ReadableStream<Uint8Array>) {
     this.#source = readable;
-    this.#reader = readable.getReader();
+    const handoff = handoffs.get(readable);
+    if (handoff !== undefined && !handoff.pulled && !readable.locked) {
+      // Hold the released stream locked, but read its source directly.
+      this.#lock = readable.getReader();
+      this.#reader = handoff.reader;
+      this.#chunk = handoff.pending ?? EMPTY;
+      handoff.pending = undefined;
+    } else {
+      this.#reader = readable.getReader();
+    }
   }
 
   /** Bytes buffered and not yet returned. */
@@ -184,20 +210,25 @@ export class ByteReader {
     if (this.#released) throw new TypeError("ByteReader already released");
     this.#released = true;
     if (this.buffered === 0) {
-      this.#reader.releaseLock();
+      // A handed-off source reader stays with the released stream, which
+      // reads through it; otherwise the source itself goes back unlocked.
+      (this.#lock ?? this.#reader).releaseLock();
       return this.#source;
     }
-    let pending: Uint8Array | undefined = this.buffered > 0
-      ? this.#chunk.subarray(this.#offset)
-      : undefined;
+    const handoff: Handoff = {
+      pending: this.#chunk.subarray(this.#offset),
+      reader: this.#reader,
+      pulled: false,
+    };
     this.#chunk = EMPTY;
     this.#offset = 0;
     const reader = this.#reader;
-    return new ReadableStream<Uint8Array>({
+    const released = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        if (pending !== undefined) {
-          controller.enqueue(pending);
-          pending = undefined;
+        handoff.pulled = true;
+        if (handoff.pending !== undefined) {
+          controller.enqueue(handoff.pending);
+          handoff.pending = undefined;
           return;
         }
         try {
@@ -212,6 +243,8 @@ export class ByteReader {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
+    handoffs.set(released, handoff);
+    return released;
   }
 
   /** Cancels the source stream. */
