@@ -19,7 +19,12 @@
 import type { Ed25519Identity, PeerId } from "./identity/mod.ts";
 import { Yamux, type YamuxOptions } from "./multiplexing/mod.ts";
 import type { YamuxStream } from "./multiplexing/yamux_stream.ts";
-import { handleProtocol, type NegotiateOptions, selectProtocol } from "./negotiate/mod.ts";
+import {
+  handleProtocol,
+  multistreamPreamble,
+  type NegotiateOptions,
+  selectProtocol,
+} from "./negotiate/mod.ts";
 import {
   LIBP2P_NOISE_PROTOCOL_ID,
   libp2pNoise,
@@ -207,14 +212,20 @@ export function libp2pUpgrade(
     ...options.noise,
   });
   const negotiate = options.negotiate ?? {};
+  const noisePreamble = multistreamPreamble(LIBP2P_NOISE_PROTOCOL_ID, negotiate);
   return async (raw: Connection, context: UpgradeContext) => {
     const dialer = context.role === "dialer";
     const select = (conn: Connection, protocol: string) =>
       dialer
         ? selectProtocol(conn, [protocol], { ...negotiate, signal: context.signal })
         : handleProtocol(conn, [protocol], { ...negotiate, signal: context.signal });
-    const securing = await select(raw, LIBP2P_NOISE_PROTOCOL_ID);
-    const secure = await noise(withStreams(raw, securing.stream), context);
+    // The dialer proposes /noise optimistically: the proposal travels with
+    // Noise message 1 and the answer is read before message 2, which saves
+    // a round trip and leaves no negotiation layer on the connection.
+    const secure = dialer ? await noise(raw, context, noisePreamble) : await noise(
+      withStreams(raw, (await select(raw, LIBP2P_NOISE_PROTOCOL_ID)).stream),
+      context,
+    );
     try {
       // Both ends advertised their muxers inside the Noise handshake; when the
       // peer listed yamux (we always do), both know it is chosen and skip the

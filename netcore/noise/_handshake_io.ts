@@ -22,6 +22,23 @@ export interface HandshakeIo {
   receive(bounds: FrameBounds): Promise<Uint8Array>;
 }
 
+/**
+ * Bytes of another protocol that share the handshake's first round trip: the
+ * dialer's optimistic multistream-select proposal of `/noise`, sent in front
+ * of the first handshake message, whose answer is read before the first
+ * handshake message from the peer.
+ */
+export interface HandshakePreamble {
+  /** Sent in the same write as, and in front of, our first handshake message. */
+  send: Uint8Array;
+  /**
+   * Reads and checks the peer's answer to `send` before our first receive;
+   * throws a `NetworkError` to refuse (its code is kept when it is
+   * `UNSUPPORTED_PROTOCOL`).
+   */
+  receive(reader: ByteReader): Promise<void>;
+}
+
 /** The handshake's result, with the connection's reader and writer kept for the channel. */
 export interface HandshakeOutcome<T> {
   /** What the handshake steps returned. */
@@ -33,7 +50,13 @@ export interface HandshakeOutcome<T> {
 }
 
 /** Codes a handshake failure keeps; anything else becomes `HANDSHAKE_FAILED`. */
-const KEPT_CODES = ["HANDSHAKE_FAILED", "UNAUTHORIZED", "TIMEOUT", "ABORTED"] as const;
+const KEPT_CODES = [
+  "HANDSHAKE_FAILED",
+  "UNAUTHORIZED",
+  "TIMEOUT",
+  "ABORTED",
+  "UNSUPPORTED_PROTOCOL",
+] as const;
 
 /**
  * Runs `steps` on `conn` within `timeoutMs` (and `context.signal`). On any
@@ -49,6 +72,7 @@ export async function runHandshake<T>(
   timeoutMs: number,
   what: string,
   steps: (io: HandshakeIo) => Promise<T>,
+  preamble?: HandshakePreamble,
 ): Promise<HandshakeOutcome<T>> {
   const controller = new AbortController();
   const onTimeout = () =>
@@ -66,12 +90,25 @@ export async function runHandshake<T>(
 
   const reader = new ByteReader(conn.readable);
   const writer = conn.writable.getWriter();
+  let toSend = preamble?.send;
+  let toReceive = preamble;
   const io: HandshakeIo = {
     async send(message) {
-      await writer.write(encodeFrame(message));
+      const frame = encodeFrame(message);
+      if (toSend === undefined) return await writer.write(frame);
+      const joined = new Uint8Array(toSend.length + frame.length);
+      joined.set(toSend);
+      joined.set(frame, toSend.length);
+      toSend = undefined;
+      await writer.write(joined);
     },
-    receive(bounds) {
-      return readHandshakeFrame(reader, bounds);
+    async receive(bounds) {
+      if (toReceive !== undefined) {
+        const answer = toReceive;
+        toReceive = undefined;
+        await answer.receive(reader);
+      }
+      return await readHandshakeFrame(reader, bounds);
     },
   };
   try {

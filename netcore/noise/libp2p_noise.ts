@@ -32,7 +32,9 @@ import {
 import { type CryptoBackend, getCryptoBackend, type KeyPair } from "./crypto.ts";
 import { HandshakeState } from "./handshake_state.ts";
 import { EMPTY, MAX_NOISE_MESSAGE, TAG_LENGTH } from "./_frame.ts";
-import { runHandshake } from "./_handshake_io.ts";
+import { type HandshakePreamble, runHandshake } from "./_handshake_io.ts";
+
+export type { HandshakePreamble } from "./_handshake_io.ts";
 import { SecureChannel, type SecureChannelInit } from "./secure_channel.ts";
 
 /**
@@ -172,6 +174,26 @@ const completed = defaultRegistry.counter(
 const log = rootLogger.child({ component: "noise", profile: "libp2p" });
 
 /**
+ * What {@linkcode libp2pNoise} returns: an {@linkcode Upgrade} that also
+ * takes a {@linkcode HandshakePreamble}.
+ *
+ * @example
+ * ```ts ignore
+ * import type { Libp2pNoiseUpgrade } from "./libp2p_noise.ts";
+ * declare const secure: Libp2pNoiseUpgrade;
+ * declare const raw: import("../transport/connection.ts").Connection;
+ * await secure(raw, { role: "listener", signal: new AbortController().signal });
+ * ```
+ */
+export type Libp2pNoiseUpgrade =
+  & Upgrade<Connection, Libp2pNoiseConnection>
+  & ((
+    conn: Connection,
+    context: UpgradeContext,
+    preamble?: HandshakePreamble,
+  ) => Promise<Libp2pNoiseConnection>);
+
+/**
  * The libp2p-noise upgrade for one local identity: run it on a raw
  * connection (after `/noise` was negotiated) to get a
  * {@linkcode Libp2pNoiseConnection}. The dialer runs the initiator.
@@ -183,6 +205,12 @@ const log = rootLogger.child({ component: "noise", profile: "libp2p" });
  *   handshake message, a bad signature, or a connection lost mid-handshake;
  * - `TIMEOUT` when the handshake takes longer than `handshakeTimeout`;
  * - `ABORTED` when the context's signal fires.
+ *
+ * The returned upgrade takes an optional third argument, a
+ * {@linkcode HandshakePreamble}: the dialer passes its optimistic `/noise`
+ * proposal there so that it travels with message 1 (see
+ * `netcore/negotiate/multistream_preamble.ts`); its refusal surfaces as
+ * `UNSUPPORTED_PROTOCOL`.
  *
  * @example
  * ```ts ignore
@@ -198,7 +226,7 @@ const log = rootLogger.child({ component: "noise", profile: "libp2p" });
 export function libp2pNoise(
   identity: Ed25519Identity,
   options: Libp2pNoiseOptions = {},
-): Upgrade<Connection, Libp2pNoiseConnection> {
+): Libp2pNoiseUpgrade {
   const backend = options.backend ?? getCryptoBackend();
   const handshakeTimeout = options.handshakeTimeout ?? LIBP2P_NOISE_DEFAULTS.handshakeTimeout;
   const staticKey = options.staticKey ?? backend.dh.generateKeyPair();
@@ -207,7 +235,7 @@ export function libp2pNoise(
     streamMuxers: [...(options.streamMuxers ?? LIBP2P_NOISE_DEFAULTS.streamMuxers)],
   });
 
-  return async (conn: Connection, context: UpgradeContext) => {
+  return async (conn: Connection, context: UpgradeContext, preamble?: HandshakePreamble) => {
     const initiator = context.role === "dialer";
     let expected = options.expectedPeerId;
     const dialedPeer = context.dialedAddr?.peerId ?? conn.remoteAddr?.peerId;
@@ -274,6 +302,7 @@ export function libp2pNoise(
           }
           return info;
         },
+        preamble,
       );
       const [initiatorToResponder, responderToInitiator] = hs.split();
       completed.labels({ profile: "libp2p", role: context.role }).inc();
