@@ -16,6 +16,7 @@
 import { type CryptoBackend, getCryptoBackend } from "../netcore/noise/crypto.ts";
 import { HandshakeState } from "../netcore/noise/handshake_state.ts";
 import type { CipherState } from "../netcore/noise/cipher_state.ts";
+import { fromHex, toHex } from "./_bytes.ts";
 
 /** One cacophony vector (hex strings). */
 export interface NoiseVector {
@@ -44,17 +45,6 @@ export const VECTORS_URL = new URL(
 export async function loadVectors(): Promise<NoiseVector[]> {
   const json = JSON.parse(await Deno.readTextFile(VECTORS_URL));
   return json.vectors as NoiseVector[];
-}
-
-function fromHex(hex: string): Uint8Array {
-  if (hex.length % 2 !== 0) throw new Error(`odd hex length ${hex.length}`);
-  const out = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
-  return out;
-}
-
-function toHex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function expectEqual(actual: Uint8Array, expectedHex: string, what: string): void {

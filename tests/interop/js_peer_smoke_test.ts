@@ -12,10 +12,7 @@ import {
 } from "../../bench/_node_cli.ts";
 import { runClientOk, startListener } from "../../bench/_process.ts";
 import { runJsClient, startJsPeer } from "./_js_peer.ts";
-
-function assert(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(message);
-}
+import { assert } from "../_assert.ts";
 
 async function ok(args: string[]): Promise<string> {
   const r = await runJsClient(args);

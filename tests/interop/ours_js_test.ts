@@ -9,12 +9,13 @@
  * Needs `npm ci --prefix bench --ignore-scripts` (see `_js_peer.ts`).
  */
 
+import { echoThrough, settlesWithin } from "../_streams.ts";
 import { assert, assertEquals, assertRejectsCode } from "../_assert.ts";
-import { randomBytes } from "../_bytes.ts";
+import { randomBytes, sha256Hex } from "../_bytes.ts";
 import { parseEchoLine, parsePerfLine, parsePingLine } from "../../bench/_node_cli.ts";
 import { Ed25519Identity } from "../../netcore/identity/mod.ts";
 import { Libp2pNode } from "../../netcore/libp2p_node.ts";
-import type { Libp2pConnection, ProtocolStream } from "../../netcore/libp2p_upgrade.ts";
+import type { Libp2pConnection } from "../../netcore/libp2p_upgrade.ts";
 import { Multiaddr } from "../../netcore/multiaddr.ts";
 import { NetworkError } from "../../netcore/network_error.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../../protocols/echo.ts";
@@ -23,42 +24,6 @@ import { handlePing, PING_PROTOCOL, Pinger } from "../../protocols/ping.ts";
 import { type ClientResult, runJsClient, startJsPeer } from "./_js_peer.ts";
 
 const EIGHT_MIB = 8 * 1024 * 1024;
-
-async function sha256(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(bytes)));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Sends `data` in 64 KiB writes, half-closes, and returns everything that came back. */
-async function echoThrough(stream: ProtocolStream, data: Uint8Array): Promise<Uint8Array> {
-  const writer = stream.writable.getWriter();
-  const writing = (async () => {
-    for (let i = 0; i < data.length; i += 65536) await writer.write(data.slice(i, i + 65536));
-    await writer.close();
-  })();
-  const back = new Uint8Array(data.length);
-  let received = 0;
-  const reading = (async () => {
-    for await (const chunk of stream.readable) {
-      if (received + chunk.length > back.length) throw new Error("more came back than was sent");
-      back.set(chunk, received);
-      received += chunk.length;
-    }
-  })();
-  await Promise.all([writing, reading]);
-  return back.subarray(0, received);
-}
-
-/** Resolves true if `promise` settles within `ms`. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<boolean>((r) => timer = setTimeout(() => r(false), ms));
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function show(r: ClientResult): string {
   return `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
@@ -118,7 +83,7 @@ Deno.test("ours -> js: ping, perf, 8 MiB echoed intact, 100 concurrent echo stre
     const data = randomBytes(EIGHT_MIB);
     const back = await echoThrough(await conn.openStream([ECHO_PROTOCOL]), data);
     assertEquals(back.length, EIGHT_MIB);
-    assertEquals(await sha256(back), await sha256(data));
+    assertEquals(await sha256Hex(back), await sha256Hex(data));
 
     // Past js-libp2p's default of 64 outbound streams per protocol (the js
     // node raises its limits to 1024).
