@@ -29,38 +29,16 @@ export interface Ed25519Signer {
 
 // DER prefixes of the PKCS#8 private key and SPKI public key of RFC 8410;
 // each is followed by the 32 raw key bytes.
-const PKCS8_PREFIX = new Uint8Array([
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-]);
-const SPKI_PREFIX = new Uint8Array([
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x03,
-  0x21,
-  0x00,
-]);
+// The Ed25519 AlgorithmIdentifier: SEQUENCE { OID 1.3.101.112 }.
+const ED25519_ALGORITHM = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+const PKCS8_PREFIX = new Uint8Array(
+  // SEQUENCE(46) { INTEGER 0, algorithm, OCTET STRING(34) { OCTET STRING(32) } }
+  [0x30, 0x2e, 0x02, 0x01, 0x00, ...ED25519_ALGORITHM, 0x04, 0x22, 0x04, 0x20],
+);
+const SPKI_PREFIX = new Uint8Array(
+  // SEQUENCE(42) { algorithm, BIT STRING(33) with 0 unused bits }
+  [0x30, 0x2a, ...ED25519_ALGORITHM, 0x03, 0x21, 0x00],
+);
 
 // node:crypto's types want a Buffer for DER keys; this one is a view over a
 // fresh array, never handed out.
