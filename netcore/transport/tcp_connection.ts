@@ -48,7 +48,7 @@ const MIN_READ = 16 * 1024;
 /** First read size (capped by `readChunkSize`). */
 const FIRST_READ = 64 * 1024;
 /** A slab holds this many reads of the current size. */
-const READS_PER_SLAB = 4;
+const READS_PER_SLAB = 8;
 
 /**
  * The multiaddr of a Deno TCP address.
