@@ -20,8 +20,12 @@ import type { Duplex } from "../netcore/transport/connection.ts";
 /** The protocol id. */
 export const PERF_PROTOCOL = "/perf/1.0.0";
 
-/** Size of the writes both sides make. */
-const BLOCK = 64 * 1024;
+/**
+ * Size of the writes both sides make: one yamux frame at most (256 KiB), and
+ * four full Noise frames per write rather than one full and one tiny (a 64
+ * KiB write plus the 12-byte yamux header needs two).
+ */
+const BLOCK = 256 * 1024;
 
 /** Options for {@linkcode handlePerf}. */
 export interface PerfServerOptions {
