@@ -107,18 +107,22 @@ export class ByteReader {
    *   `CONNECTION_RESET` when it errors
    */
   async readExactly(n: number): Promise<Uint8Array> {
-    if (this.buffered < n) await this.#gather(n);
+    if (this.buffered < n) {
+      const copied = await this.#gather(n);
+      if (copied !== undefined) return copied;
+    }
     const view = this.#chunk.subarray(this.#offset, this.#offset + n);
     this.#offset += n;
     return view;
   }
 
   /**
-   * Buffers at least `n` bytes: by widening the view over the buffered bytes
-   * while the stream's chunks continue it in memory, else by copying into
-   * one fresh array.
+   * Makes `n` bytes available: by widening the view over the buffered bytes
+   * while the stream's chunks continue it in memory (then returns nothing
+   * and they are buffered), else by copying them into one fresh array, which
+   * it returns (and what is left of the last chunk stays buffered).
    */
-  async #gather(n: number): Promise<void> {
+  async #gather(n: number): Promise<Uint8Array | undefined> {
     let head = this.#chunk.subarray(this.#offset);
     while (head.length < n) {
       const next = await this.#next();
@@ -133,14 +137,17 @@ export class ByteReader {
       } else if (next.buffer === head.buffer && next.byteOffset === head.byteOffset + head.length) {
         head = new Uint8Array(head.buffer, head.byteOffset, head.length + next.length);
       } else {
-        head = await this.#copyGather(head, next, n);
+        this.#chunk = EMPTY;
+        this.#offset = 0;
+        return await this.#copyGather(head, next, n);
       }
       this.#chunk = head;
       this.#offset = 0;
     }
+    return undefined;
   }
 
-  /** `head` then `next` then further chunks, copied until `n` bytes; the rest stays buffered. */
+  /** `head`, then `next` and further chunks, copied until `n` bytes. */
   async #copyGather(head: Uint8Array, next: Uint8Array, n: number): Promise<Uint8Array> {
     const out = new Uint8Array(n);
     out.set(head);
@@ -151,13 +158,9 @@ export class ByteReader {
       out.set(chunk.subarray(0, take), filled);
       filled += take;
       if (filled === n) {
-        // Whatever is left of the last chunk stays buffered after `out`.
-        const rest = chunk.subarray(take);
-        if (rest.length === 0) return out;
-        const joined = new Uint8Array(n + rest.length);
-        joined.set(out);
-        joined.set(rest, n);
-        return joined;
+        this.#chunk = chunk;
+        this.#offset = take;
+        return out;
       }
       chunk = await this.#next();
       if (chunk === undefined) {
