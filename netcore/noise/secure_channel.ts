@@ -59,8 +59,12 @@ const WRITE_HIGH_WATER = 256 * 1024;
 const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest batch buffer, so bursts of small writes do not reallocate. */
 const MIN_BATCH = 16 * 1024;
-/** Largest batch buffer kept for reuse once the lower writer gave it back. */
-const MAX_SPARE = 2 * WRITE_HIGH_WATER;
+/**
+ * Largest batch buffer kept for reuse once the lower writer gave it back: a
+ * whole encrypted slice, so a bulk writer allocates no batch per slice. A
+ * connection that once wrote in bulk keeps about 1 MiB for it.
+ */
+const MAX_SPARE = WRITE_SLICE + 16 * (LENGTH_PREFIX + TAG_LENGTH);
 
 /**
  * What a handshake hands to {@linkcode SecureChannel}.
