@@ -24,7 +24,7 @@ import { MULTISTREAM_PROTOCOL_ID, type NegotiateOptions } from "./options.ts";
  * ```ts
  * import { multistreamPreamble } from "./multistream_preamble.ts";
  * const preamble = multistreamPreamble("/noise");
- * console.log(preamble.send.length); // 26: the header and the proposal
+ * console.log(preamble.send.length); // 28: the header and the proposal
  * ```
  */
 export interface MultistreamPreamble {
