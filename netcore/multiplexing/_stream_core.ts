@@ -29,6 +29,12 @@ export interface StreamHost {
   readonly streamCloseTimeout: number;
   /** Queues a complete frame (header and body in one buffer) for the wire. */
   send(frame: Uint8Array): void;
+  /**
+   * A buffer of exactly `length` bytes for a frame given to `send` next
+   * (reused from frames already written, when one fits). Its contents are
+   * undefined.
+   */
+  frameBuffer(length: number): Uint8Array;
   /** Queues a header-only frame. */
   sendHeader(type: FrameType, flags: number, streamId: number, length: number): void;
   /** A promise while the outbound queue is above its high-water mark, else undefined. */
@@ -381,7 +387,10 @@ export class StreamCore {
         continue;
       }
       const n = Math.min(this.#sendWindow, max, chunk.length - offset);
-      const frame = new Uint8Array(12 + n);
+      const frame = host.frameBuffer(12 + n);
+      frame[0] = 0;
+      frame[2] = 0;
+      frame[3] = 0;
       // Header and body in one buffer: the layer below (Noise) turns every
       // write into at least one encrypted frame.
       frame[1] = FrameType.Data;

@@ -137,6 +137,10 @@ const WINDOW_GROWN = defaultRegistry.counter(
 
 /** Frames smaller than this are coalesced with their neighbours into one write. */
 const COALESCE_BELOW = 16 * 1024;
+/** Data frames this large come from the session's frame pool. */
+const POOLED_FRAME_MIN = COALESCE_BELOW;
+/** Frame buffers the pool keeps for reuse. */
+const FRAME_POOL_SIZE = 4;
 /** The largest write made of coalesced frames. */
 const COALESCE_LIMIT = 64 * 1024;
 /**
@@ -231,6 +235,9 @@ export class Yamux<C extends Connection = Connection>
   #nextPing = 1;
   #srtt = Number.NaN;
   #keepAliveTimer: ReturnType<typeof setInterval> | undefined;
+  /** Frame buffers free for reuse, and every buffer the pool ever made. */
+  readonly #framePool: ArrayBuffer[] = [];
+  readonly #pooledBuffers = new WeakSet<ArrayBuffer>();
   #keepAlivePending = false;
 
   /**
@@ -273,6 +280,7 @@ export class Yamux<C extends Connection = Connection>
       maxFrameSize: o.maxFrameSize,
       streamCloseTimeout: o.streamCloseTimeout,
       send: (frame) => this.#send(frame),
+      frameBuffer: (length) => this.#frameBuffer(length),
       sendHeader: (type, flags, id, length) => this.#sendHeader(type, flags, id, length),
       drained: () => this.#drained(),
       rtt: () => this.#srtt,
@@ -729,6 +737,38 @@ export class Yamux<C extends Connection = Connection>
     }
   }
 
+  /**
+   * Data frames of at least {@linkcode POOLED_FRAME_MIN} bytes come from a
+   * few buffers that go back to the pool once the connection's writer has
+   * taken them (its write resolved: the connection contract lets us reuse a
+   * chunk then), so bulk transfers allocate no frame per write.
+   */
+  #frameBuffer(length: number): Uint8Array {
+    if (length < POOLED_FRAME_MIN) return new Uint8Array(length);
+    const pool = this.#framePool;
+    for (let i = pool.length - 1; i >= 0; i--) {
+      if (pool[i].byteLength >= length) {
+        const buffer = pool[i];
+        pool[i] = pool[pool.length - 1];
+        pool.pop();
+        return new Uint8Array(buffer, 0, length);
+      }
+    }
+    const buffer = new ArrayBuffer(Math.max(length, HEADER_LENGTH + this.#options.maxFrameSize));
+    this.#pooledBuffers.add(buffer);
+    return new Uint8Array(buffer, 0, length);
+  }
+
+  #recycle(chunk: Uint8Array): void {
+    const buffer = chunk.buffer as ArrayBuffer;
+    if (
+      chunk.byteOffset === 0 && this.#pooledBuffers.has(buffer) &&
+      this.#framePool.length < FRAME_POOL_SIZE
+    ) {
+      this.#framePool.push(buffer);
+    }
+  }
+
   #drained(): Promise<void> | undefined {
     if (this.#queuedBytes <= this.#highWater || this.#writeClosed) return undefined;
     this.#drainSignal ??= Promise.withResolvers<void>();
@@ -750,7 +790,10 @@ export class Yamux<C extends Connection = Connection>
         const chunk = this.#takeBatch();
         BYTES_OUT.inc(chunk.length);
         if (this.#queuedBytes <= this.#highWater / 2) this.#wakeWriters();
-        writer.write(chunk).catch((err) => this.#onWriteError(err));
+        writer.write(chunk).then(
+          () => this.#recycle(chunk),
+          (err) => this.#onWriteError(err),
+        );
         if ((writer.desiredSize ?? 0) <= 0) await writer.ready;
       }
     } catch (err) {
