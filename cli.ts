@@ -22,6 +22,16 @@ import { NetworkError } from "./netcore/network_error.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "./protocols/ping.ts";
 import { handlePerf, PERF_PROTOCOL, runPerf } from "./protocols/perf.ts";
 import { ECHO_PROTOCOL, handleEcho } from "./protocols/echo.ts";
+import {
+  formatConnectLine,
+  formatEchoLine,
+  formatPerfLine,
+  formatPingLine,
+  type NodeArgs,
+  numberOption,
+  parseNodeArgs,
+  summarisePings,
+} from "./bench/_node_cli.ts";
 
 const USAGE = `usage:
   cli.ts listen [--listen MULTIADDR]...
@@ -30,65 +40,34 @@ const USAGE = `usage:
   cli.ts perf MULTIADDR --upload N --download N
   cli.ts connect MULTIADDR [--count N]`;
 
-interface Args {
-  command: string;
-  target?: string;
-  options: Map<string, string[]>;
-}
-
-function parseArgs(argv: string[]): Args {
-  const [command, ...rest] = argv;
-  const options = new Map<string, string[]>();
-  let target: string | undefined;
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i];
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      const name = eq > 0 ? arg.slice(2, eq) : arg.slice(2);
-      const value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
-      if (value === undefined) throw new UsageError(`--${name} needs a value`);
-      options.set(name, [...(options.get(name) ?? []), value]);
-    } else if (target === undefined) {
-      target = arg;
-    } else {
-      throw new UsageError(`unexpected argument ${arg}`);
-    }
-  }
-  return { command: command ?? "", target, options };
-}
-
+/** Bad usage: exit 2 with the usage text. */
 class UsageError extends Error {}
 
-function count(args: Args, name: string, fallback?: number): number {
-  const text = args.options.get(name)?.at(-1);
-  if (text === undefined) {
-    if (fallback === undefined) throw new UsageError(`--${name} is required`);
-    return fallback;
+function usage<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
   }
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new UsageError(`--${name} must be a non-negative integer`);
-  }
-  return value;
 }
 
-function target(args: Args): Multiaddr {
+function count(args: NodeArgs, name: string, fallback?: number): number {
+  return usage(() => numberOption(args, name, fallback));
+}
+
+function target(args: NodeArgs): Multiaddr {
   if (args.target === undefined) throw new UsageError(`${args.command} needs a MULTIADDR`);
   return Multiaddr.parse(args.target);
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
-}
-
-async function listen(args: Args): Promise<void> {
+async function listen(args: NodeArgs): Promise<void> {
   // Signal handlers first: a script may send SIGTERM as soon as it reads the
   // listening line, and must still get a clean exit.
   const stop = Promise.withResolvers<void>();
   const onSignal = () => stop.resolve();
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  const addrs = args.options.get("listen") ?? ["/ip4/127.0.0.1/tcp/0"];
+  const addrs = args.repeated.get("listen") ?? ["/ip4/127.0.0.1/tcp/0"];
   const node = await Libp2pNode.create({ listen: addrs.map((a) => Multiaddr.parse(a)) });
   node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
   node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
@@ -100,7 +79,7 @@ async function listen(args: Args): Promise<void> {
   await node.close();
 }
 
-async function ping(args: Args): Promise<void> {
+async function ping(args: NodeArgs): Promise<void> {
   const n = count(args, "count", 1);
   const node = await Libp2pNode.create();
   try {
@@ -108,20 +87,13 @@ async function ping(args: Args): Promise<void> {
     const rtts: number[] = [];
     for (let i = 0; i < n; i++) rtts.push(await pinger.ping());
     await pinger.close();
-    rtts.sort((a, b) => a - b);
-    const us = (ms: number) => Math.round(ms * 1000);
-    const avg = rtts.reduce((a, b) => a + b, 0) / Math.max(1, rtts.length);
-    console.log(
-      `ping: ${n} rtt avg ${us(avg)} us p50 ${us(percentile(rtts, 0.5))} us p99 ${
-        us(percentile(rtts, 0.99))
-      } us`,
-    );
+    console.log(formatPingLine(summarisePings(rtts)));
   } finally {
     await node.close();
   }
 }
 
-async function echo(args: Args): Promise<void> {
+async function echo(args: NodeArgs): Promise<void> {
   const bytes = count(args, "bytes");
   const node = await Libp2pNode.create();
   try {
@@ -147,32 +119,26 @@ async function echo(args: Args): Promise<void> {
     if (received !== bytes) {
       throw new NetworkError("PROTOCOL_VIOLATION", `echo returned ${received} of ${bytes} bytes`);
     }
-    console.log(`echo: ${bytes} bytes in ${(performance.now() - start).toFixed(1)} ms`);
+    console.log(formatEchoLine(bytes, performance.now() - start));
   } finally {
     await node.close();
   }
 }
 
-async function perf(args: Args): Promise<void> {
+async function perf(args: NodeArgs): Promise<void> {
   const upload = count(args, "upload");
   const download = count(args, "download");
   const node = await Libp2pNode.create();
   try {
     const stream = await node.newStream(target(args), [PERF_PROTOCOL]);
     const r = await runPerf(stream, { upload, download });
-    const rate = (bytes: number, ms: number) =>
-      ms > 0 ? (bytes / 1e6 / (ms / 1000)).toFixed(1) : "0";
-    console.log(
-      `perf: upload ${rate(r.uploadBytes, r.uploadMs)} MB/s download ${
-        rate(r.downloadBytes, r.downloadMs)
-      } MB/s`,
-    );
+    console.log(formatPerfLine(r.uploadBytes, r.uploadMs, r.downloadBytes, r.downloadMs));
   } finally {
     await node.close();
   }
 }
 
-async function connect(args: Args): Promise<void> {
+async function connect(args: NodeArgs): Promise<void> {
   const n = count(args, "count", 100);
   const addr = target(args);
   const node = await Libp2pNode.create();
@@ -185,14 +151,13 @@ async function connect(args: Args): Promise<void> {
       await pinger.close();
       await conn.close();
     }
-    const seconds = (performance.now() - start) / 1000;
-    console.log(`connect: ${n} connections ${(n / seconds).toFixed(1)}/s`);
+    console.log(formatConnectLine(n, performance.now() - start));
   } finally {
     await node.close();
   }
 }
 
-const COMMANDS: Record<string, (args: Args) => Promise<void>> = {
+const COMMANDS: Record<string, (args: NodeArgs) => Promise<void>> = {
   listen,
   ping,
   echo,
@@ -202,7 +167,7 @@ const COMMANDS: Record<string, (args: Args) => Promise<void>> = {
 
 if (import.meta.main) {
   try {
-    const args = parseArgs(Deno.args);
+    const args = usage(() => parseNodeArgs(Deno.args));
     const run = COMMANDS[args.command];
     if (run === undefined) throw new UsageError(`unknown command ${JSON.stringify(args.command)}`);
     await run(args);

@@ -20,8 +20,12 @@
  * @module
  */
 
-/** The size of every write the benchmark clients and servers make, in bytes. */
-export const CHUNK_SIZE = 64 * 1024;
+/**
+ * The size of every write the benchmark clients and servers make, in bytes:
+ * the same as `protocols/perf.ts` writes, so every implementation does the
+ * same work (four full Noise frames per write).
+ */
+export const CHUNK_SIZE = 256 * 1024;
 /** The ping payload size, from libp2p/specs `ping/ping.md`. */
 export const PING_SIZE = 32;
 
@@ -31,8 +35,10 @@ export interface NodeArgs {
   command: string;
   /** The multiaddr to dial, for the client commands. */
   target?: string;
-  /** Every `--name value` (or `--name=value`), in order. */
+  /** Every `--name value` (or `--name=value`); the last one when a name repeats. */
   options: Map<string, string>;
+  /** Every value of each option, in order (for repeatable ones such as `--listen`). */
+  repeated: Map<string, string[]>;
 }
 
 /**
@@ -47,6 +53,7 @@ export interface NodeArgs {
 export function parseNodeArgs(argv: readonly string[]): NodeArgs {
   const [command = "", ...rest] = argv;
   const options = new Map<string, string>();
+  const repeated = new Map<string, string[]>();
   let target: string | undefined;
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
@@ -56,13 +63,14 @@ export function parseNodeArgs(argv: readonly string[]): NodeArgs {
       const value = eq > 0 ? arg.slice(eq + 1) : rest[++i];
       if (value === undefined) throw new Error(`--${name} needs a value`);
       options.set(name, value);
+      repeated.set(name, [...(repeated.get(name) ?? []), value]);
     } else if (target === undefined) {
       target = arg;
     } else {
       throw new Error(`unexpected argument ${arg}`);
     }
   }
-  return { command, target, options };
+  return { command, target, options, repeated };
 }
 
 /**
