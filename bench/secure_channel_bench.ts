@@ -14,10 +14,7 @@ import { ByteReader } from "../netcore/byte_reader.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { CipherState } from "../netcore/noise/cipher_state.ts";
-import {
-  type CryptoBackend,
-  getCryptoBackend,
-} from "../netcore/noise/crypto.ts";
+import { type CryptoBackend, getCryptoBackend } from "../netcore/noise/crypto.ts";
 import { libp2pNoise } from "../netcore/noise/libp2p_noise.ts";
 import { SecureChannel } from "../netcore/noise/secure_channel.ts";
 import { TrustedPeerSet } from "../netcore/noise/trusted_peers.ts";
@@ -161,8 +158,7 @@ for (const backendName of ["native", "noble"] as const) {
   const enc = new CipherState(cipher, key), dec = new CipherState(cipher, key);
   const out = new Uint8Array(MAX_PLAINTEXT + 16);
   Deno.bench({
-    name:
-      `cipher alone (ChaChaPoly encrypt + decrypt), ${backendName}, ${mib} MiB`,
+    name: `cipher alone (ChaChaPoly encrypt + decrypt), ${backendName}, ${mib} MiB`,
     group,
     baseline: true,
     fn() {
