@@ -18,7 +18,7 @@
  */
 
 import { rootLogger } from "../log.ts";
-import { defaultRegistry } from "../metrics.ts";
+import { handshakesCompleted, handshakesRejected } from "./_metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection } from "../transport/connection.ts";
 import type { Upgrade, UpgradeContext } from "../transport/transport.ts";
@@ -161,16 +161,6 @@ export class Libp2pNoiseConnection extends SecureChannel {
   }
 }
 
-const rejected = defaultRegistry.counter(
-  "network_noise_rejected_total",
-  "Noise handshakes refused, by profile and reason",
-  ["profile", "reason"],
-);
-const completed = defaultRegistry.counter(
-  "network_noise_handshakes_total",
-  "Noise handshakes completed, by profile and role",
-  ["profile", "role"],
-);
 const log = rootLogger.child({ component: "noise", profile: "libp2p" });
 
 /**
@@ -305,7 +295,7 @@ export function libp2pNoise(
         preamble,
       );
       const [initiatorToResponder, responderToInitiator] = hs.split();
-      completed.labels({ profile: "libp2p", role: context.role }).inc();
+      handshakesCompleted.labels({ profile: "libp2p", role: context.role }).inc();
       return new Libp2pNoiseConnection({
         connection: conn,
         reader,
@@ -321,7 +311,7 @@ export function libp2pNoise(
       });
     } catch (err) {
       const reason = NetworkError.is(err) ? err.code.toLowerCase() : "error";
-      rejected.labels({ profile: "libp2p", reason }).inc();
+      handshakesRejected.labels({ profile: "libp2p", reason }).inc();
       log.debug("handshake failed", { role: context.role, error: err });
       throw err;
     }

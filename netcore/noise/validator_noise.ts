@@ -42,7 +42,7 @@
  */
 
 import { rootLogger } from "../log.ts";
-import { defaultRegistry } from "../metrics.ts";
+import { handshakesCompleted, handshakesRejected } from "./_metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection } from "../transport/connection.ts";
@@ -176,16 +176,6 @@ export class ValidatorNoiseConnection extends SecureChannel {
   }
 }
 
-const rejected = defaultRegistry.counter(
-  "network_noise_rejected_total",
-  "Noise handshakes refused, by profile and reason",
-  ["profile", "reason"],
-);
-const completed = defaultRegistry.counter(
-  "network_noise_handshakes_total",
-  "Noise handshakes completed, by profile and role",
-  ["profile", "role"],
-);
 const log = rootLogger.child({ component: "noise", profile: "validator" });
 
 /** An `UNAUTHORIZED` refusal with the label it is counted under. */
@@ -393,7 +383,7 @@ export function validatorNoise(
         ? await dial(conn, context)
         : await accept(conn, context);
       const [initiatorToResponder, responderToInitiator] = hs.split();
-      completed.labels({ profile: "validator", role: context.role }).inc();
+      handshakesCompleted.labels({ profile: "validator", role: context.role }).inc();
       return new ValidatorNoiseConnection({
         connection: conn,
         reader: outcome.reader,
@@ -405,7 +395,7 @@ export function validatorNoise(
       }, remotePeer);
     } catch (err) {
       if (err instanceof Refusal) {
-        rejected.labels({ profile: "validator", reason: err.reason }).inc();
+        handshakesRejected.labels({ profile: "validator", reason: err.reason }).inc();
         log.warn("handshake refused", {
           role: context.role,
           reason: err.reason,
@@ -414,7 +404,7 @@ export function validatorNoise(
         });
       } else {
         const reason = NetworkError.is(err) ? err.code.toLowerCase() : "error";
-        rejected.labels({ profile: "validator", reason }).inc();
+        handshakesRejected.labels({ profile: "validator", reason }).inc();
         log.debug("handshake failed", { role: context.role, error: err });
       }
       throw err;
