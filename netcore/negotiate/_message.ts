@@ -104,3 +104,23 @@ export function decodeLine(body: Uint8Array): string {
     });
   }
 }
+
+/**
+ * Checks the listener's first line: `na` means it refuses multistream-select
+ * 1.0 itself (`UNSUPPORTED_PROTOCOL`); anything but our header is a
+ * `PROTOCOL_VIOLATION`.
+ */
+export function expectMultistreamHeader(header: string): void {
+  if (header === NA) {
+    throw new NetworkError(
+      "UNSUPPORTED_PROTOCOL",
+      `the listener refused ${MULTISTREAM_PROTOCOL_ID}`,
+    );
+  }
+  if (header !== MULTISTREAM_PROTOCOL_ID) {
+    throw new NetworkError(
+      "PROTOCOL_VIOLATION",
+      `expected the ${MULTISTREAM_PROTOCOL_ID} header, got ${JSON.stringify(header)}`,
+    );
+  }
+}

@@ -11,7 +11,13 @@
 
 import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
-import { checkProtocolName, decodeLine, encodeMessages, NA } from "./_message.ts";
+import {
+  checkProtocolName,
+  decodeLine,
+  encodeMessages,
+  expectMultistreamHeader,
+  NA,
+} from "./_message.ts";
 import { resolveOptions } from "./_session.ts";
 import { MULTISTREAM_PROTOCOL_ID, type NegotiateOptions } from "./options.ts";
 
@@ -72,18 +78,7 @@ export function multistreamPreamble(
     send: encodeMessages([MULTISTREAM_PROTOCOL_ID, protocol]),
     async receive(reader) {
       const header = await readLine(reader);
-      if (header === NA) {
-        throw new NetworkError(
-          "UNSUPPORTED_PROTOCOL",
-          `the listener refused ${MULTISTREAM_PROTOCOL_ID}`,
-        );
-      }
-      if (header !== MULTISTREAM_PROTOCOL_ID) {
-        throw new NetworkError(
-          "PROTOCOL_VIOLATION",
-          `expected the ${MULTISTREAM_PROTOCOL_ID} header, got ${JSON.stringify(header)}`,
-        );
-      }
+      expectMultistreamHeader(header);
       const answer = await readLine(reader);
       if (answer === NA) {
         throw new NetworkError("UNSUPPORTED_PROTOCOL", `the listener refused ${protocol}`);

@@ -6,7 +6,7 @@
 
 import { NetworkError } from "../network_error.ts";
 import type { Duplex } from "../transport/connection.ts";
-import { checkProtocolName, encodeMessages, NA } from "./_message.ts";
+import { checkProtocolName, encodeMessages, expectMultistreamHeader, NA } from "./_message.ts";
 import { resolveOptions, Session } from "./_session.ts";
 import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
 
@@ -49,18 +49,7 @@ export async function selectProtocol(
   try {
     await session.write(encodeMessages([MULTISTREAM_PROTOCOL_ID, protocols[0]]));
     const header = await session.readLine();
-    if (header === NA) {
-      throw new NetworkError(
-        "UNSUPPORTED_PROTOCOL",
-        `the listener refused ${MULTISTREAM_PROTOCOL_ID}`,
-      );
-    }
-    if (header !== MULTISTREAM_PROTOCOL_ID) {
-      throw new NetworkError(
-        "PROTOCOL_VIOLATION",
-        `expected the ${MULTISTREAM_PROTOCOL_ID} header, got ${JSON.stringify(header)}`,
-      );
-    }
+    expectMultistreamHeader(header);
     for (let i = 0; i < protocols.length; i++) {
       if (i > 0) await session.write(encodeMessages([protocols[i]]));
       const answer = await session.readLine();

@@ -7,7 +7,7 @@
 
 import { NetworkError } from "../network_error.ts";
 import type { Duplex } from "../transport/connection.ts";
-import { checkProtocolName, encodeMessages, NA } from "./_message.ts";
+import { checkProtocolName, encodeMessages, expectMultistreamHeader, NA } from "./_message.ts";
 import { type ResolvedOptions, resolveOptions, Session } from "./_session.ts";
 import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
 
@@ -63,18 +63,7 @@ class OptimisticSelect {
     try {
       await sent;
       const header = await this.#session.readLine();
-      if (header === NA) {
-        throw new NetworkError(
-          "UNSUPPORTED_PROTOCOL",
-          `the listener refused ${MULTISTREAM_PROTOCOL_ID}`,
-        );
-      }
-      if (header !== MULTISTREAM_PROTOCOL_ID) {
-        throw new NetworkError(
-          "PROTOCOL_VIOLATION",
-          `expected the ${MULTISTREAM_PROTOCOL_ID} header, got ${JSON.stringify(header)}`,
-        );
-      }
+      expectMultistreamHeader(header);
       const answer = await this.#session.readLine();
       if (answer === NA) {
         throw new NetworkError("UNSUPPORTED_PROTOCOL", `the listener refused ${this.#protocol}`);
