@@ -17,6 +17,7 @@
  */
 
 import type { Ed25519Identity, PeerId } from "./identity/mod.ts";
+import { defaultRegistry } from "./metrics.ts";
 import { Yamux, type YamuxOptions } from "./multiplexing/mod.ts";
 import type { YamuxStream } from "./multiplexing/yamux_stream.ts";
 import {
@@ -39,6 +40,40 @@ import { withStreams } from "./transport/with_streams.ts";
 
 /** The multistream-select id of yamux. */
 export const YAMUX_PROTOCOL_ID = "/yamux/1.0.0";
+
+const streamsOpen = defaultRegistry.gauge(
+  "libp2p_streams_open",
+  "Open streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+  ["protocol", "direction"],
+);
+const streamsTotal = defaultRegistry.counter(
+  "libp2p_streams_total",
+  "Streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+  ["protocol", "direction"],
+);
+const streamBytes = defaultRegistry.counter(
+  "libp2p_stream_bytes_total",
+  "Data bytes of ended streams (multistream-select included), by protocol and direction (in/out)",
+  ["protocol", "direction"],
+);
+
+/**
+ * Counts a negotiated stream and, once it is released, its bytes. Runs once
+ * per stream: the byte totals come from the stream's own counters, so the
+ * data path carries no metrics work.
+ */
+function recordStream(stream: YamuxStream, protocol: string): void {
+  const direction = stream.direction;
+  streamsTotal.labels({ protocol, direction }).inc();
+  const open = streamsOpen.labels({ protocol, direction });
+  open.inc();
+  stream.closed.then(() => {
+    open.dec();
+    const { bytesReceived, bytesSent } = stream.stats();
+    streamBytes.labels({ protocol, direction: "in" }).inc(bytesReceived);
+    streamBytes.labels({ protocol, direction: "out" }).inc(bytesSent);
+  });
+}
 
 /** A substream that carries a negotiated application protocol. */
 export interface ProtocolStream extends Connection {
@@ -170,6 +205,7 @@ export class Libp2pConnection implements ConnectionLifecycle, AsyncIterable<Yamu
 
 function protocolStream(stream: YamuxStream, protocol: string, streams: Duplex): ProtocolStream {
   stream.protocol = protocol;
+  recordStream(stream, protocol);
   return {
     protocol,
     stream,

@@ -67,6 +67,10 @@ export interface YamuxStreamStats {
   receiveCredit: number;
   /** Bytes received and not yet read by the application. */
   bufferedBytes: number;
+  /** Data bytes the peer sent on the stream so far (frame bodies, headers excluded). */
+  bytesReceived: number;
+  /** Data bytes we sent on the stream so far (frame bodies, headers excluded). */
+  bytesSent: number;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -108,6 +112,10 @@ export class StreamCore {
   #receiveWindow = INITIAL_STREAM_WINDOW;
   #receiveCredit = INITIAL_STREAM_WINDOW;
   #buffered = 0;
+  // Totals for stats(): plain numbers added where the windows already
+  // account the same bytes, so they cost nothing on the data path.
+  #bytesReceived = 0;
+  #bytesSent = 0;
   readonly #queue: Uint8Array[] = [];
   #queueHead = 0;
   #readController!: ReadableStreamDefaultController<Uint8Array>;
@@ -171,6 +179,8 @@ export class StreamCore {
       receiveWindow: this.#receiveWindow,
       receiveCredit: this.#receiveCredit,
       bufferedBytes: this.#buffered,
+      bytesReceived: this.#bytesReceived,
+      bytesSent: this.#bytesSent,
     };
   }
 
@@ -190,6 +200,7 @@ export class StreamCore {
       );
     }
     this.#receiveCredit -= length;
+    this.#bytesReceived += length;
     if (this.#state === "remoteClose" || this.#state === "closed") {
       // Data after FIN: the peer broke the stream, not the session.
       this.#sendReset();
@@ -407,6 +418,7 @@ export class StreamCore {
         12,
       );
       this.#sendWindow -= n;
+      this.#bytesSent += n;
       offset += n;
       host.send(frame);
       const drained = host.drained();

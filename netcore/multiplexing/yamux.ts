@@ -130,6 +130,10 @@ const sessionErrors = defaultRegistry.counter(
   "Yamux sessions ended by an error, by code",
   ["code"],
 );
+const ACCEPT_QUEUE_DEPTH = defaultRegistry.gauge(
+  "yamux_accept_queue_depth",
+  "Inbound yamux streams waiting for the application to take them, over all sessions",
+).labels();
 const WINDOW_GROWN = defaultRegistry.counter(
   "yamux_window_grown_bytes_total",
   "Bytes added to stream receive windows by auto-tuning",
@@ -440,8 +444,7 @@ export class Yamux<C extends Connection = Connection>
     for (let i = this.#acceptHead; i < this.#acceptQueue.length; i++) {
       this.#acceptQueue[i].abort(new NetworkError("CONNECTION_CLOSED", "yamux: session closing"));
     }
-    this.#acceptQueue.length = 0;
-    this.#acceptHead = 0;
+    this.#clearAcceptQueue();
     this.#wakeAcceptor();
     if (this.#streams.size > 0) {
       this.#idleSignal ??= Promise.withResolvers<void>();
@@ -518,6 +521,7 @@ export class Yamux<C extends Connection = Connection>
     while (true) {
       while (this.#acceptHead < this.#acceptQueue.length) {
         const core = this.#acceptQueue[this.#acceptHead++];
+        ACCEPT_QUEUE_DEPTH.dec();
         if (this.#acceptHead === this.#acceptQueue.length) {
           this.#acceptQueue.length = 0;
           this.#acceptHead = 0;
@@ -532,6 +536,12 @@ export class Yamux<C extends Connection = Connection>
       this.#acceptSignal ??= Promise.withResolvers<void>();
       await this.#acceptSignal.promise;
     }
+  }
+
+  #clearAcceptQueue(): void {
+    ACCEPT_QUEUE_DEPTH.dec(this.#acceptQueue.length - this.#acceptHead);
+    this.#acceptQueue.length = 0;
+    this.#acceptHead = 0;
   }
 
   #wakeAcceptor(): void {
@@ -557,6 +567,7 @@ export class Yamux<C extends Connection = Connection>
     }
     const core = this.#addStream(id, false);
     this.#acceptQueue.push(core);
+    ACCEPT_QUEUE_DEPTH.inc();
     this.#wakeAcceptor();
     return core;
   }
@@ -896,8 +907,7 @@ export class Yamux<C extends Connection = Connection>
     this.#stopKeepAlive();
     const streamError = error ?? new NetworkError("CONNECTION_CLOSED", "yamux: session closed");
     for (const core of [...this.#streams.values()]) core.onSessionEnd(streamError);
-    this.#acceptQueue.length = 0;
-    this.#acceptHead = 0;
+    this.#clearAcceptQueue();
     this.#wakeAcceptor();
     for (const pending of this.#pings.values()) pending.reject(streamError);
     this.#pings.clear();

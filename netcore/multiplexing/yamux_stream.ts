@@ -95,7 +95,7 @@ export class YamuxStream implements Connection {
     return this.#core.state;
   }
 
-  /** Flow-control state: windows and buffered bytes. */
+  /** Flow-control state (windows, buffered bytes) and the data bytes sent and received so far. */
   stats(): YamuxStreamStats {
     return this.#core.stats();
   }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { defaultRegistry } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
@@ -32,6 +33,11 @@ export interface AndThenOptions {
    */
   maxPendingInbound?: number;
 }
+
+const PENDING_INBOUND = defaultRegistry.gauge(
+  "transport_pending_inbound_upgrades",
+  "Inbound connections being upgraded or upgraded and not yet taken, over all listeners",
+).labels();
 
 /** The defaults of {@linkcode AndThenOptions}. */
 export const AND_THEN_DEFAULTS: Required<AndThenOptions> = {
@@ -151,6 +157,8 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
   readonly #onInboundError: ((error: unknown, remoteAddr: Multiaddr) => void) | undefined;
   readonly #ready: Out[] = [];
   readonly #upgrading = new Set<In>();
+  /** What this listener last added to the pending-upgrades gauge. */
+  #reportedPending = 0;
   #pumping = false;
   #closed = false;
   /** Wakes the consumer (a connection is ready or we closed). */
@@ -185,6 +193,7 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
     while (true) {
       const conn = this.#ready.shift();
       if (conn !== undefined) {
+        this.#reportPending();
         this.#wakePump();
         yield conn;
         continue;
@@ -202,6 +211,7 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
         return;
       }
       this.#upgrading.add(conn);
+      this.#reportPending();
       this.#upgrade(conn).then(
         (out) => {
           if (this.#closed) {
@@ -214,6 +224,7 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
         (err) => this.#report(err, conn.remoteAddr),
       ).finally(() => {
         this.#upgrading.delete(conn);
+        this.#reportPending();
         this.#wakePump();
       });
       while (!this.#closed && this.#upgrading.size + this.#ready.length >= this.#maxPending) {
@@ -238,9 +249,17 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
     const reason = new NetworkError("CONNECTION_CLOSED", "listener closed");
     for (const conn of this.#upgrading) conn.abort(reason);
     for (const conn of this.#ready.splice(0)) conn.abort(reason);
+    this.#reportPending();
     this.#wakeConsumer();
     this.#wakePump();
     await this.#inner.close();
+  }
+
+  /** Moves the gauge by what changed since the last report (the gauge sums all listeners). */
+  #reportPending(): void {
+    const pending = this.#upgrading.size + this.#ready.length;
+    PENDING_INBOUND.inc(pending - this.#reportedPending);
+    this.#reportedPending = pending;
   }
 
   #wakeConsumer(): void {
