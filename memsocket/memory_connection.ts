@@ -7,6 +7,7 @@
 import type { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
+import { GracefulClose } from "../netcore/transport/_graceful_close.ts";
 import { Pipe } from "./_pipe.ts";
 
 /** Options for in-memory connections. Defaults in {@linkcode MEMORY_CONNECTION_DEFAULTS}. */
@@ -65,11 +66,7 @@ export class MemoryConnection implements Connection {
   readonly #outbound: Pipe;
   readonly #closeGracePeriod: number;
   #peer: MemoryConnection | undefined;
-  #readEnded = false;
-  #writeEnded = false;
-  #released = false;
-  readonly #readEnd = Promise.withResolvers<void>();
-  readonly #release = Promise.withResolvers<void>();
+  readonly #lifecycle: GracefulClose;
 
   private constructor(
     inbound: Pipe,
@@ -83,18 +80,26 @@ export class MemoryConnection implements Connection {
     this.localAddr = localAddr;
     this.remoteAddr = remoteAddr;
     this.#closeGracePeriod = closeGracePeriod;
-    this.closed = this.#release.promise;
+    this.#lifecycle = new GracefulClose({
+      halfClose: () => outbound.end(),
+      release: () => {
+        // Like a closed socket: what the peer writes from now on is refused.
+        inbound.error(new NetworkError("CONNECTION_RESET", "the peer closed the connection"));
+        outbound.end();
+      },
+    });
+    this.closed = this.#lifecycle.closed;
     this.readable = new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         let chunk: Uint8Array | null;
         try {
           chunk = await inbound.read();
         } catch (err) {
-          this.#endRead();
+          this.#lifecycle.endRead();
           throw err;
         }
         if (chunk === null) {
-          this.#endRead();
+          this.#lifecycle.endRead();
           controller.close();
         } else {
           controller.enqueue(chunk);
@@ -102,12 +107,12 @@ export class MemoryConnection implements Connection {
       },
       cancel: () => {
         inbound.discard();
-        this.#endRead();
+        this.#lifecycle.endRead();
       },
     }, { highWaterMark: 0 });
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => outbound.write(chunk),
-      close: () => this.#closeWrite(),
+      close: () => this.#lifecycle.closeWrite(),
       abort: (reason) => this.abort(reason),
     });
   }
@@ -141,52 +146,13 @@ export class MemoryConnection implements Connection {
     return this.#outbound.buffered;
   }
 
-  #closeWrite(): void {
-    if (this.#writeEnded) return;
-    this.#writeEnded = true;
-    this.#outbound.end();
-    if (this.#readEnded) this.#releaseEnd();
-  }
-
-  #endRead(): void {
-    if (this.#readEnded) return;
-    this.#readEnded = true;
-    this.#readEnd.resolve();
-    if (this.#writeEnded) this.#releaseEnd();
-  }
-
-  #releaseEnd(): void {
-    if (this.#released) return;
-    this.#released = true;
-    this.#readEnded = this.#writeEnded = true;
-    // Like a closed socket: what the peer writes from now on is refused.
-    this.#inbound.error(new NetworkError("CONNECTION_RESET", "the peer closed the connection"));
-    this.#outbound.end();
-    this.#readEnd.resolve();
-    this.#release.resolve();
-  }
-
   /**
    * Half-closes our side (after queued writes when nobody holds the
    * writable), waits for the peer's end or the grace period, then releases.
    * If nobody reads `readable`, it is drained so the peer's end can be seen.
    */
-  async close(): Promise<void> {
-    if (this.#released) return;
-    if (!this.writable.locked) {
-      await this.writable.close().catch(() => this.#closeWrite());
-    } else {
-      this.#closeWrite();
-    }
-    if (!this.readable.locked) this.readable.pipeTo(new WritableStream()).catch(() => {});
-    const grace = Promise.withResolvers<void>();
-    const timer = setTimeout(grace.resolve, this.#closeGracePeriod);
-    try {
-      await Promise.race([this.#readEnd.promise, grace.promise]);
-    } finally {
-      clearTimeout(timer);
-    }
-    this.#releaseEnd();
+  close(): Promise<void> {
+    return this.#lifecycle.close(this, this.#closeGracePeriod);
   }
 
   /**
@@ -194,7 +160,7 @@ export class MemoryConnection implements Connection {
    * `NetworkError`), the peer's with `CONNECTION_RESET`.
    */
   abort(reason?: unknown): void {
-    if (this.#released) return;
+    if (this.#lifecycle.released) return;
     const local = reason instanceof NetworkError
       ? reason
       : new NetworkError("CONNECTION_RESET", "connection aborted locally", { cause: reason });
@@ -208,11 +174,11 @@ export class MemoryConnection implements Connection {
   }
 
   #reset(local: NetworkError, remote: NetworkError): void {
-    if (this.#released) return;
+    if (this.#lifecycle.released) return;
     this.#inbound.error(local);
     this.#outbound.error(remote);
-    this.#releaseEnd();
+    this.#lifecycle.release();
     const peer = this.#peer;
-    if (peer !== undefined && !peer.#released) peer.#releaseEnd();
+    if (peer !== undefined) peer.#lifecycle.release();
   }
 }

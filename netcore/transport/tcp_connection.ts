@@ -20,6 +20,7 @@
 
 import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
+import { GracefulClose } from "./_graceful_close.ts";
 import { ioError } from "./_io_error.ts";
 import type { Connection } from "./connection.ts";
 
@@ -102,13 +103,9 @@ export class TcpConnection implements Connection {
 
   readonly #conn: Deno.TcpConn;
   readonly #options: Required<TcpConnectionOptions>;
-  #readEnded = false;
-  #writeEnded = false;
-  #released = false;
+  readonly #lifecycle: GracefulClose;
   /** Why the connection was aborted locally; pending operations reject with it. */
   #abortReason: NetworkError | undefined;
-  readonly #readEnd = Promise.withResolvers<void>();
-  readonly #release = Promise.withResolvers<void>();
   /** The buffer reads land in, and where its free part starts. */
   #slab = new Uint8Array(0);
   #slabUsed = 0;
@@ -126,16 +123,32 @@ export class TcpConnection implements Connection {
     this.localAddr = netAddrToMultiaddr(conn.localAddr);
     this.remoteAddr = netAddrToMultiaddr(conn.remoteAddr);
     this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#options.readChunkSize));
-    this.closed = this.#release.promise;
+    this.#lifecycle = new GracefulClose({
+      halfClose: () => {
+        try {
+          conn.closeWrite();
+        } catch {
+          // The peer already reset: nothing left to half-close.
+        }
+      },
+      release: () => {
+        try {
+          conn.close();
+        } catch {
+          // Already closed by Deno (e.g. after an error).
+        }
+      },
+    });
+    this.closed = this.#lifecycle.closed;
     // Not a byte stream: enqueueing into one transfers (detaches) the chunk's
     // whole buffer, which would take the rest of the slab with it.
     this.readable = new ReadableStream<Uint8Array>({
       pull: (controller) => this.#pull(controller),
-      cancel: () => this.#endRead(),
+      cancel: () => this.#lifecycle.endRead(),
     }, { highWaterMark: 0 });
     this.writable = new WritableStream<Uint8Array>({
       write: (chunk) => this.#write(chunk),
-      close: () => this.#closeWrite(),
+      close: () => this.#lifecycle.closeWrite(),
       abort: (reason) => this.abort(reason),
     });
   }
@@ -152,13 +165,13 @@ export class TcpConnection implements Connection {
       n = await this.#conn.read(view);
     } catch (err) {
       const error = this.#abortReason ?? ioError(err, "TCP read failed", "CONNECTION_RESET");
-      this.#endRead();
+      this.#lifecycle.endRead();
       // A reset connection is dead both ways: release it now.
-      this.#releaseSocket();
+      this.#lifecycle.release();
       throw error;
     }
     if (n === null) {
-      this.#endRead();
+      this.#lifecycle.endRead();
       controller.close();
       return;
     }
@@ -183,72 +196,22 @@ export class TcpConnection implements Connection {
     }
   }
 
-  #closeWrite(): void {
-    if (this.#writeEnded) return;
-    this.#writeEnded = true;
-    if (!this.#released) {
-      try {
-        this.#conn.closeWrite();
-      } catch {
-        // The peer already reset: nothing left to half-close.
-      }
-    }
-    if (this.#readEnded) this.#releaseSocket();
-  }
-
-  #endRead(): void {
-    if (this.#readEnded) return;
-    this.#readEnded = true;
-    this.#readEnd.resolve();
-    if (this.#writeEnded) this.#releaseSocket();
-  }
-
-  #releaseSocket(): void {
-    if (this.#released) return;
-    this.#released = true;
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed by Deno (e.g. after an error).
-    }
-    this.#readEnd.resolve();
-    this.#release.resolve();
-  }
-
   /**
    * Half-closes our side (after the writes already queued when nobody holds
    * the writable), waits for the peer to end its side or for the grace
    * period, then releases the socket. If nobody reads `readable`, it is
    * drained so the peer's end can be seen.
    */
-  async close(): Promise<void> {
-    if (this.#released) return;
-    if (!this.writable.locked) {
-      await this.writable.close().catch(() => this.#closeWrite());
-    } else {
-      this.#closeWrite();
-    }
-    if (!this.readable.locked) {
-      this.readable.pipeTo(new WritableStream()).catch(() => {});
-    }
-    const grace = Promise.withResolvers<void>();
-    const timer = setTimeout(grace.resolve, this.#options.closeGracePeriod);
-    try {
-      await Promise.race([this.#readEnd.promise, grace.promise]);
-    } finally {
-      clearTimeout(timer);
-    }
-    this.#releaseSocket();
+  close(): Promise<void> {
+    return this.#lifecycle.close(this, this.#options.closeGracePeriod);
   }
 
   /** Closes the socket at once; pending reads and writes here reject with `reason`. */
   abort(reason?: unknown): void {
-    if (this.#released) return;
+    if (this.#lifecycle.released) return;
     this.#abortReason = reason instanceof NetworkError
       ? reason
       : new NetworkError("CONNECTION_RESET", "connection aborted locally", { cause: reason });
-    this.#writeEnded = true;
-    this.#readEnded = true;
-    this.#releaseSocket();
+    this.#lifecycle.release();
   }
 }
