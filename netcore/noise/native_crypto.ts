@@ -25,6 +25,7 @@ import {
 } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { NetworkError } from "../network_error.ts";
+import { ChaCha20Poly1305, LITTLE_ENDIAN, SMALL_MESSAGE_MAX } from "./_chacha20_poly1305.ts";
 import type { CryptoBackend, KeyPair, NoiseCipher, NoiseDh, NoiseHash } from "./crypto.ts";
 
 const TAG_LEN = 16;
@@ -99,6 +100,8 @@ const nativeDh: NoiseDh = {
 
 type AeadAlgorithm = "chacha20-poly1305" | "aes-256-gcm";
 
+const NONCE_LOW = 0xffff_ffffn;
+
 function nativeCipher(
   name: "ChaChaPoly" | "AESGCM",
   algorithm: AeadAlgorithm,
@@ -109,9 +112,23 @@ function nativeCipher(
   const iv = new Uint8Array(12);
   const ivView = new DataView(iv.buffer);
   const setNonce = (nonce: bigint) => ivView.setBigUint64(4, nonce, littleEndianNonce);
+  // node:crypto's fixed cost per call (about 6 us) dwarfs a short message's
+  // cipher work, so short ChaChaPoly messages take the TypeScript AEAD.
+  const small = algorithm === "chacha20-poly1305" && LITTLE_ENDIAN
+    ? new ChaCha20Poly1305()
+    : undefined;
   return {
     name,
     encrypt(key, nonce, ad, plaintext, out) {
+      const total = plaintext.length + TAG_LEN;
+      if (out !== undefined && out.length < total) {
+        throw new RangeError(`output buffer of ${out.length} bytes, need ${total}`);
+      }
+      if (small !== undefined && plaintext.length <= SMALL_MESSAGE_MAX) {
+        const dst = out ?? new Uint8Array(total);
+        small.seal(key, Number(nonce & NONCE_LOW), Number(nonce >> 32n), ad, plaintext, dst);
+        return dst.length === total ? dst : dst.subarray(0, total);
+      }
       setNonce(nonce);
       const c = algorithm === "chacha20-poly1305"
         ? createCipheriv(algorithm, key, iv, { authTagLength: TAG_LEN })
@@ -122,7 +139,6 @@ function nativeCipher(
       // before the tag exists.
       c.final();
       const tag = c.getAuthTag();
-      const total = plaintext.length + TAG_LEN;
       if (out === undefined) {
         // update() handed us a fresh buffer; grow it by the tag only when a
         // caller gave no place to write to.
@@ -130,9 +146,6 @@ function nativeCipher(
         dst.set(body);
         dst.set(tag, plaintext.length);
         return dst;
-      }
-      if (out.length < total) {
-        throw new RangeError(`output buffer of ${out.length} bytes, need ${total}`);
       }
       // node:crypto cannot encrypt into a caller's buffer: this one copy into
       // the frame is the least the API allows.
@@ -147,8 +160,24 @@ function nativeCipher(
           `decryption failed: ${ciphertext.length} bytes is shorter than the tag`,
         );
       }
-      setNonce(nonce);
       const bodyLen = ciphertext.length - TAG_LEN;
+      if (small !== undefined && bodyLen <= SMALL_MESSAGE_MAX) {
+        const plaintext = new Uint8Array(bodyLen);
+        if (
+          !small.open(
+            key,
+            Number(nonce & NONCE_LOW),
+            Number(nonce >> 32n),
+            ad,
+            ciphertext,
+            plaintext,
+          )
+        ) {
+          throw new NetworkError("HANDSHAKE_FAILED", `decryption failed (${name}): bad tag`);
+        }
+        return plaintext;
+      }
+      setNonce(nonce);
       try {
         const d = algorithm === "chacha20-poly1305"
           ? createDecipheriv(algorithm, key, iv, { authTagLength: TAG_LEN })
