@@ -37,6 +37,13 @@ export interface StreamHost {
   frameBuffer(length: number): Uint8Array;
   /** Queues a header-only frame. */
   sendHeader(type: FrameType, flags: number, streamId: number, length: number): void;
+  /** `core` holds a deferred SYN or ACK: make sure it goes out this turn of the event loop. */
+  deferred(core: StreamCore): void;
+  /**
+   * `core` is about to send its deferred SYN or ACK: streams deferred before
+   * it send theirs first, so the peer sees streams in the order they opened.
+   */
+  sendingOpenFlag(core: StreamCore): void;
   /** A promise while the outbound queue is above its high-water mark, else undefined. */
   drained(): Promise<void> | undefined;
   /** The smoothed round-trip time in ms, or NaN while unknown. */
@@ -121,6 +128,12 @@ export class StreamCore {
   #readController!: ReadableStreamDefaultController<Uint8Array>;
   #pullPending = false;
   #readDone = false;
+  /**
+   * SYN (we opened it) or ACK (we accepted it) not sent yet: it rides on the
+   * stream's first frame, so opening a stream and sending its first bytes
+   * (or accepting one and answering) take one frame, not two.
+   */
+  #openFlag = 0;
   #lastWindowUpdate = performance.now();
   readonly #maxReceiveWindow: number;
 
@@ -165,6 +178,32 @@ export class StreamCore {
   /** The window size granted at open beyond the spec's 256 KiB. */
   get initialWindowDelta(): number {
     return this.#receiveWindow - INITIAL_STREAM_WINDOW;
+  }
+
+  /**
+   * Holds `flag` (SYN or ACK) for the stream's next frame instead of sending
+   * it on its own. It goes out alone when the application waits to read
+   * before sending anything, or at the end of this turn of the event loop
+   * (see {@linkcode StreamCore.flushOpenFlag}).
+   */
+  deferOpenFlag(flag: number): void {
+    this.#openFlag = flag;
+    this.#host.deferred(this);
+  }
+
+  /** The deferred SYN or ACK, once: the caller puts it on the frame it sends. */
+  #takeOpenFlag(): number {
+    const flag = this.#openFlag;
+    if (flag === 0) return 0;
+    this.#openFlag = 0;
+    this.#host.sendingOpenFlag(this);
+    return flag;
+  }
+
+  /** Sends a deferred SYN or ACK on its own, if it is still pending. */
+  flushOpenFlag(): void {
+    if (this.#openFlag === 0 || this.#state === "reset") return;
+    this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, 0);
   }
 
   /** The current receive window (what auto-tuning grows). */
@@ -297,6 +336,8 @@ export class StreamCore {
   // ---- internals ----------------------------------------------------------
 
   #sendReset(): void {
+    // A stream whose SYN never left is unknown to the peer: nothing to reset.
+    if ((this.#takeOpenFlag() & Flag.SYN) !== 0) return;
     this.#host.sendHeader(FrameType.WindowUpdate, Flag.RST, this.id, 0);
   }
 
@@ -312,10 +353,12 @@ export class StreamCore {
       return;
     }
     if (this.#state === "remoteClose" || this.#state === "closed") {
+      this.flushOpenFlag();
       this.#endRead();
       return;
     }
     this.#pullPending = true;
+    this.flushOpenFlag();
   }
 
   /** Hands `chunk` to the reader and credits the peer for it. */
@@ -348,7 +391,7 @@ export class StreamCore {
     }
     this.#lastWindowUpdate = now;
     this.#receiveCredit += grant;
-    this.#host.sendHeader(FrameType.WindowUpdate, 0, this.id, grant);
+    this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, grant);
   }
 
   #endRead(): void {
@@ -401,7 +444,7 @@ export class StreamCore {
       const frame = host.frameBuffer(12 + n);
       frame[0] = 0;
       frame[2] = 0;
-      frame[3] = 0;
+      frame[3] = this.#takeOpenFlag();
       // Header and body in one buffer: the layer below (Noise) turns every
       // write into at least one encrypted frame.
       frame[1] = FrameType.Data;
@@ -430,7 +473,7 @@ export class StreamCore {
     if (this.#state === "established") this.#state = "localClose";
     else if (this.#state === "remoteClose") this.#state = "closed";
     else return;
-    this.#host.sendHeader(FrameType.WindowUpdate, Flag.FIN, this.id, 0);
+    this.#host.sendHeader(FrameType.WindowUpdate, Flag.FIN | this.#takeOpenFlag(), this.id, 0);
     if (this.#state === "closed") this.#finish();
   }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import { abortable } from "../_async.ts";
 import { type Logger, rootLogger } from "../log.ts";
 import { defaultRegistry } from "../metrics.ts";
@@ -235,9 +236,12 @@ export class Yamux<C extends Connection = Connection>
   #drainSignal: PromiseWithResolvers<void> | undefined;
   #flushedSignal: PromiseWithResolvers<void> | undefined;
 
+  /** Streams whose SYN or ACK waits for their first frame, flushed once per event-loop turn. */
+  #deferredOpen: StreamCore[] = [];
   readonly #pings = new Map<number, PendingPing>();
   #nextPing = 1;
   #srtt = Number.NaN;
+  #rttProbe = false;
   #keepAliveTimer: ReturnType<typeof setInterval> | undefined;
   /** Frame buffers free for reuse, and every buffer the pool ever made. */
   readonly #framePool: ArrayBuffer[] = [];
@@ -286,8 +290,10 @@ export class Yamux<C extends Connection = Connection>
       send: (frame) => this.#send(frame),
       frameBuffer: (length) => this.#frameBuffer(length),
       sendHeader: (type, flags, id, length) => this.#sendHeader(type, flags, id, length),
+      deferred: (core) => this.#deferred(core),
+      sendingOpenFlag: (core) => this.#sendingOpenFlag(core),
       drained: () => this.#drained(),
-      rtt: () => this.#srtt,
+      rtt: () => this.#rttForTuning(),
       reserveWindow: (bytes) => this.#reserveWindow(bytes),
       releaseWindow: (bytes) => {
         this.#windowBudget -= bytes;
@@ -341,23 +347,26 @@ export class Yamux<C extends Connection = Connection>
   }
 
   /**
-   * Starts reading frames, sends one ping to measure the round-trip time
-   * (which window auto-tuning needs) and arms keepalive pings. Idempotent.
+   * Starts reading frames and arms keepalive pings. Idempotent. The
+   * round-trip time window auto-tuning needs is measured by a ping sent the
+   * first time a stream's window update asks for it, so a short-lived
+   * session sends none.
    */
   start(): void {
     if (this.#started) return;
     this.#started = true;
     this.#writer = this.#conn.writable.getWriter();
     void this.#readLoop();
-    this.ping().catch(() => {});
     if (this.#options.keepAliveInterval > 0) {
       this.#keepAliveTimer = setInterval(() => this.#keepAlive(), this.#options.keepAliveInterval);
     }
   }
 
   /**
-   * Opens a stream. The SYN goes out at once; data may follow before the
-   * peer acknowledges.
+   * Opens a stream. The SYN goes out with the stream's first frame when that
+   * is sent in this turn of the event loop (a protocol proposal, say), else
+   * on its own at the end of the turn; data may follow before the peer
+   * acknowledges.
    *
    * @throws {NetworkError} `CONNECTION_CLOSED` when the session is closing
    *   or closed or the peer sent GoAway; `LIMIT_EXCEEDED` when
@@ -391,7 +400,7 @@ export class Yamux<C extends Connection = Connection>
     this.#nextId += 2;
     const core = this.#addStream(id, true);
     this.#unacked++;
-    this.#sendHeader(FrameType.WindowUpdate, Flag.SYN, id, core.initialWindowDelta);
+    this.#sendOpenFlag(core, Flag.SYN);
     return this.#facade(core);
   }
 
@@ -437,6 +446,8 @@ export class Yamux<C extends Connection = Connection>
       return this.#release(false);
     }
     if (this.#state !== "open") return this.closed;
+    // Streams opened before the GoAway are announced before it.
+    this.#flushDeferredOpen();
     this.#state = "closing";
     this.#stopKeepAlive();
     this.#sendHeader(FrameType.GoAway, 0, 0, GoAwayCode.NormalTermination);
@@ -507,6 +518,17 @@ export class Yamux<C extends Connection = Connection>
     }
   }
 
+  /** The smoothed RTT, NaN until measured; the first call starts the measurement. */
+  #rttForTuning(): number {
+    if (Number.isNaN(this.#srtt) && !this.#rttProbe && this.#state === "open") {
+      this.#rttProbe = true;
+      this.ping().catch(() => {}).finally(() => {
+        this.#rttProbe = false;
+      });
+    }
+    return this.#srtt;
+  }
+
   #reserveWindow(bytes: number): number {
     const granted = Math.max(
       0,
@@ -529,13 +551,47 @@ export class Yamux<C extends Connection = Connection>
         if (core.state === "reset") continue;
         // Acknowledge when the application takes the stream, as the spec
         // recommends, so the peer's ACK backlog reflects our pace.
-        this.#sendHeader(FrameType.WindowUpdate, Flag.ACK, core.id, core.initialWindowDelta);
+        this.#sendOpenFlag(core, Flag.ACK);
         return { done: false, value: this.#facade(core) };
       }
       if (this.#state !== "open") return { done: true, value: undefined };
       this.#acceptSignal ??= Promise.withResolvers<void>();
       await this.#acceptSignal.promise;
     }
+  }
+
+  /**
+   * SYN or ACK for `core`: with the spec's window it rides on the stream's
+   * first frame ("may be sent with a data or window update message") when
+   * the application sends one in the same turn of the event loop (opening a
+   * stream and proposing its protocol, accepting one and answering); a
+   * larger initial window must be announced in a window update, sent now.
+   */
+  #sendOpenFlag(core: StreamCore, flag: number): void {
+    if (core.initialWindowDelta === 0) core.deferOpenFlag(flag);
+    else this.#sendHeader(FrameType.WindowUpdate, flag, core.id, core.initialWindowDelta);
+  }
+
+  #deferred(core: StreamCore): void {
+    this.#deferredOpen.push(core);
+    // After every microtask of this turn: whatever the application sends in
+    // reaction to opening or accepting the stream has been queued by then.
+    if (this.#deferredOpen.length === 1) setImmediate(() => this.#flushDeferredOpen());
+  }
+
+  #sendingOpenFlag(core: StreamCore): void {
+    const list = this.#deferredOpen;
+    const at = list.indexOf(core);
+    if (at < 0) return;
+    const earlier = list.splice(0, at + 1);
+    earlier.pop();
+    for (const other of earlier) other.flushOpenFlag();
+  }
+
+  #flushDeferredOpen(): void {
+    const cores = this.#deferredOpen;
+    this.#deferredOpen = [];
+    for (const core of cores) core.flushOpenFlag();
   }
 
   #clearAcceptQueue(): void {
