@@ -12,8 +12,8 @@
  * memory, which lets `ByteReader` join a frame split across two reads without
  * copying. The read size adapts: it doubles (up to `readChunkSize`) while
  * reads come back full and halves (down to 16 KiB) while they come back
- * small, so an idle or chatty connection holds little memory and a bulk one
- * reads large.
+ * small, and slabs grow from one read to eight, so a short-lived or chatty
+ * connection allocates little and a bulk one reads large.
  *
  * @module
  */
@@ -32,7 +32,7 @@ export interface TcpConnectionOptions {
    */
   closeGracePeriod?: number;
   /**
-   * Largest single read, in bytes; reads start at 64 KiB (or this, if
+   * Largest single read, in bytes; reads start at 16 KiB (or this, if
    * smaller) and grow toward it while they come back full. Default 262_144.
    */
   readChunkSize?: number;
@@ -47,8 +47,8 @@ export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
 /** Smallest adaptive read size. */
 const MIN_READ = 16 * 1024;
 /** First read size (capped by `readChunkSize`). */
-const FIRST_READ = 64 * 1024;
-/** A slab holds this many reads of the current size. */
+const FIRST_READ = MIN_READ;
+/** A slab holds at most this many reads of the current size. */
 const READS_PER_SLAB = 8;
 
 /**
@@ -109,6 +109,8 @@ export class TcpConnection implements Connection {
   /** The buffer reads land in, and where its free part starts. */
   #slab = new Uint8Array(0);
   #slabUsed = 0;
+  /** Reads the next slab holds: one at first, doubling per slab up to READS_PER_SLAB. */
+  #slabReads = 1;
   #readSize: number;
 
   /**
@@ -156,7 +158,8 @@ export class TcpConnection implements Connection {
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
     const size = this.#readSize;
     if (this.#slab.length - this.#slabUsed < size) {
-      this.#slab = new Uint8Array(size * READS_PER_SLAB);
+      this.#slab = new Uint8Array(size * this.#slabReads);
+      this.#slabReads = Math.min(this.#slabReads * 2, READS_PER_SLAB);
       this.#slabUsed = 0;
     }
     const view = this.#slab.subarray(this.#slabUsed, this.#slabUsed + size);
