@@ -155,6 +155,16 @@ Deno.test("psk0+psk2: both psks are used; a wrong second psk fails the second me
   assertThrowsCode(() => bad.init.readMessage(bad.resp.writeMessage(EMPTY)), "HANDSHAKE_FAILED");
 });
 
+Deno.test("generated key pairs: each backend derives the other's public key from the private one", () => {
+  const [native, noble] = BACKENDS;
+  for (let i = 0; i < 20; i++) {
+    const a = native.dh.generateKeyPair(), b = noble.dh.generateKeyPair();
+    assertEquals(noble.dh.keyPairFromPrivate(a.privateKey).publicKey, a.publicKey);
+    assertEquals(native.dh.keyPairFromPrivate(b.privateKey).publicKey, b.publicKey);
+    assertEquals(native.dh.dh(a.privateKey, b.publicKey), noble.dh.dh(b.privateKey, a.publicKey));
+  }
+});
+
 Deno.test("the two backends interoperate (native initiator, noble responder)", () => {
   const [native, noble] = BACKENDS;
   for (const suite of ["ChaChaPoly_SHA256", "AESGCM_BLAKE2s"]) {

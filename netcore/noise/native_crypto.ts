@@ -1,11 +1,17 @@
 /**
  * The `native` crypto backend: `node:crypto` as Deno provides it.
  *
- * Every primitive here is native: ChaCha20-Poly1305, AES-256-GCM, SHA-256,
+ * The primitives are native: ChaCha20-Poly1305, AES-256-GCM, SHA-256,
  * BLAKE2s-256 (`blake2s256`), their HMACs, and X25519. X25519 goes through
- * DER-wrapped key objects; even with that overhead it measured about 5x
- * faster than `@noble/curves` on this machine (about 12k vs 2.3k DH/s), so it
- * is native too.
+ * DER-wrapped key objects (imported once per private key); even so it
+ * measured about 5x faster than `@noble/curves` on this machine (about 12k
+ * vs 2.3k DH/s).
+ *
+ * `node:crypto` costs several microseconds per call whatever the size, so
+ * short inputs take two allocation-free TypeScript paths instead:
+ * ChaChaPoly messages up to 1 KiB (`_chacha20_poly1305.ts`) and SHA-256
+ * hashes and HMACs up to 256 bytes (`_sha256.ts`). Both give the same bytes
+ * as the native code (tested against it and by the cacophony vectors).
  *
  * @module
  */
@@ -26,6 +32,7 @@ import {
 import { Buffer } from "node:buffer";
 import { NetworkError } from "../network_error.ts";
 import { ChaCha20Poly1305, LITTLE_ENDIAN, SMALL_MESSAGE_MAX } from "./_chacha20_poly1305.ts";
+import { Sha256, SHORT_INPUT_MAX } from "./_sha256.ts";
 import type { CryptoBackend, KeyPair, NoiseCipher, NoiseDh, NoiseHash } from "./crypto.ts";
 
 const TAG_LEN = 16;
@@ -45,8 +52,20 @@ function withPrefix(prefix: Uint8Array, raw: Uint8Array): Buffer {
   return Buffer.concat([prefix, raw]);
 }
 
+/**
+ * Imported private keys by the array that holds them: a static key takes part
+ * in a DH on every handshake, an ephemeral one in two or three, and each
+ * import costs as much as a tenth of the DH itself.
+ */
+const privateKeyObjects = new WeakMap<Uint8Array, KeyObject>();
+
 function privateKeyObject(raw: Uint8Array): KeyObject {
-  return createPrivateKey({ key: withPrefix(PKCS8_X25519, raw), format: "der", type: "pkcs8" });
+  let key = privateKeyObjects.get(raw);
+  if (key === undefined) {
+    key = createPrivateKey({ key: withPrefix(PKCS8_X25519, raw), format: "der", type: "pkcs8" });
+    privateKeyObjects.set(raw, key);
+  }
+  return key;
 }
 
 function publicKeyObject(raw: Uint8Array): KeyObject {
@@ -199,17 +218,31 @@ function nativeCipher(
   };
 }
 
+function totalLength(parts: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const part of parts) total += part.length;
+  return total;
+}
+
 function nativeHash(name: "SHA256" | "BLAKE2s", algorithm: "sha256" | "blake2s256"): NoiseHash {
+  // A handshake hashes and HMACs a few dozen bytes at a time, where
+  // node:crypto's fixed cost per call dominates: short SHA-256 inputs take
+  // the TypeScript implementation.
+  const short = name === "SHA256" ? new Sha256() : undefined;
   return {
     name,
     hashLen: 32,
     blockLen: 64,
     hash(...parts) {
+      if (short !== undefined && totalLength(parts) <= SHORT_INPUT_MAX) return short.digest(parts);
       const h = createHash(algorithm);
       for (const p of parts) h.update(p);
       return own(h.digest());
     },
     hmac(key, ...parts) {
+      if (short !== undefined && totalLength(parts) <= SHORT_INPUT_MAX) {
+        return short.hmac(key, parts);
+      }
       // OpenSSL's HMAC pads the key to the digest's block size, which is 64
       // for both SHA-256 and BLAKE2s-256, as the spec's BLOCKLEN requires.
       const h = createHmac(algorithm, key);
