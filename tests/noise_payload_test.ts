@@ -83,6 +83,35 @@ Deno.test("a signature over another static key is rejected", () => {
   assert(err.message.includes("signature"), err.message);
 });
 
+Deno.test("a payload that verified is remembered for its static key only", () => {
+  const me = Ed25519Identity.generate();
+  const s = staticKey(9);
+  const payload = encodeNoiseHandshakePayload(me, s, { streamMuxers: ["/yamux/1.0.0"] });
+  const first = decodeNoiseHandshakePayload(payload, s);
+  const again = decodeNoiseHandshakePayload(payload, s);
+  assert(again.peerId.equals(first.peerId), "same peer id");
+  assertEquals(again.extensions, first.extensions);
+  // Results are the caller's own, cached or not.
+  again.identityKey.fill(0);
+  again.extensions.streamMuxers.push("/changed");
+  assertEquals(decodeNoiseHandshakePayload(payload, s).identityKey, me.publicKey);
+  assertEquals(decodeNoiseHandshakePayload(payload, s).extensions.streamMuxers, ["/yamux/1.0.0"]);
+  // The remembered payload proves nothing for another static key.
+  assertThrowsCode(
+    () => decodeNoiseHandshakePayload(payload, staticKey(10)),
+    "HANDSHAKE_FAILED",
+    "cached payload, other static key",
+  );
+  // Field 1 (2 + 36 bytes), then the signature's tag and length: byte 50 is signed.
+  const tampered = payload.slice();
+  tampered[50] ^= 1;
+  assertThrowsCode(
+    () => decodeNoiseHandshakePayload(tampered, s),
+    "HANDSHAKE_FAILED",
+    "cached payload, one signature bit changed",
+  );
+});
+
 Deno.test("a payload signed by one identity but naming another is rejected", () => {
   const alice = Ed25519Identity.generate();
   const mallory = Ed25519Identity.generate();

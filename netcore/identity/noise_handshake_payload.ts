@@ -91,7 +91,8 @@ export function encodeNoiseHandshakePayload(
 /**
  * Decodes and verifies the remote's handshake payload against the Noise
  * static key the handshake authenticated. Only Ed25519 identities are
- * accepted.
+ * accepted. A payload that verified once for a static key is remembered (a
+ * bounded LRU), so a peer that reconnects costs no second verification.
  *
  * @throws {NetworkError} `HANDSHAKE_FAILED` for an oversized or malformed
  *   payload, an unsupported or malformed identity key, or a signature that
@@ -109,6 +110,57 @@ export function encodeNoiseHandshakePayload(
  * ```
  */
 export function decodeNoiseHandshakePayload(
+  payload: Uint8Array,
+  remoteNoiseStaticKey: Uint8Array,
+): NoiseHandshakePayloadInfo {
+  const key = payload.length <= MAX_CACHED_PAYLOAD_BYTES
+    ? cacheKey(remoteNoiseStaticKey, payload)
+    : undefined;
+  const cached = key === undefined ? undefined : verifiedPayloads.get(key);
+  if (cached !== undefined) {
+    // Most recently used last, so the oldest entry is the first evicted.
+    verifiedPayloads.delete(key!);
+    verifiedPayloads.set(key!, cached);
+    return copyInfo(cached);
+  }
+  const info = decodeAndVerify(payload, remoteNoiseStaticKey);
+  if (key !== undefined) {
+    verifiedPayloads.set(key, copyInfo(info));
+    if (verifiedPayloads.size > MAX_CACHED_PAYLOADS) {
+      verifiedPayloads.delete(verifiedPayloads.keys().next().value!);
+    }
+  }
+  return info;
+}
+
+/**
+ * Payloads that verified, by static key and payload bytes: a peer that
+ * reconnects (validators do, to the same few peers, all the time) sends the
+ * same payload for the same static key, and verifying it again costs an
+ * Ed25519 verification and a protobuf decode per handshake. The result for
+ * the same bytes is the same, so remembering it is sound; the map is an LRU
+ * of bounded size and entry size, so a peer cannot make it grow.
+ */
+const verifiedPayloads = new Map<string, NoiseHandshakePayloadInfo>();
+const MAX_CACHED_PAYLOADS = 1024;
+const MAX_CACHED_PAYLOAD_BYTES = 1024;
+
+function cacheKey(staticKey: Uint8Array, payload: Uint8Array): string {
+  return String.fromCharCode(...staticKey, ...payload);
+}
+
+function copyInfo(info: NoiseHandshakePayloadInfo): NoiseHandshakePayloadInfo {
+  return {
+    peerId: info.peerId,
+    identityKey: info.identityKey.slice(),
+    extensions: {
+      streamMuxers: [...info.extensions.streamMuxers],
+      webtransportCerthashes: info.extensions.webtransportCerthashes.map((hash) => hash.slice()),
+    },
+  };
+}
+
+function decodeAndVerify(
   payload: Uint8Array,
   remoteNoiseStaticKey: Uint8Array,
 ): NoiseHandshakePayloadInfo {
