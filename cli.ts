@@ -146,7 +146,8 @@ async function connect(args: NodeArgs): Promise<void> {
     const start = performance.now();
     for (let i = 0; i < n; i++) {
       const conn = await node.dial(addr, { reuse: false });
-      const pinger = new Pinger(await conn.openStream([PING_PROTOCOL]));
+      // As the js-libp2p reference node does: the proposal leaves with the ping.
+      const pinger = new Pinger(await conn.openStream([PING_PROTOCOL], { negotiateFully: false }));
       await pinger.ping();
       await pinger.close();
       await conn.close();

@@ -13,6 +13,7 @@ import {
   type Libp2pConnection,
   libp2pUpgrade,
   type Libp2pUpgradeOptions,
+  type OpenStreamOptions,
   type ProtocolStream,
 } from "./libp2p_upgrade.ts";
 import { rootLogger } from "./log.ts";
@@ -184,11 +185,15 @@ export class Libp2pNode {
     return conn;
   }
 
-  /** Dials `addr` (or reuses a connection) and opens a stream for the first of `protocols` it supports. */
+  /**
+   * Dials `addr` (or reuses a connection) and opens a stream for the first of
+   * `protocols` it supports (see {@linkcode Libp2pConnection.openStream} for
+   * `negotiateFully`).
+   */
   async newStream(
     addr: Multiaddr,
     protocols: readonly string[],
-    options: { signal?: AbortSignal } = {},
+    options: OpenStreamOptions = {},
   ): Promise<ProtocolStream> {
     const conn = await this.dial(addr, options);
     return await conn.openStream(protocols, options);

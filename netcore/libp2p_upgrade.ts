@@ -25,6 +25,7 @@ import {
   multistreamPreamble,
   type NegotiateOptions,
   selectProtocol,
+  selectProtocolOptimistic,
 } from "./negotiate/mod.ts";
 import {
   LIBP2P_NOISE_PROTOCOL_ID,
@@ -87,6 +88,15 @@ export interface ProtocolStream extends Connection {
 export interface OpenStreamOptions {
   /** Cancels the negotiation (the stream is then reset). */
   signal?: AbortSignal;
+  /**
+   * With one protocol, `false` skips waiting for the listener's answer
+   * (multistream-select's optimistic mode, js-libp2p's option of the same
+   * name): the stream opens at once, its protocol proposal leaves with the
+   * first bytes written (or when it is first read), and a refusal surfaces
+   * as `UNSUPPORTED_PROTOCOL` on the stream's reads and writes. With several
+   * protocols negotiation always completes first. Default `true`.
+   */
+  negotiateFully?: boolean;
 }
 
 /**
@@ -153,10 +163,10 @@ export class Libp2pConnection implements ConnectionLifecycle, AsyncIterable<Yamu
   ): Promise<ProtocolStream> {
     const stream = await this.#muxer.openStream();
     try {
-      const negotiated = await selectProtocol(stream, protocols, {
-        ...this.#negotiate,
-        signal: options.signal,
-      });
+      const negotiate = { ...this.#negotiate, signal: options.signal };
+      const negotiated = options.negotiateFully === false && protocols.length === 1
+        ? selectProtocolOptimistic(stream, protocols[0], negotiate)
+        : await selectProtocol(stream, protocols, negotiate);
       return protocolStream(stream, negotiated.protocol, negotiated.stream);
     } catch (err) {
       stream.abort(err);
