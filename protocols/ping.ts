@@ -77,6 +77,10 @@ export class Pinger {
   // One buffer for every ping: the writer may reuse a chunk once write()
   // resolved, and the answer is compared before the next ping starts.
   readonly #payload = new Uint8Array(PING_LENGTH);
+  /** The ping waiting for its answer: when it started, how to fail it. */
+  #inFlight: { start: number; reject: (err: NetworkError) => void } | undefined;
+  /** The one deadline timer (see `#withTimeout`), while armed. */
+  #deadline: ReturnType<typeof setTimeout> | undefined;
 
   /** Takes over `stream` (locks both its sides). */
   constructor(stream: Duplex, options: PingOptions = {}) {
@@ -94,7 +98,7 @@ export class Pinger {
   async ping(): Promise<number> {
     crypto.getRandomValues(this.#payload);
     const start = performance.now();
-    const answer = await this.#withTimeout(this.#roundTrip());
+    const answer = await this.#withTimeout(this.#roundTrip(), start);
     const rtt = performance.now() - start;
     for (let i = 0; i < PING_LENGTH; i++) {
       if (answer[i] !== this.#payload[i]) {
@@ -105,23 +109,41 @@ export class Pinger {
   }
 
   /**
-   * `roundTrip` or a `TIMEOUT` error, whichever comes first. One timer and
-   * one race per ping: the general `deadline()` (abort controllers, abort
-   * events) cost more than the rest of a loopback round trip's JS.
+   * `roundTrip` or a `TIMEOUT` error, whichever comes first. Creating and
+   * clearing a timer per ping cost more CPU than the rest of a loopback
+   * round trip's JS, so one timer serves every ping on the stream: armed at
+   * the first ping, it checks on firing whether the ping in flight is over
+   * its limit and re-arms itself for the rest; between pings it is unref'd,
+   * so an idle pinger does not keep the process alive.
    */
-  async #withTimeout(roundTrip: Promise<Uint8Array>): Promise<Uint8Array> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new NetworkError("TIMEOUT", `ping timed out after ${this.#timeout} ms`)),
-        this.#timeout,
-      );
+  #withTimeout(roundTrip: Promise<Uint8Array>, start: number): Promise<Uint8Array> {
+    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
+    const inFlight = { start, reject };
+    this.#inFlight = inFlight;
+    if (this.#deadline === undefined) this.#armDeadline(this.#timeout);
+    else Deno.refTimer(this.#deadline);
+    roundTrip.then(resolve, reject).finally(() => {
+      if (this.#inFlight !== inFlight) return;
+      this.#inFlight = undefined;
+      // Armed but idle, the timer must not keep the process alive.
+      if (this.#deadline !== undefined) Deno.unrefTimer(this.#deadline);
     });
-    try {
-      return await Promise.race([roundTrip, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return promise;
+  }
+
+  #armDeadline(ms: number): void {
+    const timer = setTimeout(() => {
+      this.#deadline = undefined;
+      const inFlight = this.#inFlight;
+      if (inFlight === undefined) return;
+      const elapsed = performance.now() - inFlight.start;
+      if (elapsed >= this.#timeout) {
+        inFlight.reject(new NetworkError("TIMEOUT", `ping timed out after ${this.#timeout} ms`));
+      } else {
+        this.#armDeadline(this.#timeout - elapsed);
+      }
+    }, ms);
+    this.#deadline = timer;
   }
 
   async #roundTrip(): Promise<Uint8Array> {
@@ -131,6 +153,10 @@ export class Pinger {
 
   /** Closes our side and waits for the listener to close its side. */
   async close(): Promise<void> {
+    if (this.#deadline !== undefined) {
+      clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
     await this.#writer.close().catch(() => {});
     this.#writer.releaseLock();
     while ((await this.#reader.readSome().catch(() => undefined)) !== undefined) {

@@ -5,6 +5,7 @@ import { handlePing, PING_LENGTH, Pinger } from "../protocols/ping.ts";
 import { handlePerf, runPerf } from "../protocols/perf.ts";
 import { handleEcho } from "../protocols/echo.ts";
 import { NetworkError } from "../netcore/network_error.ts";
+import { delay } from "../netcore/_async.ts";
 
 Deno.test("ping: the listener echoes each 32-byte ping; several pings share one stream", async () => {
   const [dialer, listener] = await connectedPair();
@@ -41,6 +42,32 @@ Deno.test("ping: a silent listener times the ping out with TIMEOUT", async () =>
   const pinger = new Pinger(dialer, { timeout: 50 });
   const err = await assertRejects(() => pinger.ping(), NetworkError);
   assertEquals(err.code, "TIMEOUT");
+  dialer.abort();
+  listener.abort();
+});
+
+Deno.test("ping: the time limit is per ping, however many came before", async () => {
+  const [dialer, listener] = await connectedPair();
+  let answers = 4;
+  const slow = (async () => {
+    const reader = listener.readable.getReader();
+    const writer = listener.writable.getWriter();
+    for (; answers > 0; answers--) {
+      const { value } = await reader.read();
+      await delay(25);
+      await writer.write(value!);
+    }
+  })();
+  const pinger = new Pinger(dialer, { timeout: 60 });
+  // 4 x 25 ms is past the limit in all, but no single ping is.
+  for (let i = 0; i < 4; i++) await pinger.ping();
+  await slow;
+  // Now nobody answers: this ping fails, a full time limit after it started.
+  const started = performance.now();
+  const err = await assertRejects(() => pinger.ping(), NetworkError);
+  assertEquals(err.code, "TIMEOUT");
+  const waited = performance.now() - started;
+  assert(waited >= 55, `timed out after ${waited.toFixed(1)} ms`);
   dialer.abort();
   listener.abort();
 });
