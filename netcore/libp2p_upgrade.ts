@@ -259,6 +259,19 @@ export function libp2pUpgrade(
   });
   const negotiate = options.negotiate ?? {};
   const noisePreamble = multistreamPreamble(LIBP2P_NOISE_PROTOCOL_ID, negotiate);
+  // The listener's agreement to an optimistic /noise travels with Noise
+  // message 2, the dialer's message 1 being already there.
+  const respond = async (raw: Connection, context: UpgradeContext) => {
+    const negotiated = await handleProtocol(raw, [LIBP2P_NOISE_PROTOCOL_ID], {
+      ...negotiate,
+      signal: context.signal,
+      deferAnswer: true,
+    });
+    const preamble = negotiated.unsentAnswer === undefined
+      ? undefined
+      : { send: negotiated.unsentAnswer };
+    return await noise(withStreams(raw, negotiated.stream), context, preamble);
+  };
   return async (raw: Connection, context: UpgradeContext) => {
     const dialer = context.role === "dialer";
     const select = (conn: Connection, protocol: string) =>
@@ -268,10 +281,7 @@ export function libp2pUpgrade(
     // The dialer proposes /noise optimistically: the proposal travels with
     // Noise message 1 and the answer is read before message 2, which saves
     // a round trip and leaves no negotiation layer on the connection.
-    const secure = dialer ? await noise(raw, context, noisePreamble) : await noise(
-      withStreams(raw, (await select(raw, LIBP2P_NOISE_PROTOCOL_ID)).stream),
-      context,
-    );
+    const secure = dialer ? await noise(raw, context, noisePreamble) : await respond(raw, context);
     try {
       // Both ends advertised their muxers inside the Noise handshake; when the
       // peer listed yamux (we always do), both know it is chosen and skip the

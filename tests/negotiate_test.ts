@@ -81,6 +81,26 @@ Deno.test("dialer sends header and first proposal in one write; listener answers
   assertEquals(bToA.map(toHex), [toHex(concat([HEADER, msg("/echo/1.0.0")]))]);
 });
 
+Deno.test("deferAnswer: with the dialer's data already behind its proposal, the agreement is handed back unsent", async () => {
+  const { a, b, bToA } = duplexPair();
+  const dialer = new ScriptedPeer(a);
+  await dialer.send(HEADER, msg("/noise"), utf8.encode("message 1"));
+  const handled = await handleProtocol(b, ["/noise"], { deferAnswer: true });
+  assertEquals(handled.protocol, "/noise");
+  assertEquals(toHex(handled.unsentAnswer!), toHex(concat([HEADER, msg("/noise")])));
+  assertEquals(bToA.length, 0, "nothing written");
+  assertEquals(await readAll(handled.stream.readable, 9), "message 1");
+});
+
+Deno.test("deferAnswer: a dialer that waits for the answer gets it at once", async () => {
+  const { a, b, bToA } = duplexPair();
+  const dialer = new ScriptedPeer(a);
+  await dialer.send(HEADER, msg("/noise"));
+  const handled = await handleProtocol(b, ["/noise"], { deferAnswer: true });
+  assertEquals(handled.unsentAnswer, undefined);
+  assertEquals(bToA.map(toHex), [toHex(concat([HEADER, msg("/noise")]))]);
+});
+
 Deno.test("with nothing read ahead, the negotiated stream is the very same duplex", async () => {
   const { a, b } = duplexPair();
   const [dialed, handled] = await Promise.all([

@@ -15,7 +15,7 @@ import {
   NA_MESSAGE,
 } from "./_message.ts";
 import { resolveOptions, Session } from "./_session.ts";
-import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
+import { type HandleProtocolOptions, MULTISTREAM_PROTOCOL_ID, type Negotiated } from "./options.ts";
 
 const HEADER_PREFIX = "/multistream/";
 
@@ -40,6 +40,9 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * one write; a dialer that waits for our header before proposing gets it at
  * once instead.
  *
+ * With `deferAnswer`, an agreement that the dialer's data already follows is
+ * returned unsent (`unsentAnswer`) for the caller's first write.
+ *
  * On failure both halves of `duplex` are unlocked again but the stream is
  * mid-negotiation: close or abort it.
  *
@@ -62,7 +65,7 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
 export async function handleProtocol(
   duplex: Duplex,
   protocols: readonly string[] | ((protocol: string) => boolean),
-  options?: NegotiateOptions,
+  options?: HandleProtocolOptions,
 ): Promise<Negotiated> {
   const resolved = resolveOptions(options);
   const supports = typeof protocols === "function"
@@ -101,6 +104,9 @@ export async function handleProtocol(
         const accept = headerSent
           ? encodeMessages([proposal])
           : encodeMessages([MULTISTREAM_PROTOCOL_ID, proposal]);
+        if (options?.deferAnswer && session.buffered > 0) {
+          return { protocol: proposal, stream: session.succeed(), unsentAnswer: accept };
+        }
         await session.write(accept);
         return { protocol: proposal, stream: session.succeed() };
       }

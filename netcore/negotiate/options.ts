@@ -90,4 +90,31 @@ export interface Negotiated {
   protocol: string;
   /** The duplex to speak `protocol` on. */
   stream: Duplex;
+  /**
+   * The listener's agreement, not sent yet: only with `handleProtocol`'s
+   * `deferAnswer`. The caller must send it in front of its first bytes on
+   * `stream`.
+   */
+  unsentAnswer?: Uint8Array;
+}
+
+/**
+ * Options of {@linkcode handleProtocol}: the shared ones, plus how to answer.
+ *
+ * @example
+ * ```ts
+ * import type { HandleProtocolOptions } from "./options.ts";
+ * const options: HandleProtocolOptions = { timeout: 5_000, deferAnswer: true };
+ * console.log(options.deferAnswer); // true
+ * ```
+ */
+export interface HandleProtocolOptions extends NegotiateOptions {
+  /**
+   * When the dialer's first data already arrived behind its accepted
+   * proposal (an optimistic dialer), do not write the agreement: return it
+   * as `unsentAnswer`, for the caller to send with its own first message
+   * (the `/noise` responder sends it with Noise message 2). A dialer that
+   * waits for the answer is answered at once either way. Default false.
+   */
+  deferAnswer?: boolean;
 }

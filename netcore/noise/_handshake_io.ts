@@ -26,7 +26,8 @@ export interface HandshakeIo {
  * Bytes of another protocol that share the handshake's first round trip: the
  * dialer's optimistic multistream-select proposal of `/noise`, sent in front
  * of the first handshake message, whose answer is read before the first
- * handshake message from the peer.
+ * handshake message from the peer; or the listener's agreement to it, sent in
+ * front of message 2.
  */
 export interface HandshakePreamble {
   /** Sent in the same write as, and in front of, our first handshake message. */
@@ -34,9 +35,9 @@ export interface HandshakePreamble {
   /**
    * Reads and checks the peer's answer to `send` before our first receive;
    * throws a `NetworkError` to refuse (its code is kept when it is
-   * `UNSUPPORTED_PROTOCOL`).
+   * `UNSUPPORTED_PROTOCOL`). None for a listener's deferred agreement.
    */
-  receive(reader: ByteReader): Promise<void>;
+  receive?(reader: ByteReader): Promise<void>;
 }
 
 /** The handshake's result, with the connection's reader and writer kept for the channel. */
@@ -91,7 +92,7 @@ export async function runHandshake<T>(
   const reader = new ByteReader(conn.readable);
   const writer = conn.writable.getWriter();
   let toSend = preamble?.send;
-  let toReceive = preamble;
+  let toReceive = preamble?.receive === undefined ? undefined : preamble;
   const io: HandshakeIo = {
     async send(message) {
       const frame = encodeFrame(message);
@@ -106,7 +107,7 @@ export async function runHandshake<T>(
       if (toReceive !== undefined) {
         const answer = toReceive;
         toReceive = undefined;
-        await answer.receive(reader);
+        await answer.receive!(reader);
       }
       return await readHandshakeFrame(reader, bounds);
     },

@@ -199,8 +199,9 @@ export type Libp2pNoiseUpgrade =
  * The returned upgrade takes an optional third argument, a
  * {@linkcode HandshakePreamble}: the dialer passes its optimistic `/noise`
  * proposal there so that it travels with message 1 (see
- * `netcore/negotiate/multistream_preamble.ts`); its refusal surfaces as
- * `UNSUPPORTED_PROTOCOL`.
+ * `netcore/negotiate/multistream_preamble.ts`), its refusal surfacing as
+ * `UNSUPPORTED_PROTOCOL`; the listener passes its deferred agreement (a
+ * preamble without `receive`) so that it travels with message 2.
  *
  * @example
  * ```ts ignore
