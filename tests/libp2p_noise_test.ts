@@ -98,6 +98,63 @@ Deno.test("both backends interoperate: native dialer with noble listener and bac
   }
 });
 
+/** `conn`, with the length of every write it makes recorded. */
+function recordingWrites(conn: Connection): { conn: Connection; writes: number[] } {
+  const writes: number[] = [];
+  const lower = conn.writable.getWriter();
+  const recording: Connection = {
+    localAddr: conn.localAddr,
+    remoteAddr: conn.remoteAddr,
+    closed: conn.closed,
+    close: () => conn.close(),
+    abort: (reason) => conn.abort(reason),
+    readable: conn.readable,
+    writable: new WritableStream<Uint8Array>({
+      write(chunk) {
+        writes.push(chunk.length);
+        return lower.write(chunk);
+      },
+      close: () => lower.close(),
+      abort: (reason) => lower.abort(reason),
+    }),
+  };
+  return { conn: recording, writes };
+}
+
+Deno.test("the dialer's message 3 leaves with its first transport message, or alone by the end of the turn", async () => {
+  const alice = Ed25519Identity.generate(), bob = Ed25519Identity.generate();
+  {
+    const [rawA, rawB] = memoryPair();
+    const { conn, writes } = recordingWrites(rawA);
+    const listening = libp2pNoise(bob)(rawB, upgradeContext("listener"));
+    const a = await libp2pNoise(alice)(conn, upgradeContext("dialer"));
+    // Message 1 went out; message 3 waits.
+    assertEquals(writes.length, 1);
+    const writer = a.writable.getWriter();
+    await writer.write(encoder.encode("first"));
+    const b = await listening;
+    const reader = b.readable.getReader();
+    assertEquals(decoder.decode((await reader.read()).value), "first");
+    // Message 3 (2 + 32 + 16 + payload + 16 bytes) and the transport message, in one write.
+    assertEquals(writes.length, 2);
+    assert(writes[1] > 2 + 64 + 2 + 5 + 16, `second write of ${writes[1]} bytes`);
+    a.abort();
+    b.abort();
+  }
+  {
+    // A dialer that writes nothing: the listener still completes.
+    const [rawA, rawB] = memoryPair();
+    const { conn, writes } = recordingWrites(rawA);
+    const listening = libp2pNoise(bob)(rawB, upgradeContext("listener"));
+    const a = await libp2pNoise(alice)(conn, upgradeContext("dialer"));
+    const b = await listening;
+    assert(b.remotePeerId.equals(alice.peerId));
+    assertEquals(writes.length, 2);
+    a.abort();
+    b.abort();
+  }
+});
+
 // ---- who we talk to ----
 
 Deno.test("the dialer checks the /p2p/ peer id of the address it dialed", async () => {

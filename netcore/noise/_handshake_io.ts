@@ -18,6 +18,12 @@ import { encodeFrame, type FrameBounds, readHandshakeFrame } from "./_frame.ts";
 export interface HandshakeIo {
   /** Sends one handshake message with its length prefix. */
   send(message: Uint8Array): Promise<void>;
+  /**
+   * Frames the handshake's last message without sending it: it is returned
+   * as `unsent` for the secure channel to send with its first transport
+   * message (see `SecureChannelInit.unsent`).
+   */
+  hold(message: Uint8Array): void;
   /** Receives one handshake message whose length lies in `bounds`. */
   receive(bounds: FrameBounds): Promise<Uint8Array>;
 }
@@ -48,6 +54,8 @@ export interface HandshakeOutcome<T> {
   reader: ByteReader;
   /** The writer on the raw writable. */
   writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The held last message, framed, if the steps held one. */
+  unsent?: Uint8Array;
 }
 
 /** Codes a handshake failure keeps; anything else becomes `HANDSHAKE_FAILED`. */
@@ -93,7 +101,11 @@ export async function runHandshake<T>(
   const writer = conn.writable.getWriter();
   let toSend = preamble?.send;
   let toReceive = preamble?.receive === undefined ? undefined : preamble;
+  let unsent: Uint8Array | undefined;
   const io: HandshakeIo = {
+    hold(message) {
+      unsent = encodeFrame(message);
+    },
     async send(message) {
       const frame = encodeFrame(message);
       if (toSend === undefined) return await writer.write(frame);
@@ -116,7 +128,7 @@ export async function runHandshake<T>(
     if (controller.signal.aborted) throw abortError(controller.signal);
     const value = await steps(io);
     if (controller.signal.aborted) throw abortError(controller.signal);
-    return { value, reader, writer };
+    return { value, reader, writer, unsent };
   } catch (err) {
     const error = controller.signal.aborted
       ? abortError(controller.signal)

@@ -247,7 +247,7 @@ export function libp2pNoise(
       backend,
     });
     try {
-      const { value: remote, reader, writer } = await runHandshake(
+      const { value: remote, reader, writer, unsent } = await runHandshake(
         conn,
         context,
         handshakeTimeout,
@@ -270,7 +270,9 @@ export function libp2pNoise(
                 `dialed ${expected} but the peer authenticated as ${info.peerId}`,
               );
             }
-            await io.send(hs.writeMessage(ourPayload));
+            // Our last message waits for the first transport message (the
+            // stream the dialer opens next), so both leave in one write.
+            io.hold(hs.writeMessage(ourPayload));
           } else {
             const message1 = await io.receive({
               min: DH_LEN,
@@ -305,6 +307,7 @@ export function libp2pNoise(
         decrypter: initiator ? responderToInitiator : initiatorToResponder,
         remoteStaticKey: hs.remoteStaticKey!,
         handshakeHash: hs.handshakeHash,
+        unsent,
       }, {
         peerId: remote.peerId,
         identityKey: remote.identityKey,

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { setImmediate } from "node:timers";
 import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Multiaddr } from "../multiaddr.ts";
@@ -99,6 +100,13 @@ export interface SecureChannelInit {
   remoteStaticKey: Uint8Array;
   /** The handshake hash `h` at the end of the handshake: a unique session id. */
   handshakeHash: Uint8Array;
+  /**
+   * Bytes the handshake did not send yet (its last message, framed): they
+   * leave in front of the first transport message, in the same write, or
+   * alone at the end of this turn of the event loop if nothing is written
+   * by then, so the peer never waits for them.
+   */
+  unsent?: Uint8Array;
 }
 
 /** Read side states; terminal: `ended`, `failed`. */
@@ -179,6 +187,13 @@ export class SecureChannel implements Connection {
       close: () => this.#closeWrite(),
       abort: (reason) => this.#abortWrite(reason),
     });
+    if (init.unsent !== undefined && init.unsent.length > 0) {
+      const batch = new Uint8Array(Math.max(MIN_BATCH, init.unsent.length));
+      batch.set(init.unsent);
+      this.#batch = batch;
+      this.#batchLength = init.unsent.length;
+      setImmediate(() => this.#startFlush());
+    }
     // A lower connection that dies for any reason takes the channel with it;
     // the streams learn it through their pending reads and writes, so only
     // the rejection needs silencing here.
@@ -395,6 +410,13 @@ export class SecureChannel implements Connection {
     }
   }
 
+  /** Starts the flush loop if frames wait and the write side still works. */
+  #startFlush(): void {
+    if (this.#batchLength === 0 || this.#writeError !== undefined) return;
+    if (this.#writeState === "failed" || this.#writeState === "closed") return;
+    this.#flushing ??= this.#flush();
+  }
+
   #wake(): void {
     const wake = this.#wakeWriter;
     this.#wakeWriter = undefined;
@@ -410,6 +432,7 @@ export class SecureChannel implements Connection {
 
   /** Waits until every batched frame was accepted by the lower writer. */
   async #drain(): Promise<void> {
+    this.#startFlush();
     while (this.#flushing !== undefined) await this.#flushing;
     if (this.#writeError !== undefined) throw this.#writeError;
   }
