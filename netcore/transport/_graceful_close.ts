@@ -17,19 +17,19 @@ import type { Duplex } from "./connection.ts";
  * - `released`: the resource is freed. Terminal.
  *
  * `open` moves to `writeClosed` or `readEnded`; either moves to `released`
- * when the other direction ends too. Any state moves to `released` on
- * `release()`.
+ * when the other direction ends too (from `readEnded` without a separate
+ * half-close). Any state moves to `released` on `release()`.
  */
 export type GracefulCloseState = "open" | "writeClosed" | "readEnded" | "released";
 
 /** What a transport does at the two lifecycle edges it owns. */
 export interface GracefulCloseHooks {
   /**
-   * Sends our end of the byte stream (a TCP FIN). Called at most once, and
-   * never after `release`.
+   * Sends our end of the byte stream (a TCP FIN). Called at most once, never
+   * after `release`, and not at all when the peer's side ended first.
    */
   halfClose(): void;
-  /** Frees the resource. Called exactly once, the first time it is released. */
+  /** Frees the resource (which ends our side too). Called exactly once, the first time it is released. */
   release(): void;
 }
 
@@ -75,13 +75,19 @@ export class GracefulClose {
     return this.#state === "released";
   }
 
-  /** Our side is done writing: half-close, and release if the peer's side ended too. */
+  /**
+   * Our side is done writing: half-close, or, when the peer's side already
+   * ended, release at once (closing the resource ends our side too, so the
+   * half-close would be a wasted system call).
+   */
   closeWrite(): void {
     if (this.#state === "writeClosed" || this.#state === "released") return;
-    const readEnded = this.#state === "readEnded";
+    if (this.#state === "readEnded") {
+      this.release();
+      return;
+    }
     this.#state = "writeClosed";
     this.#hooks.halfClose();
-    if (readEnded) this.release();
   }
 
   /** The peer's side ended (or we stopped reading): release if ours is done too. */
