@@ -30,6 +30,7 @@ import {
   randomBytes,
 } from "node:crypto";
 import { Buffer } from "node:buffer";
+import { setImmediate } from "node:timers";
 import { NetworkError } from "../network_error.ts";
 import { ChaCha20Poly1305, LITTLE_ENDIAN, SMALL_MESSAGE_MAX } from "./_chacha20_poly1305.ts";
 import { Sha256, SHORT_INPUT_MAX } from "./_sha256.ts";
@@ -82,12 +83,43 @@ function rawPublic(privateKey: KeyObject): Uint8Array {
   return own(spki.subarray(spki.length - DH_LEN));
 }
 
+function freshKeyPair(): KeyPair {
+  const privateKey = own(randomBytes(DH_LEN));
+  return { privateKey, publicKey: rawPublic(privateKeyObject(privateKey)) };
+}
+
+/**
+ * Key pairs made ahead of need. Deriving a public key costs about as much
+ * as a DH, and a handshake needs a fresh ephemeral key before its first
+ * message; one made while the event loop would otherwise wait for the peer
+ * takes that off the handshake's critical path. Each pair is handed out
+ * once; the spares are made at the end of the event-loop turn that took one.
+ */
+const spareKeyPairs: KeyPair[] = [];
+const SPARE_KEY_PAIRS = 2;
+let refilling = false;
+
+function refillSpareKeyPairs(): void {
+  refilling = false;
+  if (spareKeyPairs.length >= SPARE_KEY_PAIRS) return;
+  spareKeyPairs.push(freshKeyPair());
+  // One per turn, so a refill never holds up much else.
+  if (spareKeyPairs.length < SPARE_KEY_PAIRS) {
+    refilling = true;
+    setImmediate(refillSpareKeyPairs);
+  }
+}
+
 const nativeDh: NoiseDh = {
   name: "25519",
   dhLen: DH_LEN,
   generateKeyPair(): KeyPair {
-    const privateKey = own(randomBytes(DH_LEN));
-    return { privateKey, publicKey: rawPublic(privateKeyObject(privateKey)) };
+    const pair = spareKeyPairs.pop() ?? freshKeyPair();
+    if (!refilling) {
+      refilling = true;
+      setImmediate(refillSpareKeyPairs);
+    }
+    return pair;
   },
   keyPairFromPrivate(privateKey: Uint8Array): KeyPair {
     if (privateKey.length !== DH_LEN) {
