@@ -184,7 +184,15 @@ export class Libp2pConnection implements ConnectionLifecycle, AsyncIterable<Yamu
     protocols: readonly string[] | ((protocol: string) => boolean),
   ): Promise<ProtocolStream> {
     try {
-      const negotiated = await handleProtocol(stream, protocols, this.#negotiate);
+      // An optimistic dialer's data is already here: our agreement waits for
+      // the handler's first answer and leaves with it.
+      const negotiated = await handleProtocol(stream, protocols, {
+        ...this.#negotiate,
+        deferAnswer: true,
+      });
+      if (negotiated.unsentAnswer !== undefined) {
+        stream.prependToNextWrite(negotiated.unsentAnswer);
+      }
       return protocolStream(stream, negotiated.protocol, negotiated.stream);
     } catch (err) {
       stream.abort(err);

@@ -502,6 +502,50 @@ Deno.test("yamux: the raw wire: the ACK rides on the listener's first answer", a
   peer.raw.abort();
 });
 
+Deno.test("yamux: the raw wire: bytes prepended to the next write lead it, or go alone by the end of the turn", async () => {
+  const peer = rawPeer();
+  const syn = new Uint8Array(HEADER_LENGTH + 3);
+  syn.set(encodeFrameHeader({ type: FrameType.Data, flags: Flag.SYN, streamId: 1, length: 3 }));
+  await peer.write(syn);
+  const inbound = peer.muxer[Symbol.asyncIterator]();
+  const { value: stream } = await inbound.next();
+  stream!.prependToNextWrite(new Uint8Array(7));
+  await stream!.writable.getWriter().write(new Uint8Array(4));
+  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 7 });
+  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: 0, id: 1, length: 4 });
+  // Nothing written after it: the prepended bytes go out on their own.
+  const syn3 = encodeFrameHeader({
+    type: FrameType.WindowUpdate,
+    flags: Flag.SYN,
+    streamId: 3,
+    length: 0,
+  });
+  await peer.write(syn3);
+  const { value: quiet } = await inbound.next();
+  quiet!.prependToNextWrite(new Uint8Array(5));
+  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 3, length: 5 });
+  // And before a FIN.
+  const syn5 = encodeFrameHeader({
+    type: FrameType.WindowUpdate,
+    flags: Flag.SYN,
+    streamId: 5,
+    length: 0,
+  });
+  await peer.write(syn5);
+  const { value: closing } = await inbound.next();
+  closing!.prependToNextWrite(new Uint8Array(2));
+  await closing!.writable.close();
+  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 5, length: 2 });
+  assertEquals(await peer.nextFrame(), {
+    type: FrameType.WindowUpdate,
+    flags: Flag.FIN,
+    id: 5,
+    length: 0,
+  });
+  peer.muxer.abort();
+  peer.raw.abort();
+});
+
 Deno.test("yamux: the raw wire: SYN opens, ACK acknowledges when accepted, ping is echoed with ACK", async () => {
   const peer = rawPeer();
   await peer.write(

@@ -134,6 +134,8 @@ export class StreamCore {
    * (or accepting one and answering) take one frame, not two.
    */
   #openFlag = 0;
+  /** Bytes that lead the stream's next data (see `deferLeadingData`). */
+  #leadingData: Uint8Array | undefined;
   #lastWindowUpdate = performance.now();
   readonly #maxReceiveWindow: number;
 
@@ -197,13 +199,69 @@ export class StreamCore {
     if (flag === 0) return 0;
     this.#openFlag = 0;
     this.#host.sendingOpenFlag(this);
+    // A window update may take the flag first: the leading data still waits.
+    if (this.#leadingData !== undefined) this.#host.deferred(this);
     return flag;
   }
 
-  /** Sends a deferred SYN or ACK on its own, if it is still pending. */
+  /**
+   * Holds `bytes` (a few, such as a protocol agreement) to go out in front
+   * of what the application writes next, in the same write to the
+   * connection. Like a deferred SYN or ACK, they go out on their own when the
+   * application waits to read, closes, or has not written by the end of this
+   * turn of the event loop.
+   */
+  deferLeadingData(bytes: Uint8Array): void {
+    if (bytes.length === 0 || this.#state === "reset") return;
+    this.#leadingData = bytes;
+    this.#host.deferred(this);
+  }
+
+  /** Sends the deferred leading data, SYN or ACK, if still pending. */
   flushOpenFlag(): void {
-    if (this.#openFlag === 0 || this.#state === "reset") return;
+    if (this.#state === "reset") return;
+    if (this.#leadingData !== undefined) {
+      this.#sendLeadingData();
+      return;
+    }
+    if (this.#openFlag === 0) return;
     this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, 0);
+  }
+
+  /** The leading data as one Data frame (with a deferred SYN or ACK). It fits any window we can be given: a few bytes before all others. */
+  #sendLeadingData(): void {
+    const data = this.#leadingData!;
+    this.#leadingData = undefined;
+    if (this.#state !== "established" && this.#state !== "remoteClose") return;
+    const n = Math.min(data.length, this.#sendWindow);
+    this.#host.send(this.#dataFrame(data, 0, n));
+    if (n < data.length) this.#leadingData = data.subarray(n);
+  }
+
+  /** A Data frame for `chunk[offset .. offset + n)`, counted against the send window. */
+  #dataFrame(chunk: Uint8Array, offset: number, n: number): Uint8Array {
+    const frame = this.#host.frameBuffer(12 + n);
+    frame[0] = 0;
+    frame[2] = 0;
+    frame[3] = this.#takeOpenFlag();
+    // Header and body in one buffer: the layer below (Noise) turns every
+    // write into at least one encrypted frame.
+    frame[1] = FrameType.Data;
+    frame[4] = this.id >>> 24;
+    frame[5] = this.id >>> 16;
+    frame[6] = this.id >>> 8;
+    frame[7] = this.id;
+    frame[8] = n >>> 24;
+    frame[9] = n >>> 16;
+    frame[10] = n >>> 8;
+    frame[11] = n;
+    frame.set(
+      offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n),
+      12,
+    );
+    this.#sendWindow -= n;
+    this.#bytesSent += n;
+    return frame;
   }
 
   /** The current receive window (what auto-tuning grows). */
@@ -429,6 +487,8 @@ export class StreamCore {
   async #write(chunk: Uint8Array): Promise<void> {
     const host = this.#host;
     const max = host.maxFrameSize;
+    // Queued in the same turn as the chunk's frame: one write to the connection.
+    while (this.#leadingData !== undefined && this.#sendWindow > 0) this.#sendLeadingData();
     let offset = 0;
     while (offset < chunk.length) {
       if (this.#state !== "established" && this.#state !== "remoteClose") {
@@ -440,28 +500,12 @@ export class StreamCore {
         await this.#windowWaiter.promise;
         continue;
       }
+      if (this.#leadingData !== undefined) {
+        this.#sendLeadingData();
+        continue;
+      }
       const n = Math.min(this.#sendWindow, max, chunk.length - offset);
-      const frame = host.frameBuffer(12 + n);
-      frame[0] = 0;
-      frame[2] = 0;
-      frame[3] = this.#takeOpenFlag();
-      // Header and body in one buffer: the layer below (Noise) turns every
-      // write into at least one encrypted frame.
-      frame[1] = FrameType.Data;
-      frame[4] = this.id >>> 24;
-      frame[5] = this.id >>> 16;
-      frame[6] = this.id >>> 8;
-      frame[7] = this.id;
-      frame[8] = n >>> 24;
-      frame[9] = n >>> 16;
-      frame[10] = n >>> 8;
-      frame[11] = n;
-      frame.set(
-        offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n),
-        12,
-      );
-      this.#sendWindow -= n;
-      this.#bytesSent += n;
+      const frame = this.#dataFrame(chunk, offset, n);
       offset += n;
       host.send(frame);
       const drained = host.drained();
@@ -470,6 +514,7 @@ export class StreamCore {
   }
 
   #closeWrite(): void {
+    if (this.#leadingData !== undefined) this.#sendLeadingData();
     if (this.#state === "established") this.#state = "localClose";
     else if (this.#state === "remoteClose") this.#state = "closed";
     else return;
@@ -482,6 +527,7 @@ export class StreamCore {
     if (this.#state === "reset" || this.#state === "closed") return;
     this.#state = "reset";
     this.#error = error;
+    this.#leadingData = undefined;
     this.#discardQueue();
     if (!this.#readDone) {
       this.#readDone = true;

@@ -573,6 +573,7 @@ export class Yamux<C extends Connection = Connection>
   }
 
   #deferred(core: StreamCore): void {
+    if (this.#deferredOpen.includes(core)) return;
     this.#deferredOpen.push(core);
     // After every microtask of this turn: whatever the application sends in
     // reaction to opening or accepting the stream has been queued by then.

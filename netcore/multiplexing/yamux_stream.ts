@@ -100,6 +100,17 @@ export class YamuxStream implements Connection {
     return this.#core.stats();
   }
 
+  /**
+   * Holds `bytes` to go out in front of the next bytes written, in the same
+   * write to the connection (a protocol agreement before the first answer,
+   * say). They go out on their own instead when the stream's reader waits,
+   * on close, or at the end of this turn of the event loop if nothing was
+   * written by then.
+   */
+  prependToNextWrite(bytes: Uint8Array): void {
+    this.#core.deferLeadingData(bytes);
+  }
+
   /** Half-closes our side (FIN) after queued writes, then waits for the peer's FIN. */
   close(): Promise<void> {
     return this.#core.close();
