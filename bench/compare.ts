@@ -15,7 +15,9 @@
  *
  * Options: `--quick`, `--perf-bytes N`, `--pings N`, `--connections N`,
  * `--runs N` (median of N runs, default 1), `--impl LIST` (default
- * `ours,js-libp2p,raw`). Each figure is timed as described in
+ * `ours,js-libp2p,raw`). With several runs the implementations take turns
+ * (run 1 of each, then run 2 of each...), so a shared machine whose speed
+ * drifts over a minute weighs on all of them alike. Each figure is timed as described in
  * `bench/_node_cli.ts`. `ours` is skipped with a note when `cli.ts` is
  * missing, `js-libp2p` when `bench/node_modules` is.
  *
@@ -76,8 +78,74 @@ function median(values: number[]): number {
 }
 
 /**
- * Measures one implementation: starts its listener, runs its client for each
- * figure, stops the listener.
+ * One run of every figure on one implementation: starts its listener, runs
+ * its client once per figure, stops the listener.
+ *
+ * @example
+ * ```ts
+ * const raw = await measureOnce("raw", { ...DEFAULT_COMPARE_OPTIONS, ...QUICK_COMPARE_OPTIONS });
+ * console.log(raw.pingAvgUs);
+ * ```
+ */
+export async function measureOnce(
+  impl: Implementation,
+  options: CompareOptions,
+): Promise<Figures> {
+  await using node = await startListener(impl);
+  const target = node.multiaddr;
+  const bytes = String(options.perfBytes);
+  const perf = parsePerfLine(
+    await runClientOk(impl, [
+      "perf",
+      target,
+      "--upload",
+      bytes,
+      "--download",
+      bytes,
+    ]),
+  );
+  if (!perf) throw new Error(`${impl}: no perf line`);
+  const pings = parsePingLine(
+    await runClientOk(impl, ["ping", target, "--count", String(options.pings)]),
+  );
+  if (!pings) throw new Error(`${impl}: no ping line`);
+  const connect = parseConnectLine(
+    await runClientOk(impl, [
+      "connect",
+      target,
+      "--count",
+      String(options.connections),
+    ]),
+  );
+  if (!connect) throw new Error(`${impl}: no connect line`);
+  return {
+    uploadMBps: perf.uploadMBps,
+    downloadMBps: perf.downloadMBps,
+    pingAvgUs: pings.avgUs,
+    pingP50Us: pings.p50Us,
+    connectionsPerSecond: connect.perSecond,
+  };
+}
+
+/** The median of each figure over several runs. */
+function medianFigures(runs: Figures[]): Figures {
+  const of = (pick: (f: Figures) => number | undefined) => {
+    const values = runs.map(pick).filter((v): v is number => v !== undefined);
+    return values.length === 0 ? undefined : median(values);
+  };
+  return {
+    uploadMBps: of((f) => f.uploadMBps)!,
+    downloadMBps: of((f) => f.downloadMBps)!,
+    pingAvgUs: of((f) => f.pingAvgUs)!,
+    pingP50Us: of((f) => f.pingP50Us),
+    connectionsPerSecond: of((f) => f.connectionsPerSecond)!,
+  };
+}
+
+/**
+ * Measures one implementation `options.runs` times and returns the medians.
+ * {@linkcode compare} interleaves implementations run by run instead, so
+ * that a machine whose speed drifts does not favour whichever ran first.
  *
  * @example
  * ```ts
@@ -89,59 +157,47 @@ export async function measure(
   impl: Implementation,
   options: CompareOptions,
 ): Promise<Figures> {
-  await using node = await startListener(impl);
-  const target = node.multiaddr;
-  const up: number[] = [];
-  const down: number[] = [];
-  const ping: number[] = [];
-  const p50: number[] = [];
-  const conns: number[] = [];
+  const runs: Figures[] = [];
   for (let run = 0; run < options.runs; run++) {
-    const bytes = String(options.perfBytes);
-    const perf = parsePerfLine(
-      await runClientOk(impl, [
-        "perf",
-        target,
-        "--upload",
-        bytes,
-        "--download",
-        bytes,
-      ]),
-    );
-    if (!perf) throw new Error(`${impl}: no perf line`);
-    up.push(perf.uploadMBps);
-    down.push(perf.downloadMBps);
-
-    const pings = parsePingLine(
-      await runClientOk(impl, [
-        "ping",
-        target,
-        "--count",
-        String(options.pings),
-      ]),
-    );
-    if (!pings) throw new Error(`${impl}: no ping line`);
-    ping.push(pings.avgUs);
-    if (pings.p50Us !== undefined) p50.push(pings.p50Us);
-
-    const connect = parseConnectLine(
-      await runClientOk(impl, [
-        "connect",
-        target,
-        "--count",
-        String(options.connections),
-      ]),
-    );
-    if (!connect) throw new Error(`${impl}: no connect line`);
-    conns.push(connect.perSecond);
+    runs.push(await measureOnce(impl, options));
   }
-  return {
-    uploadMBps: median(up),
-    downloadMBps: median(down),
-    pingAvgUs: median(ping),
-    pingP50Us: p50.length ? median(p50) : undefined,
-    connectionsPerSecond: median(conns),
-  };
+  return medianFigures(runs);
+}
+
+/**
+ * Every implementation of `options.impls`, interleaved: run 1 of each, then
+ * run 2 of each, and so on; the medians per implementation. An
+ * implementation that fails is reported through `onFailure` and left out.
+ *
+ * @example
+ * ```ts
+ * const results = await compare({ ...DEFAULT_COMPARE_OPTIONS, ...QUICK_COMPARE_OPTIONS });
+ * console.log(formatTable(results));
+ * ```
+ */
+export async function compare(
+  options: CompareOptions,
+  onFailure: (impl: Implementation, err: unknown) => void = () => {},
+): Promise<Partial<Record<Implementation, Figures>>> {
+  const runs = new Map<Implementation, Figures[]>();
+  for (const impl of options.impls) runs.set(impl, []);
+  for (let run = 0; run < options.runs; run++) {
+    for (const impl of options.impls) {
+      const done = runs.get(impl);
+      if (done === undefined) continue;
+      try {
+        done.push(await measureOnce(impl, options));
+      } catch (err) {
+        onFailure(impl, err);
+        runs.delete(impl);
+      }
+    }
+  }
+  const results: Partial<Record<Implementation, Figures>> = {};
+  for (const [impl, figures] of runs) {
+    if (figures.length > 0) results[impl] = medianFigures(figures);
+  }
+  return results;
 }
 
 interface Metric {
@@ -302,25 +358,27 @@ async function main(): Promise<void> {
     `compare: perf ${options.perfBytes} B each way, ${options.pings} pings, ` +
       `${options.connections} connections, median of ${options.runs} run(s), loopback TCP`,
   );
-  const results: Partial<Record<Implementation, Figures>> = {};
+  const available: Implementation[] = [];
   for (const impl of options.impls) {
-    if (!await isAvailable(impl)) {
+    if (await isAvailable(impl)) {
+      available.push(impl);
+    } else {
       console.log(
         impl === "ours"
           ? "skipping ours: cli.ts does not exist yet"
           : `skipping ${impl}: run \`npm ci --prefix bench --ignore-scripts\` first`,
       );
-      continue;
     }
-    console.log(`measuring ${impl} ...`);
-    try {
-      results[impl] = await measure(impl, options);
-    } catch (err) {
+  }
+  console.log(`measuring ${available.join(", ")}, interleaved run by run ...`);
+  const results = await compare(
+    { ...options, impls: available },
+    (impl, err) => {
       console.log(
         `${impl} failed: ${err instanceof Error ? err.message : String(err)}`,
       );
-    }
-  }
+    },
+  );
   console.log();
   console.log(formatTable(results));
   console.log(
