@@ -233,7 +233,9 @@ export class Libp2pNode {
     set.add(conn);
     const gauge = connectionsOpen.labels({ direction });
     gauge.inc();
-    this.#log.debug("connection open", { peer: key, direction, addr: conn.remoteAddr.toString() });
+    if (this.#log.enabled("debug")) {
+      this.#log.debug("connection open", { peer: key, direction, addr: `${conn.remoteAddr}` });
+    }
     conn.closed.finally(() => {
       gauge.dec();
       set.delete(conn);

@@ -175,6 +175,20 @@ Deno.test("generated key pairs are fresh, and each backend derives the other's p
   }
 });
 
+Deno.test("native DH: an array reused for another key is never served the old key's import", () => {
+  const [native, noble] = BACKENDS;
+  const a = native.dh.generateKeyPair(), b = native.dh.generateKeyPair();
+  const c = native.dh.generateKeyPair();
+  const publicKey = b.publicKey.slice();
+  assertEquals(native.dh.dh(a.privateKey, publicKey), noble.dh.dh(a.privateKey, b.publicKey));
+  publicKey.set(c.publicKey);
+  assertEquals(native.dh.dh(a.privateKey, publicKey), noble.dh.dh(a.privateKey, c.publicKey));
+  const privateKey = a.privateKey.slice();
+  assertEquals(native.dh.dh(privateKey, c.publicKey), noble.dh.dh(a.privateKey, c.publicKey));
+  privateKey.set(b.privateKey);
+  assertEquals(native.dh.dh(privateKey, c.publicKey), noble.dh.dh(b.privateKey, c.publicKey));
+});
+
 Deno.test("the two backends interoperate (native initiator, noble responder)", () => {
   const [native, noble] = BACKENDS;
   for (const suite of ["ChaChaPoly_SHA256", "AESGCM_BLAKE2s"]) {

@@ -962,12 +962,15 @@ export class Yamux<C extends Connection = Connection>
     this.#state = "closed";
     this.#error = error;
     this.#stopKeepAlive();
-    const streamError = error ?? new NetworkError("CONNECTION_CLOSED", "yamux: session closed");
-    for (const core of [...this.#streams.values()]) core.onSessionEnd(streamError);
+    if (this.#streams.size > 0 || this.#pings.size > 0) {
+      // Made only when something will see it: an Error costs its stack trace.
+      const streamError = error ?? new NetworkError("CONNECTION_CLOSED", "yamux: session closed");
+      for (const core of [...this.#streams.values()]) core.onSessionEnd(streamError);
+      for (const pending of this.#pings.values()) pending.reject(streamError);
+      this.#pings.clear();
+    }
     this.#clearAcceptQueue();
     this.#wakeAcceptor();
-    for (const pending of this.#pings.values()) pending.reject(streamError);
-    this.#pings.clear();
     this.#wakeWriters();
   }
 

@@ -54,23 +54,48 @@ function withPrefix(prefix: Uint8Array, raw: Uint8Array): Buffer {
 }
 
 /**
- * Imported private keys by the array that holds them: a static key takes part
- * in a DH on every handshake, an ephemeral one in two or three, and each
- * import costs as much as a tenth of the DH itself.
+ * Imported key objects by the array that holds the raw key, with a copy of
+ * the bytes they were made from: a static key takes part in a DH on every
+ * handshake and an ephemeral one in two or three, and each import costs a
+ * tenth of the DH itself. The copy is compared on every use, so an array
+ * whose bytes changed since is imported again, never served a stale key.
  */
-const privateKeyObjects = new WeakMap<Uint8Array, KeyObject>();
+class KeyObjectCache {
+  readonly #entries = new WeakMap<Uint8Array, { bytes: Uint8Array; key: KeyObject }>();
+  readonly #make: (raw: Uint8Array) => KeyObject;
+
+  constructor(make: (raw: Uint8Array) => KeyObject) {
+    this.#make = make;
+  }
+
+  get(raw: Uint8Array): KeyObject {
+    const entry = this.#entries.get(raw);
+    if (entry !== undefined && sameBytes(entry.bytes, raw)) return entry.key;
+    const key = this.#make(raw);
+    this.#entries.set(raw, { bytes: raw.slice(), key });
+    return key;
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+const privateKeyObjects = new KeyObjectCache((raw) =>
+  createPrivateKey({ key: withPrefix(PKCS8_X25519, raw), format: "der", type: "pkcs8" })
+);
+const publicKeyObjects = new KeyObjectCache((raw) =>
+  createPublicKey({ key: withPrefix(SPKI_X25519, raw), format: "der", type: "spki" })
+);
 
 function privateKeyObject(raw: Uint8Array): KeyObject {
-  let key = privateKeyObjects.get(raw);
-  if (key === undefined) {
-    key = createPrivateKey({ key: withPrefix(PKCS8_X25519, raw), format: "der", type: "pkcs8" });
-    privateKeyObjects.set(raw, key);
-  }
-  return key;
+  return privateKeyObjects.get(raw);
 }
 
 function publicKeyObject(raw: Uint8Array): KeyObject {
-  return createPublicKey({ key: withPrefix(SPKI_X25519, raw), format: "der", type: "spki" });
+  return publicKeyObjects.get(raw);
 }
 
 /** Copies a node Buffer into a plain Uint8Array we own (Buffers may share a pool). */
