@@ -239,6 +239,8 @@ Deno.test("malformed peer ids throw NetworkError BAD_ADDRESS", () => {
     ["CID bad base32", () => PeerId.parse("bafz1")],
   ];
   for (const [name, fn] of bad) assertThrowsCode(fn, ["BAD_ADDRESS"], name);
+  // Parsed ids are remembered; refusals are not, so they refuse every time.
+  for (const [name, fn] of bad) assertThrowsCode(fn, ["BAD_ADDRESS"], `${name}, again`);
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 60 }), fc.string({ maxLength: 80 }), (bytes, text) => {
       for (const fn of [() => PeerId.fromBytes(bytes), () => PeerId.parse(text)]) {

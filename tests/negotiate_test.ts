@@ -341,6 +341,16 @@ Deno.test("an over-long line is refused from its length prefix", async () => {
   await assertRejectsCode(selecting, "FRAME_TOO_LARGE");
 });
 
+Deno.test("protocol ids outside ASCII are negotiated as UTF-8", async () => {
+  const { a, b } = duplexPair();
+  const [dialed, handled] = await Promise.all([
+    selectProtocol(a, ["/échange/1.0.0"]),
+    handleProtocol(b, ["/échange/1.0.0"]),
+  ]);
+  assertEquals(dialed.protocol, "/échange/1.0.0");
+  assertEquals(handled.protocol, "/échange/1.0.0");
+});
+
 Deno.test("a message without its trailing newline, with two lines, empty, or not UTF-8, is a protocol violation", async () => {
   const bad = [
     concat([new Uint8Array([2]), utf8.encode("/a")]), // missing newline

@@ -155,17 +155,13 @@ export class PeerId {
    * ```
    */
   static parse(text: string): PeerId {
-    if (text.length === 0 || text.length > MAX_TEXT_LENGTH) {
-      throw new NetworkError("BAD_ADDRESS", `peer id text of ${text.length} characters`);
-    }
-    // A base58 multihash starts with "1" (identity) or "Q" (sha2-256), never
-    // "b", so the multibase prefix is unambiguous.
-    if (text[0] !== "b") return PeerId.fromBytes(decodeBase58(text));
-    const cid = decodeBase32(text.slice(1));
-    if (cid.length < 2 || cid[0] !== CID_V1 || cid[1] !== LIBP2P_KEY) {
-      throw new NetworkError("BAD_ADDRESS", "peer id CID is not a CIDv1 libp2p-key");
-    }
-    return PeerId.fromBytes(cid.subarray(2));
+    const known = parsedIds.get(text);
+    if (known !== undefined) return known;
+    const id = parsePeerId(text);
+    // A dialer parses the peer id of every address it dials: the same few.
+    if (parsedIds.size >= MAX_PARSED_IDS) parsedIds.delete(parsedIds.keys().next().value!);
+    parsedIds.set(text, id);
+    return id;
   }
 
   /** The multihash bytes. Do not modify them. */
@@ -222,4 +218,22 @@ export class PeerId {
   toJSON(): string {
     return this.toString();
   }
+}
+
+/** Ids parsed so far, by text (an LRU): PeerId is immutable. */
+const parsedIds = new Map<string, PeerId>();
+const MAX_PARSED_IDS = 1024;
+
+function parsePeerId(text: string): PeerId {
+  if (text.length === 0 || text.length > MAX_TEXT_LENGTH) {
+    throw new NetworkError("BAD_ADDRESS", `peer id text of ${text.length} characters`);
+  }
+  // A base58 multihash starts with "1" (identity) or "Q" (sha2-256), never
+  // "b", so the multibase prefix is unambiguous.
+  if (text[0] !== "b") return PeerId.fromBytes(decodeBase58(text));
+  const cid = decodeBase32(text.slice(1));
+  if (cid.length < 2 || cid[0] !== CID_V1 || cid[1] !== LIBP2P_KEY) {
+    throw new NetworkError("BAD_ADDRESS", "peer id CID is not a CIDv1 libp2p-key");
+  }
+  return PeerId.fromBytes(cid.subarray(2));
 }

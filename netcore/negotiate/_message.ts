@@ -96,6 +96,16 @@ export function decodeLine(body: Uint8Array): string {
   if (body.indexOf(NEWLINE) !== end) {
     throw new NetworkError("PROTOCOL_VIOLATION", "negotiation message holds more than one line");
   }
+  // Protocol ids are ASCII in practice: build those directly, which costs a
+  // fraction of a TextDecoder call; anything else is decoded (and checked).
+  let ascii = true;
+  for (let i = 0; i < end; i++) {
+    if (body[i] >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii && end <= 256) return String.fromCharCode(...body.subarray(0, end));
   try {
     return decoder.decode(body.subarray(0, end));
   } catch (err) {

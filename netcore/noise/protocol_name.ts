@@ -44,6 +44,19 @@ export interface NoiseProtocol {
  * ```
  */
 export function parseProtocolName(name: string): NoiseProtocol {
+  // Names come from configuration, so there are few; every handshake asks.
+  let protocol = parsed.get(name);
+  if (protocol === undefined) {
+    protocol = Object.freeze(parse(name));
+    if (parsed.size < MAX_CACHED_NAMES) parsed.set(name, protocol);
+  }
+  return protocol;
+}
+
+const parsed = new Map<string, NoiseProtocol>();
+const MAX_CACHED_NAMES = 256;
+
+function parse(name: string): NoiseProtocol {
   const parts = name.split("_");
   if (parts.length !== 5 || parts[0] !== "Noise") {
     throw new TypeError(
