@@ -8,6 +8,7 @@
  */
 
 import { NetworkError } from "./network_error.ts";
+import { type DirectSource, directSource } from "./transport/_direct.ts";
 import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -22,6 +23,8 @@ const EMPTY = new Uint8Array(0);
 interface Handoff {
   pending: Uint8Array | undefined;
   readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  /** The source's side door (`transport/_direct.ts`), when it has one. */
+  readonly direct: DirectSource | undefined;
   pulled: boolean;
 }
 
@@ -53,6 +56,8 @@ export class ByteReader {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   /** The lock on `#source` when `#reader` is a handed-off source reader. */
   readonly #lock: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  /** The source's side door: read through it, not through the stream. */
+  readonly #direct: DirectSource | undefined;
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
   #released = false;
@@ -65,10 +70,13 @@ export class ByteReader {
       // Hold the released stream locked, but read its source directly.
       this.#lock = readable.getReader();
       this.#reader = handoff.reader;
+      this.#direct = handoff.direct;
       this.#chunk = handoff.pending ?? EMPTY;
       handoff.pending = undefined;
     } else {
+      // Locked first: the side door is only ours once nobody else can read.
       this.#reader = readable.getReader();
+      this.#direct = directSource(readable);
     }
   }
 
@@ -79,6 +87,16 @@ export class ByteReader {
 
   /** The next non-empty chunk of the stream; `undefined` at its end. */
   async #next(): Promise<Uint8Array | undefined> {
+    const direct = this.#direct;
+    while (direct !== undefined) {
+      let chunk: Uint8Array | undefined;
+      try {
+        chunk = await direct.read();
+      } catch (err) {
+        throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
+      }
+      if (chunk === undefined || chunk.length > 0) return chunk;
+    }
     while (true) {
       let result: ReadableStreamReadResult<Uint8Array>;
       try {
@@ -221,6 +239,7 @@ export class ByteReader {
     const handoff: Handoff = {
       pending: this.#chunk.subarray(this.#offset),
       reader: this.#reader,
+      direct: this.#direct,
       pulled: false,
     };
     this.#chunk = EMPTY;

@@ -77,9 +77,11 @@ export class Pinger {
   // One buffer for every ping: the writer may reuse a chunk once write()
   // resolved, and the answer is compared before the next ping starts.
   readonly #payload = new Uint8Array(PING_LENGTH);
-  /** The ping waiting for its answer: when it started, how to fail it. */
-  #inFlight: { start: number; reject: (err: NetworkError) => void } | undefined;
-  /** The one deadline timer (see `#withTimeout`), while armed. */
+  /** When the ping in flight started; undefined between pings. */
+  #started: number | undefined;
+  /** Set when a ping ran out of time: the stream is failed for good. */
+  #timedOut: NetworkError | undefined;
+  /** The one deadline timer (see `ping`), while armed. */
   #deadline: ReturnType<typeof setTimeout> | undefined;
 
   /** Takes over `stream` (locks both its sides). */
@@ -92,13 +94,35 @@ export class Pinger {
   /**
    * One ping; resolves with the round-trip time in milliseconds.
    *
+   * The time limit costs nothing per ping: one timer serves every ping on
+   * the stream. Armed at the first ping, it checks on firing whether the
+   * ping in flight is over its limit (then it fails the stream, which fails
+   * the ping with `TIMEOUT`: a late answer would be mistaken for the next
+   * one's) and re-arms itself for the rest; between pings it is unref'd, so
+   * an idle pinger does not keep the process alive. A timer and a race per
+   * ping cost more CPU and garbage than the rest of a loopback round trip.
+   *
    * @throws {NetworkError} `PROTOCOL_VIOLATION` if the echo differs,
-   *   `TIMEOUT` after the time limit, `CONNECTION_CLOSED` if the stream ends
+   *   `TIMEOUT` after the time limit (and for every ping after it),
+   *   `CONNECTION_CLOSED` if the stream ends
    */
   async ping(): Promise<number> {
+    if (this.#timedOut !== undefined) throw this.#timedOut;
     crypto.getRandomValues(this.#payload);
     const start = performance.now();
-    const answer = await this.#withTimeout(this.#roundTrip(), start);
+    this.#started = start;
+    if (this.#deadline === undefined) this.#armDeadline(this.#timeout);
+    else Deno.refTimer(this.#deadline);
+    let answer: Uint8Array;
+    try {
+      await this.#writer.write(this.#payload);
+      answer = await this.#reader.readExactly(PING_LENGTH);
+    } catch (err) {
+      throw this.#timedOut ?? err;
+    } finally {
+      this.#started = undefined;
+      if (this.#deadline !== undefined) Deno.unrefTimer(this.#deadline);
+    }
     const rtt = performance.now() - start;
     for (let i = 0; i < PING_LENGTH; i++) {
       if (answer[i] !== this.#payload[i]) {
@@ -108,47 +132,22 @@ export class Pinger {
     return rtt;
   }
 
-  /**
-   * `roundTrip` or a `TIMEOUT` error, whichever comes first. Creating and
-   * clearing a timer per ping cost more CPU than the rest of a loopback
-   * round trip's JS, so one timer serves every ping on the stream: armed at
-   * the first ping, it checks on firing whether the ping in flight is over
-   * its limit and re-arms itself for the rest; between pings it is unref'd,
-   * so an idle pinger does not keep the process alive.
-   */
-  #withTimeout(roundTrip: Promise<Uint8Array>, start: number): Promise<Uint8Array> {
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    const inFlight = { start, reject };
-    this.#inFlight = inFlight;
-    if (this.#deadline === undefined) this.#armDeadline(this.#timeout);
-    else Deno.refTimer(this.#deadline);
-    roundTrip.then(resolve, reject).finally(() => {
-      if (this.#inFlight !== inFlight) return;
-      this.#inFlight = undefined;
-      // Armed but idle, the timer must not keep the process alive.
-      if (this.#deadline !== undefined) Deno.unrefTimer(this.#deadline);
-    });
-    return promise;
-  }
-
   #armDeadline(ms: number): void {
-    const timer = setTimeout(() => {
+    this.#deadline = setTimeout(() => {
       this.#deadline = undefined;
-      const inFlight = this.#inFlight;
-      if (inFlight === undefined) return;
-      const elapsed = performance.now() - inFlight.start;
-      if (elapsed >= this.#timeout) {
-        inFlight.reject(new NetworkError("TIMEOUT", `ping timed out after ${this.#timeout} ms`));
-      } else {
+      const started = this.#started;
+      if (started === undefined) return;
+      const elapsed = performance.now() - started;
+      if (elapsed < this.#timeout) {
         this.#armDeadline(this.#timeout - elapsed);
+        return;
       }
+      const error = new NetworkError("TIMEOUT", `ping timed out after ${this.#timeout} ms`);
+      this.#timedOut = error;
+      // Wakes the pending write or read, which then rethrows `error`.
+      this.#reader.cancel(error).catch(() => {});
+      this.#writer.abort(error).catch(() => {});
     }, ms);
-    this.#deadline = timer;
-  }
-
-  async #roundTrip(): Promise<Uint8Array> {
-    await this.#writer.write(this.#payload);
-    return await this.#reader.readExactly(PING_LENGTH);
   }
 
   /** Closes our side and waits for the listener to close its side. */

@@ -14,6 +14,7 @@ import { defaultRegistry } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection, ConnectionLifecycle } from "../transport/connection.ts";
+import { type DirectSink, directSink, directSource } from "../transport/_direct.ts";
 import type { Role } from "../transport/transport.ts";
 import { StreamCore, type StreamHost, type StreamWindowOptions } from "./_stream_core.ts";
 import {
@@ -226,6 +227,8 @@ export class Yamux<C extends Connection = Connection>
   #currentFlags = 0;
 
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** The connection writable's side door, once we hold its lock. */
+  #sink: DirectSink | undefined;
   #queue: Uint8Array[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
@@ -356,6 +359,7 @@ export class Yamux<C extends Connection = Connection>
     if (this.#started) return;
     this.#started = true;
     this.#writer = this.#conn.writable.getWriter();
+    this.#sink = directSink(this.#conn.writable);
     void this.#readLoop();
     if (this.#options.keepAliveInterval > 0) {
       this.#keepAliveTimer = setInterval(() => this.#keepAlive(), this.#options.keepAliveInterval);
@@ -639,16 +643,22 @@ export class Yamux<C extends Connection = Connection>
       this.#fail(NetworkError.wrap(err, "CONNECTION_RESET", "yamux: cannot read"), undefined);
       return;
     }
+    // Locked above, so the connection's side door (if any) is ours.
+    const direct = directSource(this.#conn.readable);
     while (true) {
-      let result: ReadableStreamReadResult<Uint8Array>;
+      let chunk: Uint8Array | undefined;
       try {
-        result = await reader.read();
+        if (direct !== undefined) {
+          chunk = await direct.read();
+        } else {
+          const result = await reader.read();
+          chunk = result.done ? undefined : result.value;
+        }
       } catch (err) {
         this.#fail(NetworkError.wrap(err, "CONNECTION_RESET", "yamux: read failed"), undefined);
         return;
       }
-      if (result.done) break;
-      const chunk = result.value;
+      if (chunk === undefined) break;
       BYTES_IN.inc(chunk.length);
       try {
         this.#decoder.decode(chunk, this.#handler);
@@ -858,6 +868,14 @@ export class Yamux<C extends Connection = Connection>
         const chunk = this.#takeBatch();
         BYTES_OUT.inc(chunk.length);
         if (this.#queuedBytes <= this.#highWater / 2) this.#wakeWriters();
+        const sink = this.#sink;
+        if (sink !== undefined) {
+          // The channel encrypts at once; a promise asks us to wait for room.
+          const room = sink.write(chunk);
+          if (room !== undefined) await room;
+          this.#recycle(chunk);
+          continue;
+        }
         writer.write(chunk).then(
           () => this.#recycle(chunk),
           (err) => this.#onWriteError(err),

@@ -24,6 +24,12 @@ import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import type { Connection } from "../transport/connection.ts";
+import {
+  type DirectSink,
+  directSink,
+  registerDirectSink,
+  registerDirectSource,
+} from "../transport/_direct.ts";
 import { EMPTY, LENGTH_PREFIX, MAX_PLAINTEXT, TAG_LENGTH } from "./_frame.ts";
 
 /**
@@ -153,9 +159,13 @@ export class SecureChannel implements Connection {
   #readState: ReadState = "open";
   #writeState: WriteState = "open";
   #writeError: NetworkError | undefined;
+  /** The error that failed the channel, if one did. */
+  #failure: NetworkError | undefined;
   /** Encrypted frames not yet handed to the lower writer. */
   #batch: Uint8Array | undefined;
   #batchLength = 0;
+  /** The lower writable's side door, when it has one (see `transport/_direct.ts`). */
+  readonly #lowerSink: DirectSink | undefined;
   /** A batch buffer the lower writer is done with, for the next batch. */
   #spare: Uint8Array | undefined;
   /** The running flush loop, if any. */
@@ -186,6 +196,18 @@ export class SecureChannel implements Connection {
       write: (chunk) => this.#write(chunk),
       close: () => this.#closeWrite(),
       abort: (reason) => this.#abortWrite(reason),
+    });
+    // Our writer holds the lower writable's lock: its side door is ours.
+    this.#lowerSink = directSink(init.connection.writable);
+    registerDirectSource(this.#readable, { read: () => this.#read() });
+    registerDirectSink(this.#writable, {
+      write: (chunk) => {
+        try {
+          return this.#write(chunk);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+      },
     });
     if (init.unsent !== undefined && init.unsent.length > 0) {
       const batch = new Uint8Array(Math.max(MIN_BATCH, init.unsent.length));
@@ -274,6 +296,25 @@ export class SecureChannel implements Connection {
   // ---- read side ----
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    let plaintext: Uint8Array | undefined;
+    try {
+      plaintext = await this.#read();
+    } catch {
+      // `#read` failed the channel, which errored this stream.
+      return;
+    }
+    if (plaintext === undefined) controller.close();
+    else controller.enqueue(plaintext);
+  }
+
+  /**
+   * The next non-empty plaintext, `undefined` at the peer's clean end. A
+   * failure fails the whole channel (both streams, the connection under it)
+   * and rejects with its error.
+   */
+  async #read(): Promise<Uint8Array | undefined> {
+    if (this.#readState === "failed") throw this.#readError();
+    if (this.#readState === "ended") return undefined;
     try {
       // Empty transport messages are legal; skip them rather than hand an
       // empty chunk to the consumer.
@@ -282,8 +323,7 @@ export class SecureChannel implements Connection {
         if (prefix === undefined) {
           // The peer half-closed on a frame boundary: a clean end.
           this.#readState = "ended";
-          controller.close();
-          return;
+          return undefined;
         }
         let length: number;
         if (prefix.length === LENGTH_PREFIX) {
@@ -309,15 +349,20 @@ export class SecureChannel implements Connection {
             { cause: err },
           );
         }
-        if (plaintext.length === 0) continue;
-        controller.enqueue(plaintext);
-        return;
+        if (plaintext.length > 0) return plaintext;
       }
     } catch (err) {
       const error = NetworkError.wrap(err, "PROTOCOL_VIOLATION", "noise transport read");
       // The stream is already errored by `#fail` when we were aborted.
       if (this.#readState === "open") this.#fail(error);
+      throw this.#failure ?? error;
     }
+  }
+
+  /** Why reading is over for good. */
+  #readError(): NetworkError {
+    return this.#failure ??
+      new NetworkError("CONNECTION_CLOSED", "secure channel is closed for reading");
   }
 
   async #cancelRead(reason: unknown): Promise<void> {
@@ -396,7 +441,8 @@ export class SecureChannel implements Connection {
         this.#batch = undefined;
         this.#batchLength = 0;
         this.#wake();
-        await this.#writer.write(out);
+        if (this.#lowerSink !== undefined) await this.#lowerSink.write(out);
+        else await this.#writer.write(out);
         // The lower writer is done with the buffer once its write resolved.
         if (batch.length <= MAX_SPARE) this.#spare = batch;
       }
@@ -461,6 +507,7 @@ export class SecureChannel implements Connection {
 
   /** Fails both streams with `error` and aborts the connection under them. */
   #fail(error: NetworkError): void {
+    this.#failure ??= error;
     if (this.#readState === "open") {
       this.#readState = "failed";
       this.#readController?.error(error);

@@ -20,6 +20,7 @@
 
 import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
+import { registerDirectSink, registerDirectSource } from "./_direct.ts";
 import { GracefulClose } from "./_graceful_close.ts";
 import { ioError } from "./_io_error.ts";
 import type { Connection } from "./connection.ts";
@@ -153,9 +154,18 @@ export class TcpConnection implements Connection {
       close: () => this.#lifecycle.closeWrite(),
       abort: (reason) => this.abort(reason),
     });
+    registerDirectSource(this.readable, { read: () => this.#read() });
+    registerDirectSink(this.writable, { write: (chunk) => this.#write(chunk) });
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    const chunk = await this.#read();
+    if (chunk === undefined) controller.close();
+    else controller.enqueue(chunk);
+  }
+
+  /** The next chunk read, `undefined` at the peer's end. */
+  async #read(): Promise<Uint8Array | undefined> {
     const size = this.#readSize;
     if (this.#slab.length - this.#slabUsed < size) {
       this.#slab = new Uint8Array(size * this.#slabReads);
@@ -175,8 +185,7 @@ export class TcpConnection implements Connection {
     }
     if (n === null) {
       this.#lifecycle.endRead();
-      controller.close();
-      return;
+      return undefined;
     }
     this.#slabUsed += n;
     if (n === size) {
@@ -184,7 +193,7 @@ export class TcpConnection implements Connection {
     } else if (n < size / 4 && size > MIN_READ) {
       this.#readSize = Math.max(size / 2, MIN_READ);
     }
-    controller.enqueue(view.subarray(0, n));
+    return view.subarray(0, n);
   }
 
   async #write(chunk: Uint8Array): Promise<void> {
