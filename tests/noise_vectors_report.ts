@@ -35,11 +35,12 @@ export interface NoiseVector {
   messages: { payload: string; ciphertext: string }[];
 }
 
-/** The vectors file, found relative to this file (shared/ sits beside the repo). */
-export const VECTORS_URL = new URL(
-  "../../shared/vectors/noise-cacophony-25519.json",
-  import.meta.url,
-);
+/**
+ * The vectors file: a copy of the workplace's `shared/vectors` file (the
+ * public-domain cacophony vectors), kept in the repository so a clone tests
+ * on its own.
+ */
+export const VECTORS_URL = new URL("./vectors/noise-cacophony-25519.json", import.meta.url);
 
 /** Reads the vectors. */
 export async function loadVectors(): Promise<NoiseVector[]> {
