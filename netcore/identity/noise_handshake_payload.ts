@@ -146,7 +146,11 @@ const MAX_CACHED_PAYLOADS = 1024;
 const MAX_CACHED_PAYLOAD_BYTES = 1024;
 
 function cacheKey(staticKey: Uint8Array, payload: Uint8Array): string {
-  return String.fromCharCode(...staticKey, ...payload);
+  const bytes = new Uint8Array(staticKey.length + payload.length);
+  bytes.set(staticKey);
+  bytes.set(payload, staticKey.length);
+  // apply() takes the array as is; a spread would iterate it.
+  return String.fromCharCode.apply(null, bytes as unknown as number[]);
 }
 
 function copyInfo(info: NoiseHandshakePayloadInfo): NoiseHandshakePayloadInfo {

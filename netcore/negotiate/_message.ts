@@ -105,7 +105,10 @@ export function decodeLine(body: Uint8Array): string {
       break;
     }
   }
-  if (ascii && end <= 256) return String.fromCharCode(...body.subarray(0, end));
+  if (ascii && end <= 256) {
+    // apply() takes the array as is; a spread would iterate it.
+    return String.fromCharCode.apply(null, body.subarray(0, end) as unknown as number[]);
+  }
   try {
     return decoder.decode(body.subarray(0, end));
   } catch (err) {
