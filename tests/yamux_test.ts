@@ -358,6 +358,23 @@ Deno.test("yamux: the accept backlog is bounded; streams opened before iteration
 });
 
 /** A raw peer: writes frames by hand, reads what the session sends. */
+/** A SYN opening stream `id`: a window update, or a data frame with `body` zero bytes. */
+function synFrame(id: number, body = 0): Uint8Array {
+  if (body === 0) {
+    return encodeFrameHeader({
+      type: FrameType.WindowUpdate,
+      flags: Flag.SYN,
+      streamId: id,
+      length: 0,
+    });
+  }
+  const frame = new Uint8Array(HEADER_LENGTH + body);
+  frame.set(
+    encodeFrameHeader({ type: FrameType.Data, flags: Flag.SYN, streamId: id, length: body }),
+  );
+  return frame;
+}
+
 function rawPeer(options: Partial<YamuxOptions> = {}, bufferSize?: number) {
   const [a, b] = connectionPair(0, bufferSize);
   const muxer = Yamux.create(b, {
@@ -473,22 +490,14 @@ Deno.test("yamux: the raw wire: a stream's SYN rides on its first data frame, in
 
 Deno.test("yamux: the raw wire: the ACK rides on the listener's first answer", async () => {
   const peer = rawPeer();
-  const syn = new Uint8Array(HEADER_LENGTH + 3);
-  syn.set(encodeFrameHeader({ type: FrameType.Data, flags: Flag.SYN, streamId: 1, length: 3 }));
-  await peer.write(syn);
+  await peer.write(synFrame(1, 3));
   const { value: stream } = await peer.muxer[Symbol.asyncIterator]().next();
   const reader = stream!.readable.getReader();
   assertEquals((await reader.read()).value?.length, 3);
   await stream!.writable.getWriter().write(new Uint8Array(4));
   assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 4 });
   // A listener that waits to read before answering acknowledges at once.
-  const syn3 = encodeFrameHeader({
-    type: FrameType.WindowUpdate,
-    flags: Flag.SYN,
-    streamId: 3,
-    length: 0,
-  });
-  await peer.write(syn3);
+  await peer.write(synFrame(3));
   const { value: waiting } = await peer.muxer[Symbol.asyncIterator]().next();
   const pending = waiting!.readable.getReader().read();
   assertEquals(await peer.nextFrame(), {
@@ -504,9 +513,7 @@ Deno.test("yamux: the raw wire: the ACK rides on the listener's first answer", a
 
 Deno.test("yamux: the raw wire: bytes prepended to the next write lead it, or go alone by the end of the turn", async () => {
   const peer = rawPeer();
-  const syn = new Uint8Array(HEADER_LENGTH + 3);
-  syn.set(encodeFrameHeader({ type: FrameType.Data, flags: Flag.SYN, streamId: 1, length: 3 }));
-  await peer.write(syn);
+  await peer.write(synFrame(1, 3));
   const inbound = peer.muxer[Symbol.asyncIterator]();
   const { value: stream } = await inbound.next();
   stream!.prependToNextWrite(new Uint8Array(7));
@@ -514,24 +521,12 @@ Deno.test("yamux: the raw wire: bytes prepended to the next write lead it, or go
   assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 7 });
   assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: 0, id: 1, length: 4 });
   // Nothing written after it: the prepended bytes go out on their own.
-  const syn3 = encodeFrameHeader({
-    type: FrameType.WindowUpdate,
-    flags: Flag.SYN,
-    streamId: 3,
-    length: 0,
-  });
-  await peer.write(syn3);
+  await peer.write(synFrame(3));
   const { value: quiet } = await inbound.next();
   quiet!.prependToNextWrite(new Uint8Array(5));
   assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 3, length: 5 });
   // And before a FIN.
-  const syn5 = encodeFrameHeader({
-    type: FrameType.WindowUpdate,
-    flags: Flag.SYN,
-    streamId: 5,
-    length: 0,
-  });
-  await peer.write(syn5);
+  await peer.write(synFrame(5));
   const { value: closing } = await inbound.next();
   closing!.prependToNextWrite(new Uint8Array(2));
   await closing!.writable.close();
