@@ -37,7 +37,7 @@ export interface StreamHost {
   frameBuffer(length: number): Uint8Array;
   /** Queues a header-only frame. */
   sendHeader(type: FrameType, flags: number, streamId: number, length: number): void;
-  /** `core` holds a deferred SYN or ACK: make sure it goes out this turn of the event loop. */
+  /** `core` holds a deferred SYN, ACK or leading data: make sure it goes out this turn of the event loop. */
   deferred(core: StreamCore): void;
   /**
    * `core` is about to send its deferred SYN or ACK: streams deferred before
@@ -186,7 +186,7 @@ export class StreamCore {
    * Holds `flag` (SYN or ACK) for the stream's next frame instead of sending
    * it on its own. It goes out alone when the application waits to read
    * before sending anything, or at the end of this turn of the event loop
-   * (see {@linkcode StreamCore.flushOpenFlag}).
+   * (see {@linkcode StreamCore.flushDeferred}).
    */
   deferOpenFlag(flag: number): void {
     this.#openFlag = flag;
@@ -217,8 +217,8 @@ export class StreamCore {
     this.#host.deferred(this);
   }
 
-  /** Sends the deferred leading data, SYN or ACK, if still pending. */
-  flushOpenFlag(): void {
+  /** Sends what is deferred (leading data, SYN or ACK) on its own, if still pending. */
+  flushDeferred(): void {
     if (this.#state === "reset") return;
     if (this.#leadingData !== undefined) {
       this.#sendLeadingData();
@@ -411,12 +411,12 @@ export class StreamCore {
       return;
     }
     if (this.#state === "remoteClose" || this.#state === "closed") {
-      this.flushOpenFlag();
+      this.flushDeferred();
       this.#endRead();
       return;
     }
     this.#pullPending = true;
-    this.flushOpenFlag();
+    this.flushDeferred();
   }
 
   /** Hands `chunk` to the reader and credits the peer for it. */
@@ -487,8 +487,6 @@ export class StreamCore {
   async #write(chunk: Uint8Array): Promise<void> {
     const host = this.#host;
     const max = host.maxFrameSize;
-    // Queued in the same turn as the chunk's frame: one write to the connection.
-    while (this.#leadingData !== undefined && this.#sendWindow > 0) this.#sendLeadingData();
     let offset = 0;
     while (offset < chunk.length) {
       if (this.#state !== "established" && this.#state !== "remoteClose") {
@@ -501,6 +499,7 @@ export class StreamCore {
         continue;
       }
       if (this.#leadingData !== undefined) {
+        // Queued in the same turn as the chunk's frame: one write to the connection.
         this.#sendLeadingData();
         continue;
       }

@@ -239,7 +239,7 @@ export class Yamux<C extends Connection = Connection>
   #drainSignal: PromiseWithResolvers<void> | undefined;
   #flushedSignal: PromiseWithResolvers<void> | undefined;
 
-  /** Streams whose SYN or ACK waits for their first frame, flushed once per event-loop turn. */
+  /** Streams whose SYN, ACK or leading data waits for their next frame, flushed once per event-loop turn. */
   #deferredOpen: StreamCore[] = [];
   readonly #pings = new Map<number, PendingPing>();
   #nextPing = 1;
@@ -590,13 +590,13 @@ export class Yamux<C extends Connection = Connection>
     if (at < 0) return;
     const earlier = list.splice(0, at + 1);
     earlier.pop();
-    for (const other of earlier) other.flushOpenFlag();
+    for (const other of earlier) other.flushDeferred();
   }
 
   #flushDeferredOpen(): void {
     const cores = this.#deferredOpen;
     this.#deferredOpen = [];
-    for (const core of cores) core.flushOpenFlag();
+    for (const core of cores) core.flushDeferred();
   }
 
   #clearAcceptQueue(): void {

@@ -82,6 +82,9 @@ export function encodeProtocolList(protocols: readonly string[]): Uint8Array {
   return out;
 }
 
+/** Longest ASCII line built by `String.fromCharCode.apply` (one argument a byte). */
+const MAX_FAST_LINE = 256;
+
 /**
  * Checks and decodes the body of one message (length prefix already
  * removed): it must end in `\n`, hold no other `\n` and be valid UTF-8.
@@ -105,7 +108,7 @@ export function decodeLine(body: Uint8Array): string {
       break;
     }
   }
-  if (ascii && end <= 256) {
+  if (ascii && end <= MAX_FAST_LINE) {
     // apply() takes the array as is; a spread would iterate it.
     return String.fromCharCode.apply(null, body.subarray(0, end) as unknown as number[]);
   }

@@ -80,7 +80,7 @@ export class ChaCha20Poly1305 {
     out: Uint8Array,
   ): void {
     this.#start(key, nonceLow, nonceHigh);
-    this.#xorKeystream(plaintext, out, nonceLow, nonceHigh);
+    this.#xorKeystream(plaintext, plaintext.length, out, nonceLow, nonceHigh);
     this.#authenticate(ad, out, plaintext.length);
     this.#finish(out, plaintext.length);
   }
@@ -107,7 +107,7 @@ export class ChaCha20Poly1305 {
     let diff = 0;
     for (let i = 0; i < TAG_LENGTH; i++) diff |= tag[i] ^ sealed[length + i];
     if (diff !== 0) return false;
-    this.#xorKeystream(sealed.subarray(0, length), out, nonceLow, nonceHigh);
+    this.#xorKeystream(sealed, length, out, nonceLow, nonceHigh);
     return true;
   }
 
@@ -122,13 +122,19 @@ export class ChaCha20Poly1305 {
     this.#polyKey(this.#keystream);
   }
 
-  /** `dst[i] = src[i] ^ keystream[i]`, the keystream from block counter 1 (RFC 8439 2.4). */
-  #xorKeystream(src: Uint8Array, dst: Uint8Array, nonceLow: number, nonceHigh: number): void {
+  /** `dst[i] = src[i] ^ keystream[i]` for `i < length`, the keystream from block counter 1 (RFC 8439 2.4). */
+  #xorKeystream(
+    src: Uint8Array,
+    length: number,
+    dst: Uint8Array,
+    nonceLow: number,
+    nonceHigh: number,
+  ): void {
     const keystream = this.#keystream;
     let counter = 1;
-    for (let at = 0; at < src.length; at += 64) {
+    for (let at = 0; at < length; at += 64) {
       this.#chachaBlock(counter++, nonceLow, nonceHigh);
-      const end = Math.min(64, src.length - at);
+      const end = Math.min(64, length - at);
       for (let i = 0; i < end; i++) dst[at + i] = src[at + i] ^ keystream[i];
     }
   }

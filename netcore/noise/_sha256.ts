@@ -163,9 +163,10 @@ export class Sha256 {
     this.#length += data.length;
     let at = 0;
     const block = this.#block;
+    // Short copies by hand: `set(subarray(...))` allocates a view per call.
     if (this.#filled > 0) {
       const take = Math.min(BLOCK - this.#filled, data.length);
-      block.set(data.subarray(0, take), this.#filled);
+      for (let i = 0; i < take; i++) block[this.#filled + i] = data[i];
       this.#filled += take;
       at = take;
       if (this.#filled < BLOCK) return;
@@ -173,10 +174,8 @@ export class Sha256 {
       this.#filled = 0;
     }
     for (; at + BLOCK <= data.length; at += BLOCK) this.#compress(data, at);
-    if (at < data.length) {
-      block.set(data.subarray(at), 0);
-      this.#filled = data.length - at;
-    }
+    for (let i = 0; at + i < data.length; i++) block[i] = data[at + i];
+    this.#filled = data.length - at;
   }
 
   /** Section 5.1.1 padding (0x80, zeros, the 64-bit bit length), then the big-endian state. */

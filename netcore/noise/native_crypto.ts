@@ -176,7 +176,9 @@ const nativeDh: NoiseDh = {
 
 type AeadAlgorithm = "chacha20-poly1305" | "aes-256-gcm";
 
-const NONCE_LOW = 0xffff_ffffn;
+/** The low and high 32 bits of a Noise nonce, as the TypeScript AEAD takes them. */
+const nonceLow = (nonce: bigint) => Number(nonce & 0xffff_ffffn);
+const nonceHigh = (nonce: bigint) => Number(nonce >> 32n);
 
 function nativeCipher(
   name: "ChaChaPoly" | "AESGCM",
@@ -202,7 +204,7 @@ function nativeCipher(
       }
       if (small !== undefined && plaintext.length <= SMALL_MESSAGE_MAX) {
         const dst = out ?? new Uint8Array(total);
-        small.seal(key, Number(nonce & NONCE_LOW), Number(nonce >> 32n), ad, plaintext, dst);
+        small.seal(key, nonceLow(nonce), nonceHigh(nonce), ad, plaintext, dst);
         return dst.length === total ? dst : dst.subarray(0, total);
       }
       setNonce(nonce);
@@ -239,16 +241,7 @@ function nativeCipher(
       const bodyLen = ciphertext.length - TAG_LEN;
       if (small !== undefined && bodyLen <= SMALL_MESSAGE_MAX) {
         const plaintext = new Uint8Array(bodyLen);
-        if (
-          !small.open(
-            key,
-            Number(nonce & NONCE_LOW),
-            Number(nonce >> 32n),
-            ad,
-            ciphertext,
-            plaintext,
-          )
-        ) {
+        if (!small.open(key, nonceLow(nonce), nonceHigh(nonce), ad, ciphertext, plaintext)) {
           throw new NetworkError("HANDSHAKE_FAILED", `decryption failed (${name}): bad tag`);
         }
         return plaintext;

@@ -313,7 +313,8 @@ export class SecureChannel implements Connection {
    * and rejects with its error.
    */
   async #read(): Promise<Uint8Array | undefined> {
-    if (this.#readState === "failed") throw this.#readError();
+    // `failed` is only ever set by `#fail`, which records the failure first.
+    if (this.#readState === "failed") throw this.#failure!;
     if (this.#readState === "ended") return undefined;
     try {
       // Empty transport messages are legal; skip them rather than hand an
@@ -357,12 +358,6 @@ export class SecureChannel implements Connection {
       if (this.#readState === "open") this.#fail(error);
       throw this.#failure ?? error;
     }
-  }
-
-  /** Why reading is over for good. */
-  #readError(): NetworkError {
-    return this.#failure ??
-      new NetworkError("CONNECTION_CLOSED", "secure channel is closed for reading");
   }
 
   async #cancelRead(reason: unknown): Promise<void> {

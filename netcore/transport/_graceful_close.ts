@@ -65,11 +65,6 @@ export class GracefulClose {
     this.closed = this.#release.promise;
   }
 
-  /** The current state. */
-  get state(): GracefulCloseState {
-    return this.#state;
-  }
-
   /** Whether the resource is released. */
   get released(): boolean {
     return this.#state === "released";
