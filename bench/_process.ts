@@ -6,8 +6,12 @@
  * @module
  */
 
-/** The node implementations that speak the CLI contract of `bench/_node_cli.ts`. */
-export type Implementation = "ours" | "js-libp2p" | "raw";
+/**
+ * The node implementations that speak the CLI contract of `bench/_node_cli.ts`.
+ * `sealed` is the raw node with perf's bytes sealed by node:crypto (its
+ * `--sealed` mode): the ceiling of a Noise stack on that cipher.
+ */
+export type Implementation = "ours" | "js-libp2p" | "raw" | "sealed";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -42,6 +46,8 @@ export function nodeCommand(impl: Implementation): string[] {
       ];
     case "raw":
       return [Deno.execPath(), "run", "-A", repoPath("bench/raw_tcp_node.ts")];
+    case "sealed":
+      return [Deno.execPath(), "run", "-A", repoPath("bench/raw_tcp_node.ts"), "--sealed"];
   }
 }
 

@@ -1,6 +1,8 @@
 /**
  * Compares our stack (`cli.ts`) with js-libp2p and with raw Deno TCP, each
- * client and server in its own process over loopback TCP:
+ * client and server in its own process over loopback TCP (and, for perf, with
+ * raw TCP whose bytes node:crypto seals as Noise messages: the most any
+ * Noise stack on node:crypto can do here):
  *
  * - perf: one `/perf/1.0.0` stream, upload then download (256 MiB each);
  * - ping: 5 000 32-byte round trips on one ping stream;
@@ -15,7 +17,7 @@
  *
  * Options: `--quick`, `--perf-bytes N`, `--pings N`, `--connections N`,
  * `--runs N` (median of N runs, default 1), `--impl LIST` (default
- * `ours,js-libp2p,raw`). With several runs the implementations take turns
+ * `ours,js-libp2p,raw,sealed`). With several runs the implementations take turns
  * (run 1 of each, then run 2 of each...), so a shared machine whose speed
  * drifts over a minute weighs on all of them alike. Each figure is timed as described in
  * `bench/_node_cli.ts`. `ours` is skipped with a note when `cli.ts` is
@@ -37,7 +39,7 @@ export interface CompareOptions {
   connections: number;
   /** Runs per figure; the median is reported. Default: 1. */
   runs: number;
-  /** Which implementations to run. Default: all three. */
+  /** Which implementations to run. Default: all four. */
   impls: Implementation[];
 }
 
@@ -47,7 +49,7 @@ export const DEFAULT_COMPARE_OPTIONS: Readonly<CompareOptions> = {
   pings: 5_000,
   connections: 300,
   runs: 1,
-  impls: ["ours", "js-libp2p", "raw"],
+  impls: ["ours", "js-libp2p", "raw", "sealed"],
 };
 
 /** `--quick` sizes: enough to see the shape in a few seconds. */
@@ -63,12 +65,12 @@ export interface Figures {
   uploadMBps: number;
   /** Perf download phase, MB/s. */
   downloadMBps: number;
-  /** Mean ping round trip, us. */
-  pingAvgUs: number;
+  /** Mean ping round trip, us (not measured for `sealed`). */
+  pingAvgUs?: number;
   /** Median ping round trip, us. */
   pingP50Us?: number;
-  /** Sequential connections per second. */
-  connectionsPerSecond: number;
+  /** Sequential connections per second (not measured for `sealed`). */
+  connectionsPerSecond?: number;
 }
 
 function median(values: number[]): number {
@@ -105,6 +107,10 @@ export async function measureOnce(
     ]),
   );
   if (!perf) throw new Error(`${impl}: no perf line`);
+  if (impl === "sealed") {
+    // Only perf seals anything; its ping and connect would be raw's again.
+    return { uploadMBps: perf.uploadMBps, downloadMBps: perf.downloadMBps };
+  }
   const pings = parsePingLine(
     await runClientOk(impl, ["ping", target, "--count", String(options.pings)]),
   );
@@ -136,9 +142,9 @@ function medianFigures(runs: Figures[]): Figures {
   return {
     uploadMBps: of((f) => f.uploadMBps)!,
     downloadMBps: of((f) => f.downloadMBps)!,
-    pingAvgUs: of((f) => f.pingAvgUs)!,
+    pingAvgUs: of((f) => f.pingAvgUs),
     pingP50Us: of((f) => f.pingP50Us),
-    connectionsPerSecond: of((f) => f.connectionsPerSecond)!,
+    connectionsPerSecond: of((f) => f.connectionsPerSecond),
   };
 }
 
@@ -282,11 +288,14 @@ export function formatTable(
     "met",
     "raw floor",
     "ours/raw",
+    "sealed",
+    "ours/sealed",
   ];
   const rows = METRICS.map((m) => {
     const ours = results.ours ? m.pick(results.ours) : undefined;
     const js = results["js-libp2p"] ? m.pick(results["js-libp2p"]) : undefined;
     const raw = results.raw ? m.pick(results.raw) : undefined;
+    const sealed = results.sealed ? m.pick(results.sealed) : undefined;
     const r = ours !== undefined && js !== undefined && js !== 0 ? ours / js : undefined;
     const met = r === undefined || m.target === "-" ? "-" : meets(m, r) ? "yes" : "NO";
     return [
@@ -299,6 +308,8 @@ export function formatTable(
       met,
       cell(raw, m.unit),
       ratio(ours, raw),
+      cell(sealed, m.unit),
+      ratio(ours, sealed),
     ];
   });
   const widths = header.map((_, i) => Math.max(...[header, ...rows].map((row) => row[i].length)));
@@ -339,7 +350,7 @@ function parseOptions(argv: string[]): CompareOptions {
         break;
       case "--impl":
         options.impls = (argv[++i] ?? "").split(",").map((s) => {
-          if (s !== "ours" && s !== "js-libp2p" && s !== "raw") {
+          if (s !== "ours" && s !== "js-libp2p" && s !== "raw" && s !== "sealed") {
             throw new Error(`unknown impl ${s}`);
           }
           return s;
@@ -382,7 +393,9 @@ async function main(): Promise<void> {
   console.log();
   console.log(formatTable(results));
   console.log(
-    "\nratios are ours/other; 'better' says which direction wins. " +
+    "\nratios are ours/other; 'better' says which direction wins. 'sealed' is raw TCP with " +
+      "node:crypto ChaCha20-Poly1305 on every 64 KiB (perf only): the most a Noise stack on " +
+      "that cipher can do. " +
       "Figures are from one shared machine; rerun with --runs 3 for medians.",
   );
 }

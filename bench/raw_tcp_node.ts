@@ -9,14 +9,22 @@
  * (8-byte big-endian count, upload until half-close, then that many bytes
  * back), `e` echo.
  *
+ * With `--sealed` first (on both the listener and the client), perf's bytes
+ * travel as Noise transport messages sealed with node:crypto's
+ * ChaCha20-Poly1305 and nothing else: no handshake, no multiplexing, no
+ * negotiation. That is the ceiling of any Noise stack built on node:crypto,
+ * ours included, so `bench/compare.ts` shows it beside the raw floor.
+ *
  * ```sh
  * deno run -A bench/raw_tcp_node.ts listen            # listening /ip4/127.0.0.1/tcp/N
  * deno run -A bench/raw_tcp_node.ts ping /ip4/127.0.0.1/tcp/N --count 1000
+ * deno run -A bench/raw_tcp_node.ts --sealed perf /ip4/127.0.0.1/tcp/N --upload 100000000 --download 100000000
  * ```
  *
  * @module
  */
 
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import {
   CHUNK_SIZE,
@@ -36,6 +44,99 @@ import {
 const TAG_PING = 0x70; // "p"
 const TAG_PERF = 0x66; // "f"
 const TAG_ECHO = 0x65; // "e"
+
+/** Noise's largest message, and what a sealed frame carries at most. */
+const MAX_MESSAGE = 65535;
+const TAG_LENGTH = 16;
+const MAX_PLAINTEXT = MAX_MESSAGE - TAG_LENGTH;
+/** A fixed key: the sealed mode measures the cipher's cost, not secrecy. */
+const SEALED_KEY = new Uint8Array(32).fill(0x5a);
+
+/**
+ * One direction of sealed perf traffic: Noise transport framing (2-byte
+ * big-endian length, ciphertext, tag) with the spec's nonce (4 zero bytes,
+ * 8-byte little-endian counter), sealed through node:crypto the way
+ * `netcore/noise/native_crypto.ts` seals a large message.
+ */
+class SealedDirection {
+  #nonce = 0;
+  #iv = new Uint8Array(12);
+
+  #nextIv(): Uint8Array {
+    new DataView(this.#iv.buffer).setUint32(4, this.#nonce++, true);
+    return this.#iv;
+  }
+
+  /** Seals `plaintext` (at most {@linkcode MAX_PLAINTEXT} bytes) into one frame. */
+  seal(plaintext: Uint8Array): Uint8Array {
+    const cipher = createCipheriv("chacha20-poly1305", SEALED_KEY, this.#nextIv(), {
+      authTagLength: TAG_LENGTH,
+    });
+    const body = cipher.update(plaintext);
+    cipher.final();
+    const frame = new Uint8Array(2 + body.length + TAG_LENGTH);
+    const length = body.length + TAG_LENGTH;
+    frame[0] = length >> 8;
+    frame[1] = length & 0xff;
+    frame.set(body, 2);
+    frame.set(cipher.getAuthTag(), 2 + body.length);
+    return frame;
+  }
+
+  /** Opens one frame's ciphertext and tag; throws when the tag is wrong. */
+  open(message: Uint8Array): Uint8Array {
+    const bodyLength = message.length - TAG_LENGTH;
+    const decipher = createDecipheriv("chacha20-poly1305", SEALED_KEY, this.#nextIv(), {
+      authTagLength: TAG_LENGTH,
+    });
+    decipher.setAuthTag(message.subarray(bodyLength));
+    const body = decipher.update(message.subarray(0, bodyLength));
+    decipher.final();
+    return body;
+  }
+}
+
+/** Writes `total` zero bytes as sealed frames. */
+async function writeSealed(conn: Deno.Conn, total: number): Promise<void> {
+  const sealing = new SealedDirection();
+  const block = new Uint8Array(MAX_PLAINTEXT);
+  for (let sent = 0; sent < total;) {
+    const n = Math.min(MAX_PLAINTEXT, total - sent);
+    await writeAll(conn, sealing.seal(block.subarray(0, n)));
+    sent += n;
+  }
+}
+
+/** Reads sealed frames to the end of the stream; returns the plaintext byte count. */
+async function readSealed(
+  conn: Deno.Conn,
+  onFirstByte: () => void = () => {},
+): Promise<number> {
+  const opening = new SealedDirection();
+  const buf = new Uint8Array(CHUNK_SIZE + MAX_MESSAGE + 2);
+  let filled = 0;
+  let plaintext = 0;
+  for (
+    let n = await conn.read(buf.subarray(filled));
+    n !== null;
+    n = await conn.read(buf.subarray(filled))
+  ) {
+    onFirstByte();
+    filled += n;
+    let off = 0;
+    while (filled - off >= 2) {
+      const length = (buf[off] << 8) | buf[off + 1];
+      if (length < TAG_LENGTH) throw new Error("sealed: frame shorter than its tag");
+      if (filled - off < 2 + length) break;
+      plaintext += opening.open(buf.subarray(off + 2, off + 2 + length)).length;
+      off += 2 + length;
+    }
+    buf.copyWithin(0, off, filled);
+    filled -= off;
+  }
+  if (filled !== 0) throw new Error("sealed: stream ended inside a frame");
+  return plaintext;
+}
 
 /** Reads until `buf` is full; false when the stream ended first. */
 async function readFull(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
@@ -62,7 +163,7 @@ async function writeCount(conn: Deno.Conn, total: number): Promise<void> {
   }
 }
 
-async function serve(conn: Deno.TcpConn): Promise<void> {
+async function serve(conn: Deno.TcpConn, sealed: boolean): Promise<void> {
   try {
     conn.setNoDelay(true);
     const tag = new Uint8Array(1);
@@ -76,8 +177,13 @@ async function serve(conn: Deno.TcpConn): Promise<void> {
       const header = new Uint8Array(8);
       if (!await readFull(conn, header)) return;
       const wanted = Number(new DataView(header.buffer).getBigUint64(0));
-      while (await conn.read(buf) !== null) { /* drain the upload */ }
-      await writeCount(conn, wanted);
+      if (sealed) {
+        await readSealed(conn);
+        await writeSealed(conn, wanted);
+      } else {
+        while (await conn.read(buf) !== null) { /* drain the upload */ }
+        await writeCount(conn, wanted);
+      }
     }
   } catch {
     // A peer that vanishes mid-run only ends its own connection.
@@ -88,7 +194,7 @@ async function serve(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
-async function listen(args: NodeArgs): Promise<void> {
+async function listen(args: NodeArgs, sealed: boolean): Promise<void> {
   const addr = Multiaddr.parse(
     args.options.get("listen") ?? "/ip4/127.0.0.1/tcp/0",
   );
@@ -103,7 +209,7 @@ async function listen(args: NodeArgs): Promise<void> {
   console.log(`listening /${family}/${local.hostname}/tcp/${local.port}`);
   const accepting = (async () => {
     try {
-      for await (const conn of listener) serve(conn);
+      for await (const conn of listener) serve(conn, sealed);
     } catch { /* listener closed */ }
   })();
   await untilSignalled();
@@ -173,6 +279,7 @@ async function runPerf(
   target: string,
   up: number,
   down: number,
+  sealed: boolean,
 ): Promise<void> {
   const conn = await dial(target, TAG_PERF);
   try {
@@ -180,14 +287,18 @@ async function runPerf(
     new DataView(header.buffer).setBigUint64(0, BigInt(down));
     const start = performance.now();
     await writeAll(conn, header);
-    await writeCount(conn, up);
+    await (sealed ? writeSealed(conn, up) : writeCount(conn, up));
     await conn.closeWrite();
-    const buf = new Uint8Array(CHUNK_SIZE);
     let first: number | undefined;
     let received = 0;
-    for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-      first ??= performance.now();
-      received += n;
+    if (sealed) {
+      received = await readSealed(conn, () => first ??= performance.now());
+    } else {
+      const buf = new Uint8Array(CHUNK_SIZE);
+      for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
+        first ??= performance.now();
+        received += n;
+      }
     }
     const end = performance.now();
     if (received !== down) {
@@ -215,15 +326,16 @@ async function runConnect(target: string, count: number): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseNodeArgs(argv);
+  const sealed = argv[0] === "--sealed";
+  const args = parseNodeArgs(sealed ? argv.slice(1) : argv);
   if (args.command === "listen") {
-    await listen(args);
+    await listen(args, sealed);
     return 0;
   }
   const target = args.target;
   if (target === undefined) {
     console.error(
-      "usage: raw_tcp_node.ts listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
+      "usage: raw_tcp_node.ts [--sealed] listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
         " | perf MA --upload N --download N | connect MA [--count N]",
     );
     return 2;
@@ -240,6 +352,7 @@ async function main(argv: string[]): Promise<number> {
         target,
         numberOption(args, "upload"),
         numberOption(args, "download"),
+        sealed,
       );
       return 0;
     case "connect":
