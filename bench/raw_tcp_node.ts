@@ -67,20 +67,22 @@ class SealedDirection {
     return this.#iv;
   }
 
-  /** Seals `plaintext` (at most {@linkcode MAX_PLAINTEXT} bytes) into one frame. */
-  seal(plaintext: Uint8Array): Uint8Array {
+  /**
+   * Seals `plaintext` (at most {@linkcode MAX_PLAINTEXT} bytes) into one frame
+   * at `out[offset]`; returns the frame's length.
+   */
+  sealInto(plaintext: Uint8Array, out: Uint8Array, offset: number): number {
     const cipher = createCipheriv("chacha20-poly1305", SEALED_KEY, this.#nextIv(), {
       authTagLength: TAG_LENGTH,
     });
     const body = cipher.update(plaintext);
     cipher.final();
-    const frame = new Uint8Array(2 + body.length + TAG_LENGTH);
     const length = body.length + TAG_LENGTH;
-    frame[0] = length >> 8;
-    frame[1] = length & 0xff;
-    frame.set(body, 2);
-    frame.set(cipher.getAuthTag(), 2 + body.length);
-    return frame;
+    out[offset] = length >> 8;
+    out[offset + 1] = length & 0xff;
+    out.set(body, offset + 2);
+    out.set(cipher.getAuthTag(), offset + 2 + body.length);
+    return 2 + length;
   }
 
   /** Opens one frame's ciphertext and tag; throws when the tag is wrong. */
@@ -96,14 +98,22 @@ class SealedDirection {
   }
 }
 
-/** Writes `total` zero bytes as sealed frames. */
+/** Frames per socket write: about {@linkcode CHUNK_SIZE}, as every node writes. */
+const FRAMES_PER_WRITE = Math.ceil(CHUNK_SIZE / MAX_PLAINTEXT);
+
+/** Writes `total` zero bytes as sealed frames, several frames per write. */
 async function writeSealed(conn: Deno.Conn, total: number): Promise<void> {
   const sealing = new SealedDirection();
   const block = new Uint8Array(MAX_PLAINTEXT);
+  const batch = new Uint8Array(FRAMES_PER_WRITE * (2 + MAX_MESSAGE));
   for (let sent = 0; sent < total;) {
-    const n = Math.min(MAX_PLAINTEXT, total - sent);
-    await writeAll(conn, sealing.seal(block.subarray(0, n)));
-    sent += n;
+    let filled = 0;
+    for (let frame = 0; frame < FRAMES_PER_WRITE && sent < total; frame++) {
+      const n = Math.min(MAX_PLAINTEXT, total - sent);
+      filled += sealing.sealInto(block.subarray(0, n), batch, filled);
+      sent += n;
+    }
+    await writeAll(conn, batch.subarray(0, filled));
   }
 }
 

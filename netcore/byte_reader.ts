@@ -12,6 +12,8 @@ import { type DirectSource, directSource } from "./transport/_direct.ts";
 import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 
 const EMPTY = new Uint8Array(0);
+/** The buffer {@linkcode ByteReader.reuseBuffer} reads into by default: a few socket reads long. */
+const DEFAULT_REUSED_BUFFER = 512 * 1024;
 
 /**
  * What a stream returned by `release()` wraps: the bytes read ahead and the
@@ -38,6 +40,10 @@ const handoffs = new WeakMap<ReadableStream<Uint8Array>, Handoff>();
  * adjacent in one buffer (as a TCP connection's reads are): no copy then.
  * Otherwise they are fresh arrays. Either way they belong to the caller.
  *
+ * After {@linkcode ByteReader.reuseBuffer} that changes: reads land in one
+ * buffer the reader keeps, and each array returned is only valid until the
+ * next call.
+ *
  * Time-outs are not its business: abort the connection under it and a
  * pending read rejects.
  *
@@ -61,6 +67,11 @@ export class ByteReader {
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
   #released = false;
+  /**
+   * The buffer reads land in after `reuseBuffer()`. Then `#chunk` is always
+   * its first `#chunk.length` bytes and the buffered ones start at `#offset`.
+   */
+  #reused: Uint8Array | undefined;
 
   /** Locks `readable` for this reader until {@linkcode ByteReader.release}. */
   constructor(readable: ReadableStream<Uint8Array>) {
@@ -83,6 +94,68 @@ export class ByteReader {
   /** Bytes buffered and not yet returned. */
   get buffered(): number {
     return this.#chunk.length - this.#offset;
+  }
+
+  /**
+   * From now on, reads land in one buffer of `size` bytes (or more, if a
+   * single read asks for more) that this reader reuses, so a long stream of
+   * reads allocates nothing; every array returned is then only valid until
+   * the next call on this reader. For a caller that is done with each array
+   * before it reads again, as the Noise channel is once it has decrypted a
+   * message. Takes effect only over a source that can fill a buffer it does
+   * not own (a TCP connection); over others, arrays stay the caller's.
+   *
+   * @example
+   * ```ts ignore
+   * reader.reuseBuffer();
+   * const message = await reader.readExactly(length); // valid until the next read
+   * ```
+   */
+  reuseBuffer(size = DEFAULT_REUSED_BUFFER): void {
+    if (this.#reused !== undefined || this.#direct?.readInto === undefined) return;
+    const pending = this.#chunk.subarray(this.#offset);
+    const reused = new Uint8Array(Math.max(size, pending.length));
+    reused.set(pending);
+    this.#reused = reused;
+    this.#chunk = reused.subarray(0, pending.length);
+    this.#offset = 0;
+  }
+
+  /**
+   * Reads into the reused buffer until `n` bytes are buffered; false when
+   * the stream ends first. The buffered bytes move to the front first when
+   * `n` would not fit after them or little room is left for the next read.
+   */
+  async #fillReused(n: number): Promise<boolean> {
+    let reused = this.#reused!;
+    const readInto = this.#direct!.readInto!;
+    let start = this.#offset;
+    let end = this.#chunk.length;
+    if (reused.length - start < n || reused.length - end < reused.length / 4) {
+      if (n > reused.length) {
+        const larger = new Uint8Array(n);
+        larger.set(reused.subarray(start, end));
+        this.#reused = reused = larger;
+      } else if (start < end) {
+        reused.copyWithin(0, start, end);
+      }
+      end -= start;
+      start = 0;
+      this.#chunk = reused.subarray(0, end);
+      this.#offset = 0;
+    }
+    while (end - start < n) {
+      let count: number | undefined;
+      try {
+        count = await readInto(reused.subarray(end));
+      } catch (err) {
+        throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
+      }
+      if (count === undefined) return false;
+      end += count;
+      this.#chunk = reused.subarray(0, end);
+    }
+    return true;
   }
 
   /** The next non-empty chunk of the stream; `undefined` at its end. */
@@ -111,6 +184,7 @@ export class ByteReader {
 
   /** Pulls the next non-empty chunk into the buffer; false at end of stream. */
   async #fill(): Promise<boolean> {
+    if (this.#reused !== undefined) return await this.#fillReused(1);
     const next = await this.#next();
     if (next === undefined) return false;
     this.#chunk = next;
@@ -125,7 +199,14 @@ export class ByteReader {
    *   `CONNECTION_RESET` when it errors
    */
   async readExactly(n: number): Promise<Uint8Array> {
-    if (this.buffered < n) {
+    if (this.buffered < n && this.#reused !== undefined) {
+      if (!await this.#fillReused(n)) {
+        throw new NetworkError(
+          "CONNECTION_CLOSED",
+          `stream ended after ${this.buffered} of ${n} expected bytes`,
+        );
+      }
+    } else if (this.buffered < n) {
       const copied = await this.#gather(n);
       if (copied !== undefined) return copied;
     }

@@ -8,6 +8,7 @@ import fc from "fast-check";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { encodeVarint } from "../netcore/varint.ts";
+import { registerDirectSource } from "../netcore/transport/_direct.ts";
 import { assertEquals, assertRejectsCode } from "./_assert.ts";
 
 const list = (bytes: Uint8Array | undefined) => bytes === undefined ? undefined : [...bytes];
@@ -255,4 +256,119 @@ Deno.test("ByteReader.cancel cancels the source and ends a pending read as CONNE
   assertEquals(source.state, { cancelled: true, reason: "bye" });
   await assertRejectsCode(pending, "CONNECTION_CLOSED");
   await reader.cancel(); // a second cancel is harmless
+});
+
+/**
+ * A stream whose owner fills callers' buffers (as a TCP connection does):
+ * `readInto` copies at most `maxRead` bytes of `data` per call (`read` hands
+ * out as much in a fresh array), then ends or fails.
+ */
+function fillingSource(data: Uint8Array, maxRead: number, failAtEnd?: Error) {
+  let at = 0;
+  const reads: number[] = [];
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.error(new Error("the stream path must not be used once the side door is"));
+    },
+  });
+  const readInto = (buffer: Uint8Array): Promise<number | undefined> => {
+    if (at === data.length) {
+      return failAtEnd ? Promise.reject(failAtEnd) : Promise.resolve(undefined);
+    }
+    const n = Math.min(maxRead, buffer.length, data.length - at);
+    buffer.set(data.subarray(at, at + n));
+    at += n;
+    reads.push(n);
+    return Promise.resolve(n);
+  };
+  registerDirectSource(stream, {
+    read: async () => {
+      const buffer = new Uint8Array(maxRead);
+      const n = await readInto(buffer);
+      return n === undefined ? undefined : buffer.subarray(0, n);
+    },
+    readInto,
+  });
+  return { stream, reads };
+}
+
+/** `count` length-prefixed records of varied sizes, and the records themselves. */
+function records(count: number): { wire: Uint8Array; bodies: Uint8Array[] } {
+  const bodies: Uint8Array[] = [];
+  let total = 0;
+  for (let i = 0; i < count; i++) {
+    const body = new Uint8Array(1 + (i * 7919) % 5000).map((_, j) => (i * 31 + j) & 0xff);
+    bodies.push(body);
+    total += 2 + body.length;
+  }
+  const wire = new Uint8Array(total);
+  let at = 0;
+  for (const body of bodies) {
+    wire[at] = body.length >> 8;
+    wire[at + 1] = body.length & 0xff;
+    wire.set(body, at + 2);
+    at += 2 + body.length;
+  }
+  return { wire, bodies };
+}
+
+Deno.test("reuseBuffer: records read through one reused buffer arrive intact", async () => {
+  const { wire, bodies } = records(300);
+  // Reads of 3 001 bytes split records and headers everywhere; a 16 KiB
+  // buffer forces many moves of a partial record to the front.
+  const { stream } = fillingSource(wire, 3001);
+  const reader = new ByteReader(stream);
+  reader.reuseBuffer(16 * 1024);
+  const buffers = new Set<ArrayBufferLike>();
+  for (const body of bodies) {
+    const header = await reader.readExactly(2);
+    const length = (header[0] << 8) | header[1];
+    const got = await reader.readExactly(length);
+    buffers.add(got.buffer);
+    assertEquals(list(got), list(body));
+  }
+  assertEquals(await reader.readSome(), undefined);
+  assertEquals(buffers.size, 1, "every record is a view of the one reused buffer");
+});
+
+Deno.test("reuseBuffer: a read larger than the buffer grows it once", async () => {
+  const big = new Uint8Array(10_000).map((_, i) => i & 0xff);
+  const { stream } = fillingSource(big, 4096);
+  const reader = new ByteReader(stream);
+  reader.reuseBuffer(1024);
+  assertEquals(list(await reader.readExactly(10)), list(big.subarray(0, 10)));
+  assertEquals(list(await reader.readExactly(9_000)), list(big.subarray(10, 9_010)));
+  assertEquals(list(await reader.readSome()), list(big.subarray(9_010)));
+});
+
+Deno.test("reuseBuffer: bytes buffered before the switch are read first", async () => {
+  const data = new Uint8Array(100).map((_, i) => i);
+  const { stream, reads } = fillingSource(data, 64);
+  const reader = new ByteReader(stream);
+  // A varint read before the switch buffers the whole first read.
+  assertEquals(await reader.readVarint(), 0);
+  assertEquals(reads, [64]);
+  reader.reuseBuffer(32);
+  assertEquals(list(await reader.readExactly(99)), list(data.subarray(1)));
+});
+
+Deno.test("reuseBuffer: the end inside a read is CONNECTION_CLOSED, a failure CONNECTION_RESET", async () => {
+  const short = new ByteReader(fillingSource(new Uint8Array(5), 5).stream);
+  short.reuseBuffer();
+  await assertRejectsCode(() => short.readExactly(6), "CONNECTION_CLOSED");
+  const failing = new ByteReader(fillingSource(new Uint8Array(5), 5, new Error("reset")).stream);
+  failing.reuseBuffer();
+  assertEquals((await failing.readExactly(5)).length, 5);
+  await assertRejectsCode(() => failing.readSome(), "CONNECTION_RESET");
+});
+
+Deno.test("reuseBuffer: over a source that cannot fill buffers, arrays stay the caller's", async () => {
+  const { stream, arrays } = chunks([1, 2, 3], [4, 5]);
+  const reader = new ByteReader(stream);
+  reader.reuseBuffer();
+  const first = await reader.readExactly(3);
+  const second = await reader.readExactly(2);
+  assertEquals(first.buffer, arrays[0].buffer);
+  assertEquals(list(first), [1, 2, 3]);
+  assertEquals(list(second), [4, 5]);
 });

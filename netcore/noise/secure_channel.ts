@@ -177,6 +177,10 @@ export class SecureChannel implements Connection {
   constructor(init: SecureChannelInit) {
     this.#lower = init.connection;
     this.#reader = init.reader;
+    // Each message is decrypted into a fresh array before the next read, so
+    // the ciphertext can land in one reused buffer: no allocation per socket
+    // read (fresh memory costs page faults, a third of a bulk receiver's CPU).
+    this.#reader.reuseBuffer();
     this.#writer = init.writer;
     this.#encrypter = init.encrypter;
     this.#decrypter = init.decrypter;
@@ -350,6 +354,8 @@ export class SecureChannel implements Connection {
             { cause: err },
           );
         }
+        // A backend that decrypts in place would hand back the reused buffer.
+        if (plaintext.buffer === ciphertext.buffer) plaintext = plaintext.slice();
         if (plaintext.length > 0) return plaintext;
       }
     } catch (err) {

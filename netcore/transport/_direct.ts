@@ -27,6 +27,13 @@ export interface DirectSource {
    * stream would error with.
    */
   read(): Promise<Uint8Array | undefined>;
+  /**
+   * Reads what the source has into the caller's `buffer` (at least one byte,
+   * at most its length) and resolves with the count, or `undefined` at the
+   * end. Offered by sources that can fill a buffer they do not own (a
+   * socket), so a reader that reuses one buffer allocates nothing per read.
+   */
+  readInto?(buffer: Uint8Array): Promise<number | undefined>;
 }
 
 /** Writes as the stream's sink would. */

@@ -154,7 +154,10 @@ export class TcpConnection implements Connection {
       close: () => this.#lifecycle.closeWrite(),
       abort: (reason) => this.abort(reason),
     });
-    registerDirectSource(this.readable, { read: () => this.#read() });
+    registerDirectSource(this.readable, {
+      read: () => this.#read(),
+      readInto: (buffer) => this.#readInto(buffer),
+    });
     registerDirectSink(this.writable, { write: (chunk) => this.#write(chunk) });
   }
 
@@ -173,9 +176,22 @@ export class TcpConnection implements Connection {
       this.#slabUsed = 0;
     }
     const view = this.#slab.subarray(this.#slabUsed, this.#slabUsed + size);
+    const n = await this.#readInto(view);
+    if (n === undefined) return undefined;
+    this.#slabUsed += n;
+    if (n === size) {
+      this.#readSize = Math.min(size * 2, Math.max(this.#options.readChunkSize, 1));
+    } else if (n < size / 4 && size > MIN_READ) {
+      this.#readSize = Math.max(size / 2, MIN_READ);
+    }
+    return view.subarray(0, n);
+  }
+
+  /** One socket read into `buffer`: the count, `undefined` at the peer's end. */
+  async #readInto(buffer: Uint8Array): Promise<number | undefined> {
     let n: number | null;
     try {
-      n = await this.#conn.read(view);
+      n = await this.#conn.read(buffer);
     } catch (err) {
       const error = this.#abortReason ?? ioError(err, "TCP read failed", "CONNECTION_RESET");
       this.#lifecycle.endRead();
@@ -187,13 +203,7 @@ export class TcpConnection implements Connection {
       this.#lifecycle.endRead();
       return undefined;
     }
-    this.#slabUsed += n;
-    if (n === size) {
-      this.#readSize = Math.min(size * 2, Math.max(this.#options.readChunkSize, 1));
-    } else if (n < size / 4 && size > MIN_READ) {
-      this.#readSize = Math.max(size / 2, MIN_READ);
-    }
-    return view.subarray(0, n);
+    return n;
   }
 
   async #write(chunk: Uint8Array): Promise<void> {
