@@ -12,8 +12,10 @@ import { type DirectSource, directSource } from "./transport/_direct.ts";
 import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 
 const EMPTY = new Uint8Array(0);
-/** The buffer {@linkcode ByteReader.reuseBuffer} reads into by default: a few socket reads long. */
-const DEFAULT_REUSED_BUFFER = 512 * 1024;
+/** The largest buffer {@linkcode ByteReader.reuseBuffer} grows to by default: a few socket reads. */
+const DEFAULT_REUSED_BUFFER_MAX = 512 * 1024;
+/** The buffer it starts with, so a short-lived connection allocates little. */
+const FIRST_REUSED_BUFFER = 4 * 1024;
 
 /**
  * What a stream returned by `release()` wraps: the bytes read ahead and the
@@ -72,6 +74,10 @@ export class ByteReader {
    * its first `#chunk.length` bytes and the buffered ones start at `#offset`.
    */
   #reused: Uint8Array | undefined;
+  /** How large `#reused` may grow. */
+  #reusedMax = 0;
+  /** The last read filled all the room it had: more was waiting, so grow. */
+  #readFilledRoom = false;
 
   /** Locks `readable` for this reader until {@linkcode ByteReader.release}. */
   constructor(readable: ReadableStream<Uint8Array>) {
@@ -97,13 +103,14 @@ export class ByteReader {
   }
 
   /**
-   * From now on, reads land in one buffer of `size` bytes (or more, if a
-   * single read asks for more) that this reader reuses, so a long stream of
-   * reads allocates nothing; every array returned is then only valid until
-   * the next call on this reader. For a caller that is done with each array
-   * before it reads again, as the Noise channel is once it has decrypted a
-   * message. Takes effect only over a source that can fill a buffer it does
-   * not own (a TCP connection); over others, arrays stay the caller's.
+   * From now on, reads land in one buffer that this reader reuses, so a long
+   * stream of reads allocates nothing; every array returned is then only
+   * valid until the next call on this reader. For a caller that is done with
+   * each array before it reads again, as the Noise channel is once it has
+   * decrypted a message. The buffer starts at 4 KiB and doubles, up to
+   * `maxSize`, while reads fill it (or to what a single read asks for).
+   * Takes effect only over a source that can fill a buffer it does not own
+   * (a TCP connection); over others, arrays stay the caller's.
    *
    * @example
    * ```ts ignore
@@ -111,40 +118,46 @@ export class ByteReader {
    * const message = await reader.readExactly(length); // valid until the next read
    * ```
    */
-  reuseBuffer(size = DEFAULT_REUSED_BUFFER): void {
+  reuseBuffer(maxSize = DEFAULT_REUSED_BUFFER_MAX): void {
     if (this.#reused !== undefined || this.#direct?.readInto === undefined) return;
     const pending = this.#chunk.subarray(this.#offset);
-    const reused = new Uint8Array(Math.max(size, pending.length));
+    const reused = new Uint8Array(Math.max(Math.min(FIRST_REUSED_BUFFER, maxSize), pending.length));
     reused.set(pending);
     this.#reused = reused;
+    this.#reusedMax = maxSize;
     this.#chunk = reused.subarray(0, pending.length);
     this.#offset = 0;
   }
 
   /**
    * Reads into the reused buffer until `n` bytes are buffered; false when
-   * the stream ends first. The buffered bytes move to the front first when
-   * `n` would not fit after them or little room is left for the next read.
+   * the stream ends first. The buffered bytes move to the front first (into
+   * a larger buffer when it should grow) if `n` would not fit after them or
+   * little room is left for the next read.
    */
   async #fillReused(n: number): Promise<boolean> {
     let reused = this.#reused!;
     const readInto = this.#direct!.readInto!;
     let start = this.#offset;
     let end = this.#chunk.length;
-    if (reused.length - start < n || reused.length - end < reused.length / 4) {
-      if (n > reused.length) {
-        const larger = new Uint8Array(n);
+    const grow = this.#readFilledRoom && reused.length < this.#reusedMax;
+    if (grow || reused.length - start < n || reused.length - end < reused.length / 4) {
+      const size = Math.max(n, grow ? Math.min(reused.length * 2, this.#reusedMax) : 0);
+      if (size > reused.length) {
+        const larger = new Uint8Array(size);
         larger.set(reused.subarray(start, end));
         this.#reused = reused = larger;
       } else if (start < end) {
         reused.copyWithin(0, start, end);
       }
+      this.#readFilledRoom = false;
       end -= start;
       start = 0;
       this.#chunk = reused.subarray(0, end);
       this.#offset = 0;
     }
     while (end - start < n) {
+      const room = reused.length - end;
       let count: number | undefined;
       try {
         count = await readInto(reused.subarray(end));
@@ -152,6 +165,7 @@ export class ByteReader {
         throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
       }
       if (count === undefined) return false;
+      if (count === room) this.#readFilledRoom = true;
       end += count;
       this.#chunk = reused.subarray(0, end);
     }

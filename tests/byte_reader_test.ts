@@ -328,7 +328,12 @@ Deno.test("reuseBuffer: records read through one reused buffer arrive intact", a
     assertEquals(list(got), list(body));
   }
   assertEquals(await reader.readSome(), undefined);
-  assertEquals(buffers.size, 1, "every record is a view of the one reused buffer");
+  // 4 KiB, grown to 8 and then 16 KiB: never a buffer per read.
+  assertEquals(
+    [...buffers].map((b) => b.byteLength),
+    [4 * 1024, 8 * 1024, 16 * 1024],
+    "every record is a view of the reused buffer",
+  );
 });
 
 Deno.test("reuseBuffer: a read larger than the buffer grows it once", async () => {
@@ -371,4 +376,18 @@ Deno.test("reuseBuffer: over a source that cannot fill buffers, arrays stay the 
   assertEquals(first.buffer, arrays[0].buffer);
   assertEquals(list(first), [1, 2, 3]);
   assertEquals(list(second), [4, 5]);
+});
+
+Deno.test("reuseBuffer: the buffer starts small and doubles, up to its limit, while reads fill it", async () => {
+  const data = new Uint8Array(4 * 1024 * 1024).map((_, i) => (i * 13) & 0xff);
+  const { stream } = fillingSource(data, 1024 * 1024);
+  const reader = new ByteReader(stream);
+  reader.reuseBuffer(128 * 1024);
+  const sizes: number[] = [];
+  for (let at = 0; at < data.length; at += 1000) {
+    const got = await reader.readExactly(Math.min(1000, data.length - at));
+    if (sizes.at(-1) !== got.buffer.byteLength) sizes.push(got.buffer.byteLength);
+    assertEquals(got[0], data[at]);
+  }
+  assertEquals(sizes, [4 * 1024, 8 * 1024, 16 * 1024, 32 * 1024, 64 * 1024, 128 * 1024]);
 });
