@@ -63,7 +63,10 @@ export class Metric {
 
   /** The series for these label values, created on first use. Keep it for hot paths. */
   labels(labels: Labels = {}): Series {
-    const key = this.labelNames.map((n) => labels[n] ?? "").join("\u0000");
+    // Built by hand: this runs per connection and per stream.
+    const names = this.labelNames;
+    let key = names.length === 0 ? "" : labels[names[0]] ?? "";
+    for (let i = 1; i < names.length; i++) key += "\u0000" + (labels[names[i]] ?? "");
     let entry = this.#series.get(key);
     if (entry === undefined) {
       const own: Labels = {};

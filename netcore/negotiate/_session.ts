@@ -44,7 +44,12 @@ export function resolveOptions(options: NegotiateOptions = {}): ResolvedOptions 
 export class Session {
   readonly #duplex: Duplex;
   readonly #reader: ByteReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /**
+   * Taken at the first write: a listener whose answer rides on later data
+   * (`deferAnswer`, the handler's first write) never writes here, and a
+   * writer's lock costs on release (two error objects).
+   */
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   readonly #maxLineLength: number;
   readonly #role: Role;
   #failed: Promise<never> | undefined;
@@ -53,18 +58,15 @@ export class Session {
   #onAbort: (() => void) | undefined;
   #done = false;
 
-  /** Takes the locks on both halves of `duplex`; arms nothing yet. */
+  /**
+   * Takes the lock on the readable half of `duplex` (the writable's is taken
+   * at the first write); arms nothing yet.
+   */
   constructor(duplex: Duplex, role: Role, options: ResolvedOptions) {
-    const reader = new ByteReader(duplex.readable);
+    if (duplex.writable.locked) throw new TypeError("the duplex's writable is locked");
+    this.#reader = new ByteReader(duplex.readable);
     this.#duplex = duplex;
     this.#role = role;
-    this.#reader = reader;
-    try {
-      this.#writer = duplex.writable.getWriter();
-    } catch (err) {
-      reader.release();
-      throw err;
-    }
     this.#maxLineLength = options.maxLineLength;
   }
 
@@ -75,7 +77,7 @@ export class Session {
 
   /** The writer, for optimistic mode to pass data through after negotiation. */
   get writer(): WritableStreamDefaultWriter<Uint8Array> {
-    return this.#writer;
+    return this.#writer ??= this.#duplex.writable.getWriter();
   }
 
   /** Bytes the peer sent that are not read yet. */
@@ -117,7 +119,7 @@ export class Session {
   /** Writes `bytes` (ours: no one touches them afterwards). */
   async write(bytes: Uint8Array): Promise<void> {
     try {
-      await this.#race(this.#writer.write(bytes));
+      await this.#race(this.writer.write(bytes));
     } catch (err) {
       throw NetworkError.wrap(err, "CONNECTION_RESET", "negotiation write failed");
     }
@@ -151,7 +153,7 @@ export class Session {
    */
   succeed(): Duplex {
     this.#disarm();
-    this.#writer.releaseLock();
+    this.#writer?.releaseLock();
     const readable = this.#reader.release();
     return readable === this.#duplex.readable
       ? this.#duplex
@@ -181,7 +183,7 @@ export class Session {
     } catch {
       // Already released: nothing left to give back.
     }
-    this.#writer.releaseLock();
+    this.#writer?.releaseLock();
     return err;
   }
 }

@@ -10,9 +10,9 @@
  * part after the previous one. Chunks handed out never overlap, so each still
  * belongs to its reader alone, and consecutive chunks are usually adjacent in
  * memory, which lets `ByteReader` join a frame split across two reads without
- * copying. The read size adapts: it doubles (up to `readChunkSize`) while
- * reads come back full and halves (down to 16 KiB) while they come back
- * small, and slabs grow from one read to eight, so a short-lived or chatty
+ * copying. The read size adapts: it starts at 2 KiB, doubles (up to
+ * `readChunkSize`) while reads come back full and halves (down to 16 KiB)
+ * while they come back small, and slabs grow from one read to eight, so a short-lived or chatty
  * connection allocates little and a bulk one reads large.
  *
  * @module
@@ -33,7 +33,7 @@ export interface TcpConnectionOptions {
    */
   closeGracePeriod?: number;
   /**
-   * Largest single read, in bytes; reads start at 16 KiB (or this, if
+   * Largest single read, in bytes; reads start at 2 KiB (or this, if
    * smaller) and grow toward it while they come back full. Default 262_144.
    */
   readChunkSize?: number;
@@ -47,8 +47,12 @@ export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
 
 /** Smallest adaptive read size. */
 const MIN_READ = 16 * 1024;
-/** First read size (capped by `readChunkSize`). */
-const FIRST_READ = MIN_READ;
+/**
+ * First read size (capped by `readChunkSize`): a handshake's first messages
+ * are a few hundred bytes, and a connection that turns out bulky doubles it
+ * on every full read.
+ */
+const FIRST_READ = 2 * 1024;
 /** A slab holds at most this many reads of the current size. */
 const READS_PER_SLAB = 8;
 
