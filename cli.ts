@@ -149,8 +149,12 @@ async function connect(args: NodeArgs): Promise<void> {
       // As the js-libp2p reference node does: the proposal leaves with the ping.
       const pinger = new Pinger(await conn.openStream([PING_PROTOCOL], { negotiateFully: false }));
       await pinger.ping();
-      await pinger.close();
+      // As js-libp2p's stream.close(): end our side; the connection's close
+      // waits for the listener's. Not awaited first, so that the stream's
+      // FIN and the session's GoAway leave in one write.
+      const ended = pinger.closeWrite();
       await conn.close();
+      await ended;
     }
     console.log(formatConnectLine(n, performance.now() - start));
   } finally {

@@ -132,6 +132,13 @@ export class Pinger {
     return rtt;
   }
 
+  #stopDeadline(): void {
+    if (this.#deadline !== undefined) {
+      clearTimeout(this.#deadline);
+      this.#deadline = undefined;
+    }
+  }
+
   #armDeadline(ms: number): void {
     this.#deadline = setTimeout(() => {
       this.#deadline = undefined;
@@ -150,13 +157,19 @@ export class Pinger {
     }, ms);
   }
 
+  /**
+   * Ends our pings (a half-close) without waiting for the listener's end, as
+   * js-libp2p's `stream.close()` does: for a caller that closes the whole
+   * connection next, which waits for every stream to finish anyway.
+   */
+  async closeWrite(): Promise<void> {
+    this.#stopDeadline();
+    await this.#writer.close().catch(() => {});
+  }
+
   /** Closes our side and waits for the listener to close its side. */
   async close(): Promise<void> {
-    if (this.#deadline !== undefined) {
-      clearTimeout(this.#deadline);
-      this.#deadline = undefined;
-    }
-    await this.#writer.close().catch(() => {});
+    await this.closeWrite();
     this.#writer.releaseLock();
     while ((await this.#reader.readSome().catch(() => undefined)) !== undefined) {
       // the listener must not send more; drain whatever it did until its end

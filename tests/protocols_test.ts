@@ -20,6 +20,21 @@ Deno.test("ping: the listener echoes each 32-byte ping; several pings share one 
   await Promise.all([dialer.close(), listener.close()]);
 });
 
+Deno.test("ping: closeWrite ends the pings at once; the listener sees the end and closes its side", async () => {
+  const [dialer, listener] = await connectedPair();
+  const served = handlePing(listener);
+  const pinger = new Pinger(dialer);
+  await pinger.ping();
+  await pinger.closeWrite();
+  // The handler returns on our end of stream, without a further ping.
+  await served;
+  await assertRejects(() => pinger.ping(), TypeError);
+  // Nothing reads our side now: close() after closeWrite() drains the
+  // listener's end, so closing the connection does not wait out its grace.
+  await pinger.close();
+  await Promise.all([dialer.close(), listener.close()]);
+});
+
 Deno.test("ping: a listener that answers with other bytes is a protocol violation", async () => {
   const [dialer, listener] = await connectedPair();
   const liar = (async () => {

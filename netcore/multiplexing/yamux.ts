@@ -187,10 +187,6 @@ interface PendingPing {
  */
 export class Yamux<C extends Connection = Connection>
   implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
-  /** Our address of the underlying connection. */
-  readonly localAddr: Multiaddr;
-  /** The peer's address of the underlying connection. */
-  readonly remoteAddr: Multiaddr;
   /** Settles (never rejects) when the session and its connection are released. */
   readonly closed: Promise<void>;
   /** Our side. */
@@ -271,8 +267,6 @@ export class Yamux<C extends Connection = Connection>
     if (!(o.maxFrameSize > 0)) throw new RangeError("yamux: maxFrameSize must be positive");
     this.#conn = conn;
     this.role = o.role;
-    this.localAddr = conn.localAddr;
-    this.remoteAddr = conn.remoteAddr;
     this.closed = this.#closedSignal.promise;
     this.#log = (logger ?? rootLogger).child({ component: "yamux", role: o.role });
     this.#nextId = o.role === "dialer" ? 1 : 2;
@@ -439,6 +433,16 @@ export class Yamux<C extends Connection = Connection>
     };
   }
 
+  /** Our address of the underlying connection. */
+  get localAddr(): Multiaddr {
+    return this.#conn.localAddr;
+  }
+
+  /** The peer's address of the underlying connection. */
+  get remoteAddr(): Multiaddr {
+    return this.#conn.remoteAddr;
+  }
+
   /**
    * Graceful close: sends GoAway (normal termination), refuses new streams
    * both ways, lets existing streams finish for up to `closeTimeout` ms
@@ -469,8 +473,11 @@ export class Yamux<C extends Connection = Connection>
       });
       await Promise.race([this.#idleSignal.promise, timeout, this.closed]);
       clearTimeout(timer);
-      const leftover = new NetworkError("TIMEOUT", "yamux: stream still open at session close");
-      for (const core of [...this.#streams.values()]) core.abort(leftover);
+      if (this.#streams.size > 0) {
+        // Made only when a stream is left: an Error costs its stack trace.
+        const leftover = new NetworkError("TIMEOUT", "yamux: stream still open at session close");
+        for (const core of [...this.#streams.values()]) core.abort(leftover);
+      }
     }
     // A failure while streams finished already released everything.
     if ((this.#state as YamuxState) === "closed") return this.closed;
@@ -504,7 +511,7 @@ export class Yamux<C extends Connection = Connection>
   #facade(core: StreamCore): YamuxStream {
     let facade = this.#facades.get(core);
     if (facade === undefined) {
-      facade = new YamuxStream(core, this.localAddr, this.remoteAddr);
+      facade = new YamuxStream(core, this);
       this.#facades.set(core, facade);
     }
     return facade;

@@ -45,16 +45,25 @@ export type { StreamState, YamuxStreamStats } from "./_stream_core.ts";
  */
 export class YamuxStream implements Connection {
   readonly #core: StreamCore;
-  /** Our address of the connection the stream runs on. */
-  readonly localAddr: Multiaddr;
-  /** The peer's address of the connection the stream runs on. */
-  readonly remoteAddr: Multiaddr;
+  readonly #session: { readonly localAddr: Multiaddr; readonly remoteAddr: Multiaddr };
 
   /** Created by the session; applications get streams from {@linkcode Yamux}. */
-  constructor(core: StreamCore, localAddr: Multiaddr, remoteAddr: Multiaddr) {
+  constructor(
+    core: StreamCore,
+    session: { readonly localAddr: Multiaddr; readonly remoteAddr: Multiaddr },
+  ) {
     this.#core = core;
-    this.localAddr = localAddr;
-    this.remoteAddr = remoteAddr;
+    this.#session = session;
+  }
+
+  /** Our address of the connection the stream runs on. */
+  get localAddr(): Multiaddr {
+    return this.#session.localAddr;
+  }
+
+  /** The peer's address of the connection the stream runs on. */
+  get remoteAddr(): Multiaddr {
+    return this.#session.remoteAddr;
   }
 
   /** The yamux stream id: odd when the dialer opened it, even for the listener. */

@@ -95,10 +95,6 @@ export function netAddrToMultiaddr(addr: Deno.NetAddr): Multiaddr {
  * ```
  */
 export class TcpConnection implements Connection {
-  /** Our address of this connection. */
-  readonly localAddr: Multiaddr;
-  /** The peer's address of this connection. */
-  readonly remoteAddr: Multiaddr;
   /** Bytes from the peer. */
   readonly readable: ReadableStream<Uint8Array>;
   /** Bytes to the peer. */
@@ -107,6 +103,11 @@ export class TcpConnection implements Connection {
   readonly closed: Promise<void>;
 
   readonly #conn: Deno.TcpConn;
+  // Turned into multiaddrs when first asked for: most connections never are.
+  readonly #localNetAddr: Deno.NetAddr;
+  readonly #remoteNetAddr: Deno.NetAddr;
+  #localAddr: Multiaddr | undefined;
+  #remoteAddr: Multiaddr | undefined;
   readonly #options: Required<TcpConnectionOptions>;
   readonly #lifecycle: GracefulClose;
   /** Why the connection was aborted locally; pending operations reject with it. */
@@ -127,8 +128,8 @@ export class TcpConnection implements Connection {
   constructor(conn: Deno.TcpConn, options: TcpConnectionOptions = {}) {
     this.#conn = conn;
     this.#options = { ...TCP_CONNECTION_DEFAULTS, ...options };
-    this.localAddr = netAddrToMultiaddr(conn.localAddr);
-    this.remoteAddr = netAddrToMultiaddr(conn.remoteAddr);
+    this.#localNetAddr = conn.localAddr;
+    this.#remoteNetAddr = conn.remoteAddr;
     this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#options.readChunkSize));
     this.#lifecycle = new GracefulClose({
       halfClose: () => {
@@ -163,6 +164,16 @@ export class TcpConnection implements Connection {
       readInto: (buffer) => this.#readInto(buffer),
     });
     registerDirectSink(this.writable, { write: (chunk) => this.#write(chunk) });
+  }
+
+  /** Our address of this connection. */
+  get localAddr(): Multiaddr {
+    return this.#localAddr ??= netAddrToMultiaddr(this.#localNetAddr);
+  }
+
+  /** The peer's address of this connection. */
+  get remoteAddr(): Multiaddr {
+    return this.#remoteAddr ??= netAddrToMultiaddr(this.#remoteNetAddr);
   }
 
   async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
