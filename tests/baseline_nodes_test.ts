@@ -13,7 +13,7 @@ const UPLOAD = 3 * 1024 * 1024 + 17;
 const DOWNLOAD = 2 * 1024 * 1024 + 5;
 
 for (const impl of ["raw", "sealed"] as Implementation[]) {
-  Deno.test(`${impl} node: perf moves the counts asked for and prints the perf line`, async () => {
+  Deno.test(`${impl} node: perf returns the download asked for and prints the perf line`, async () => {
     await using node = await startListener(impl);
     const r = await runClient(impl, [
       "perf",

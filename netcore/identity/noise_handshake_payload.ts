@@ -13,6 +13,7 @@
  */
 
 import { create, toBinary } from "@bufbuild/protobuf";
+import { latin1 } from "../_bytes.ts";
 import { NetworkError } from "../network_error.ts";
 import {
   NoiseExtensionsSchema,
@@ -146,11 +147,7 @@ const MAX_CACHED_PAYLOADS = 1024;
 const MAX_CACHED_PAYLOAD_BYTES = 1024;
 
 function cacheKey(staticKey: Uint8Array, payload: Uint8Array): string {
-  const bytes = new Uint8Array(staticKey.length + payload.length);
-  bytes.set(staticKey);
-  bytes.set(payload, staticKey.length);
-  // apply() takes the array as is; a spread would iterate it.
-  return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  return latin1(staticKey) + latin1(payload);
 }
 
 function copyInfo(info: NoiseHandshakePayloadInfo): NoiseHandshakePayloadInfo {

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { equalBytes } from "../_bytes.ts";
 import { decodeBase58, encodeBase58 } from "../base58.ts";
 import { NetworkError } from "../network_error.ts";
 import { decodeVarint } from "../varint.ts";
@@ -202,11 +203,7 @@ export class PeerId {
 
   /** Whether both ids have the same multihash bytes. */
   equals(other: PeerId): boolean {
-    const a = this.#bytes;
-    const b = other.#bytes;
-    if (a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-    return true;
+    return equalBytes(this.#bytes, other.#bytes);
   }
 
   /** Shows the text form in `console.log` and the Deno inspector. */
@@ -220,7 +217,7 @@ export class PeerId {
   }
 }
 
-/** Ids parsed so far, by text (an LRU): PeerId is immutable. */
+/** Ids parsed so far, by text, the oldest dropped first: PeerId is immutable. */
 const parsedIds = new Map<string, PeerId>();
 const MAX_PARSED_IDS = 1024;
 

@@ -7,7 +7,14 @@
  */
 
 import { NetworkError } from "../network_error.ts";
-import { Flag, FrameType, INITIAL_STREAM_WINDOW, MAX_WINDOW } from "./frame.ts";
+import {
+  Flag,
+  FrameType,
+  HEADER_LENGTH,
+  INITIAL_STREAM_WINDOW,
+  MAX_WINDOW,
+  writeFrameHeader,
+} from "./frame.ts";
 
 /**
  * The stream states of hashicorp/yamux, for the half-close part (whether the
@@ -37,7 +44,10 @@ export interface StreamHost {
   frameBuffer(length: number): Uint8Array;
   /** Queues a header-only frame. */
   sendHeader(type: FrameType, flags: number, streamId: number, length: number): void;
-  /** `core` holds a deferred SYN, ACK or leading data: make sure it goes out this turn of the event loop. */
+  /**
+   * `core` holds a deferred SYN, ACK or leading data: make sure it goes out
+   * this turn of the event loop.
+   */
   deferred(core: StreamCore): void;
   /**
    * `core` is about to send its deferred SYN or ACK: streams deferred before
@@ -228,7 +238,10 @@ export class StreamCore {
     this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, 0);
   }
 
-  /** The leading data as one Data frame (with a deferred SYN or ACK). It fits any window we can be given: a few bytes before all others. */
+  /**
+   * The leading data as one Data frame (with a deferred SYN or ACK). It fits
+   * any window we can be given: a few bytes before all others.
+   */
   #sendLeadingData(): void {
     const data = this.#leadingData!;
     this.#leadingData = undefined;
@@ -240,24 +253,13 @@ export class StreamCore {
 
   /** A Data frame for `chunk[offset .. offset + n)`, counted against the send window. */
   #dataFrame(chunk: Uint8Array, offset: number, n: number): Uint8Array {
-    const frame = this.#host.frameBuffer(12 + n);
-    frame[0] = 0;
-    frame[2] = 0;
-    frame[3] = this.#takeOpenFlag();
     // Header and body in one buffer: the layer below (Noise) turns every
     // write into at least one encrypted frame.
-    frame[1] = FrameType.Data;
-    frame[4] = this.id >>> 24;
-    frame[5] = this.id >>> 16;
-    frame[6] = this.id >>> 8;
-    frame[7] = this.id;
-    frame[8] = n >>> 24;
-    frame[9] = n >>> 16;
-    frame[10] = n >>> 8;
-    frame[11] = n;
+    const frame = this.#host.frameBuffer(HEADER_LENGTH + n);
+    writeFrameHeader(frame, 0, FrameType.Data, this.#takeOpenFlag(), this.id, n);
     frame.set(
       offset === 0 && n === chunk.length ? chunk : chunk.subarray(offset, offset + n),
-      12,
+      HEADER_LENGTH,
     );
     this.#sendWindow -= n;
     this.#bytesSent += n;

@@ -45,13 +45,11 @@ export type { StreamState, YamuxStreamStats } from "./_stream_core.ts";
  */
 export class YamuxStream implements Connection {
   readonly #core: StreamCore;
-  readonly #session: { readonly localAddr: Multiaddr; readonly remoteAddr: Multiaddr };
+  /** The session, whose addresses are the stream's. */
+  readonly #session: Pick<Connection, "localAddr" | "remoteAddr">;
 
   /** Created by the session; applications get streams from {@linkcode Yamux}. */
-  constructor(
-    core: StreamCore,
-    session: { readonly localAddr: Multiaddr; readonly remoteAddr: Multiaddr },
-  ) {
+  constructor(core: StreamCore, session: Pick<Connection, "localAddr" | "remoteAddr">) {
     this.#core = core;
     this.#session = session;
   }

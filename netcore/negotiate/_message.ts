@@ -9,6 +9,7 @@
  * @module
  */
 
+import { latin1 } from "../_bytes.ts";
 import { NetworkError } from "../network_error.ts";
 import { encodeVarint, varintLength } from "../varint.ts";
 import { MULTISTREAM_PROTOCOL_ID } from "./options.ts";
@@ -82,9 +83,6 @@ export function encodeProtocolList(protocols: readonly string[]): Uint8Array {
   return out;
 }
 
-/** Longest ASCII line built by `String.fromCharCode.apply` (one argument a byte). */
-const MAX_FAST_LINE = 256;
-
 /**
  * Checks and decodes the body of one message (length prefix already
  * removed): it must end in `\n`, hold no other `\n` and be valid UTF-8.
@@ -108,10 +106,7 @@ export function decodeLine(body: Uint8Array): string {
       break;
     }
   }
-  if (ascii && end <= MAX_FAST_LINE) {
-    // apply() takes the array as is; a spread would iterate it.
-    return String.fromCharCode.apply(null, body.subarray(0, end) as unknown as number[]);
-  }
+  if (ascii) return latin1(body.subarray(0, end));
   try {
     return decoder.decode(body.subarray(0, end));
   } catch (err) {

@@ -122,7 +122,10 @@ export class ChaCha20Poly1305 {
     this.#polyKey(this.#keystream);
   }
 
-  /** `dst[i] = src[i] ^ keystream[i]` for `i < length`, the keystream from block counter 1 (RFC 8439 2.4). */
+  /**
+   * `dst[i] = src[i] ^ keystream[i]` for `i < length`, the keystream from
+   * block counter 1 (RFC 8439 2.4).
+   */
   #xorKeystream(
     src: Uint8Array,
     length: number,

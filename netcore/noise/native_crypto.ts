@@ -31,6 +31,7 @@ import {
 } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
+import { equalBytes } from "../_bytes.ts";
 import { NetworkError } from "../network_error.ts";
 import { ChaCha20Poly1305, LITTLE_ENDIAN, SMALL_MESSAGE_MAX } from "./_chacha20_poly1305.ts";
 import { Sha256, SHORT_INPUT_MAX } from "./_sha256.ts";
@@ -70,17 +71,11 @@ class KeyObjectCache {
 
   get(raw: Uint8Array): KeyObject {
     const entry = this.#entries.get(raw);
-    if (entry !== undefined && sameBytes(entry.bytes, raw)) return entry.key;
+    if (entry !== undefined && equalBytes(entry.bytes, raw)) return entry.key;
     const key = this.#make(raw);
     this.#entries.set(raw, { bytes: raw.slice(), key });
     return key;
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 const privateKeyObjects = new KeyObjectCache((raw) =>

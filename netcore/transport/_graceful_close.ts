@@ -29,7 +29,10 @@ export interface GracefulCloseHooks {
    * after `release`, and not at all when the peer's side ended first.
    */
   halfClose(): void;
-  /** Frees the resource (which ends our side too). Called exactly once, the first time it is released. */
+  /**
+   * Frees the resource (which ends our side too). Called exactly once, the
+   * first time it is released.
+   */
   release(): void;
 }
 

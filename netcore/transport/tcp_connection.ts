@@ -12,8 +12,10 @@
  * memory, which lets `ByteReader` join a frame split across two reads without
  * copying. The read size adapts: it starts at 2 KiB, doubles (up to
  * `readChunkSize`) while reads come back full and halves (down to 16 KiB)
- * while they come back small, and slabs grow from one read to eight, so a short-lived or chatty
- * connection allocates little and a bulk one reads large.
+ * while they come back small, and slabs grow from one read to eight, so a
+ * short-lived or chatty connection allocates little and a bulk one reads
+ * large. (A reader that reuses one buffer, as the Noise channel does, reads
+ * into it instead: see `readInto` in `_direct.ts`.)
  *
  * @module
  */
@@ -45,7 +47,7 @@ export const TCP_CONNECTION_DEFAULTS: Required<TcpConnectionOptions> = {
   readChunkSize: 262_144,
 };
 
-/** Smallest adaptive read size. */
+/** The size reads that come back small shrink back to, at the least. */
 const MIN_READ = 16 * 1024;
 /**
  * First read size (capped by `readChunkSize`): a handshake's first messages
