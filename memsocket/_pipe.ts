@@ -1,35 +1,43 @@
 /**
- * One direction of an in-memory connection: a bounded byte queue with real
- * backpressure, optional delivery latency, end-of-stream and errors.
+ * One direction of an in-memory socket: a bounded byte queue with optional
+ * delivery latency. Internal to `memsocket/`.
  *
  * @module
  */
 
-import { NetworkError } from "../netcore/network_error.ts";
-
 interface Queued {
   bytes: Uint8Array;
-  /** When the reader may have it (performance.now() time). */
   deliverAt: number;
 }
 
-/** The states of one direction, as in TCP: open, ended by the writer (FIN), or errored (RST). */
+/**
+ * Where a pipe is: `open` carries bytes; `ended` (the writer's FIN: reads
+ * drain what is queued, then see the end); `errored` (reset: every read and
+ * write fails). `ended` may still move to `errored`; `errored` is terminal.
+ */
 type PipeState = "open" | "ended" | "errored";
 
 /**
- * A bounded queue of copied chunks. The writer waits while `capacity` bytes
- * are unread; a chunk larger than the capacity is split so the bound holds.
+ * A one-way byte queue holding at most `capacity` bytes: a write waits for
+ * room, so a reader that stops reading stalls the writer (real
+ * backpressure). Each written piece is delivered `latency()` ms after it was
+ * written, in order. Errors are Deno's own I/O error classes, so a memory
+ * socket fails exactly as a TCP socket does.
  */
 export class Pipe {
   readonly #capacity: number;
   readonly #latency: () => number;
   readonly #queue: Queued[] = [];
   #head = 0;
+  /** How far the head piece was already read. */
+  #headOffset = 0;
   #buffered = 0;
   #state: PipeState = "open";
-  #error: NetworkError | undefined;
-  /** The reader stopped reading: writes are accepted and dropped. */
+  #error: Error | undefined;
+  /** The reader is gone: accept and drop what is written, as a socket whose reader closed. */
   #discarding = false;
+  /** Bytes stay queued (not delivered) while held: a partition. */
+  #held = false;
   #readable: PromiseWithResolvers<void> | undefined;
   #writable: PromiseWithResolvers<void> | undefined;
 
@@ -38,65 +46,77 @@ export class Pipe {
     this.#latency = latency;
   }
 
-  /** Unread bytes. */
+  /** Bytes written and not yet read. */
   get buffered(): number {
     return this.#buffered;
   }
 
-  /** Copies `chunk` in, waiting for room; rejects once the pipe ended or errored. */
-  async write(chunk: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < chunk.length) {
+  /**
+   * Queues as much of `data` as fits (waiting while nothing fits) and
+   * resolves with the count, as a socket write does.
+   */
+  async write(data: Uint8Array): Promise<number> {
+    while (true) {
       this.#checkWritable();
-      if (this.#discarding) return;
+      if (this.#discarding) return data.length;
       const room = this.#capacity - this.#buffered;
-      if (room <= 0) {
-        this.#writable ??= Promise.withResolvers();
-        await this.#writable.promise;
-        continue;
+      if (room > 0) {
+        // A copy: the writer may reuse its buffer as soon as this resolves.
+        const piece = data.slice(0, room);
+        this.#queue.push({ bytes: piece, deliverAt: performance.now() + this.#latency() });
+        this.#buffered += piece.length;
+        this.#wakeReader();
+        return piece.length;
       }
-      const piece = chunk.slice(offset, offset + room);
-      offset += piece.length;
-      this.#queue.push({ bytes: piece, deliverAt: performance.now() + this.#latency() });
-      this.#buffered += piece.length;
-      this.#wakeReader();
+      this.#writable ??= Promise.withResolvers();
+      await this.#writable.promise;
     }
   }
 
   #checkWritable(): void {
     if (this.#state === "errored") throw this.#error!;
-    if (this.#state === "ended") {
-      throw new NetworkError("CONNECTION_CLOSED", "write after the stream was closed");
-    }
+    if (this.#state === "ended") throw new Deno.errors.BrokenPipe("write after the pipe ended");
   }
 
-  /** The next chunk, or `null` at the end of the stream. */
-  async read(): Promise<Uint8Array | null> {
+  /**
+   * Copies the next delivered bytes into `buffer` and resolves with the
+   * count; `null` once the writer ended and everything was read.
+   */
+  async read(buffer: Uint8Array): Promise<number | null> {
     while (true) {
       if (this.#state === "errored") throw this.#error!;
       const next = this.#queue[this.#head];
-      if (next !== undefined) {
+      if (next !== undefined && !this.#held) {
         const wait = next.deliverAt - performance.now();
         if (wait > 0) {
           await new Promise((resolve) => setTimeout(resolve, wait));
           continue;
         }
-        this.#queue[this.#head++] = undefined!;
-        if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-          this.#queue.splice(0, this.#head);
-          this.#head = 0;
-        }
-        this.#buffered -= next.bytes.length;
+        const available = next.bytes.length - this.#headOffset;
+        const n = Math.min(available, buffer.length);
+        buffer.set(next.bytes.subarray(this.#headOffset, this.#headOffset + n));
+        if (n === available) this.#shift();
+        else this.#headOffset += n;
+        this.#buffered -= n;
         this.#wakeWriter();
-        return next.bytes;
+        return n;
       }
-      if (this.#state === "ended") return null;
+      if (this.#state === "ended" && next === undefined) return null;
       this.#readable ??= Promise.withResolvers();
       await this.#readable.promise;
     }
   }
 
-  /** The writer is done (FIN): the reader gets the rest, then `null`. */
+  #shift(): void {
+    this.#queue[this.#head++] = undefined!;
+    this.#headOffset = 0;
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** The writer's FIN: the reader sees the end after what is queued. */
   end(): void {
     if (this.#state !== "open") return;
     this.#state = "ended";
@@ -104,25 +124,33 @@ export class Pipe {
     this.#wakeWriter();
   }
 
-  /** Drops everything; pending and later reads and writes reject with `error`. */
-  error(error: NetworkError): void {
+  /** Fails every pending and later read and write with `error`, dropping what is queued. */
+  error(error: Error): void {
     if (this.#state === "errored") return;
     this.#state = "errored";
     this.#error = error;
     this.#queue.length = 0;
     this.#head = 0;
+    this.#headOffset = 0;
     this.#buffered = 0;
     this.#wakeReader();
     this.#wakeWriter();
   }
 
-  /** The reader will not read again: free what is queued, accept and drop later writes. */
+  /** The reader is gone: drop what is queued and what is written from now on. */
   discard(): void {
     this.#discarding = true;
     this.#queue.length = 0;
     this.#head = 0;
+    this.#headOffset = 0;
     this.#buffered = 0;
     this.#wakeWriter();
+  }
+
+  /** Holds (`true`) or releases delivery: bytes queue up, unseen, while held. */
+  hold(held: boolean): void {
+    this.#held = held;
+    if (!held) this.#wakeReader();
   }
 
   #wakeReader(): void {

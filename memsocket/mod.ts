@@ -1,25 +1,23 @@
 /**
- * An in-memory transport for tests and simulations: a
- * {@linkcode MemoryNetwork} of `/memory/N` listeners with fault hooks
- * (latency, cut connections, partitions), a {@linkcode MemoryTransport} over
- * it, and {@linkcode MemoryConnection}s with TCP-like semantics and bounded
- * buffers.
+ * An in-memory network for tests and simulations: `/memory/N` listeners,
+ * sockets shaped like Deno's TCP connections with bounded buffers (real
+ * backpressure), and fault hooks (latency, cut connections, partitions).
+ *
+ * A leaf: it imports nothing from the stack. `MemoryTransport` in
+ * `netcore/transport/` makes a {@linkcode MemoryNetwork} a transport, so
+ * every layer above runs over it exactly as over TCP.
  *
  * @example
  * ```ts
- * import { MemoryNetwork, MemoryTransport } from "./mod.ts";
- * import { Multiaddr } from "../netcore/multiaddr.ts";
- *
+ * import { MemoryNetwork } from "./mod.ts";
  * const network = new MemoryNetwork();
- * const transport = new MemoryTransport({ network });
- * const listener = await transport.listen(Multiaddr.parse("/memory/0"));
- * network.setLatency(5); // every chunk now takes 5 ms
- * await listener.close();
+ * const listener = network.listen("/memory/0");
+ * network.setLatency(5); // every piece written now takes 5 ms
+ * listener.close();
  * ```
  *
  * @module
  */
 
-export * from "./memory_connection.ts";
 export * from "./memory_network.ts";
-export * from "./memory_transport.ts";
+export * from "./memory_socket.ts";

@@ -1,6 +1,6 @@
 /**
  * The few async helpers the stack needs from `@std/async` (which lives on JSR,
- * unreachable here): `delay`, `deadline`, `abortable` and exponential backoff
+ * unreachable here): `delay`, `abortable`, one `Deadline` and exponential backoff
  * with jitter. Internal: other modules import them, users do not.
  *
  * Every helper reports cancellation and time-outs as {@linkcode NetworkError}
@@ -19,7 +19,7 @@ export interface SignalOptions {
 
 /**
  * The error to reject with when `signal` fired: its reason if that is already
- * a `NetworkError` (e.g. a `TIMEOUT` from {@linkcode deadline}), otherwise an
+ * a `NetworkError` (e.g. a `TIMEOUT` from a {@linkcode Deadline}), otherwise an
  * `ABORTED` error that keeps the reason as cause.
  */
 export function abortError(signal: AbortSignal): NetworkError {
@@ -92,82 +92,109 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
   });
 }
 
-/** Options for {@linkcode deadline}. */
+/** Options for {@linkcode Deadline}. */
 export interface DeadlineOptions extends SignalOptions {
-  /** The code of the error thrown on time-out. Default `"TIMEOUT"`. */
+  /** The code of the error the signal fires with at the deadline. Default `"TIMEOUT"`. */
   code?: NetworkErrorCode;
   /** What timed out, for the error message. Default `"operation"`. */
   what?: string;
 }
 
 /**
- * A signal that fires after `ms` with a `NetworkError` of `code` as reason, or
- * when `parent` fires. Use it to give a whole multi-step operation (a
- * handshake, a request) one deadline.
+ * One deadline for a multi-step operation (a handshake, a negotiation, a
+ * request): `signal` fires with a `NetworkError` (`TIMEOUT` unless another
+ * code is given) after `ms`, or with the reason of the caller's `signal` if
+ * that fires first. Every timeout of the stack is one of these.
+ *
+ * Unlike `AbortSignal.timeout`, the timer is cleared as soon as the
+ * operation ends (`clear()`, or `using`), so a finished operation leaves no
+ * timer behind, and a timed-out one fails with the stack's own error. The
+ * timer keeps the process alive while it runs: a pending deadline is work
+ * in progress.
  *
  * @example
  * ```ts
- * import { deadlineSignal } from "./_async.ts";
- * const signal = deadlineSignal(1000, { what: "handshake", code: "HANDSHAKE_FAILED" });
- * ```
- */
-export function deadlineSignal(ms: number, options: DeadlineOptions = {}): AbortSignal {
-  // Unref so an armed deadline never keeps the process (or a test) alive.
-  return timeoutSignal(ms, options, false);
-}
-
-/**
- * The signal behind {@linkcode deadlineSignal} and {@linkcode deadline}. The
- * timer is cleared as soon as the signal fires, whether by time-out or by the
- * parent, so a finished operation leaves no timer behind.
- */
-function timeoutSignal(ms: number, options: DeadlineOptions, keepAlive: boolean): AbortSignal {
-  const { code = "TIMEOUT", what = "operation", signal } = options;
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new NetworkError(code, `${what} timed out after ${ms} ms`)),
-    ms,
-  );
-  if (!keepAlive) Deno.unrefTimer(timer);
-  const combined = signal === undefined
-    ? controller.signal
-    : AbortSignal.any([controller.signal, signal]);
-  if (combined.aborted) clearTimeout(timer);
-  else combined.addEventListener("abort", () => clearTimeout(timer), { once: true });
-  return combined;
-}
-
-/**
- * Settles like `promise`, or rejects with a `NetworkError` (`TIMEOUT` unless
- * another code is given) after `ms` milliseconds.
- *
- * @example
- * ```ts
- * import { deadline } from "./_async.ts";
+ * import { Deadline } from "./_async.ts";
  * import { NetworkError } from "./network_error.ts";
- * try {
- *   await deadline(new Promise(() => {}), 10, { what: "ping" });
- * } catch (err) {
- *   console.log(NetworkError.is(err, "TIMEOUT")); // true
+ * {
+ *   using deadline = new Deadline(10, { what: "ping" });
+ *   try {
+ *     await deadline.race(new Promise(() => {}));
+ *   } catch (err) {
+ *     console.log(NetworkError.is(err, "TIMEOUT")); // true
+ *   }
  * }
  * ```
  */
-export async function deadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  options: DeadlineOptions = {},
-): Promise<T> {
-  const done = new AbortController();
-  const parent = options.signal === undefined
-    ? done.signal
-    : AbortSignal.any([options.signal, done.signal]);
-  // Someone awaits this one, so its timer keeps the process alive until it
-  // fires or the promise settles (aborting `done` clears it).
-  const signal = timeoutSignal(ms, { ...options, signal: parent }, true);
-  try {
-    return await abortable(promise, signal);
-  } finally {
-    done.abort();
+export class Deadline implements Disposable {
+  /** Fires at the deadline or when the caller's signal fires, whichever is first. */
+  readonly signal: AbortSignal;
+  readonly #controller = new AbortController();
+  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #parent: AbortSignal | undefined;
+  readonly #onParentAbort: (() => void) | undefined;
+
+  /**
+   * Arms a deadline `ms` from now.
+   *
+   * @param ms milliseconds until the deadline
+   * @param options the error's code and wording, and a caller's signal to follow
+   */
+  constructor(ms: number, options: DeadlineOptions = {}) {
+    const { code = "TIMEOUT", what = "operation", signal: parent } = options;
+    const controller = this.#controller;
+    this.signal = controller.signal;
+    this.#timer = setTimeout(
+      () => controller.abort(new NetworkError(code, `${what} timed out after ${ms} ms`)),
+      ms,
+    );
+    if (parent !== undefined) {
+      if (parent.aborted) {
+        controller.abort(parent.reason);
+      } else {
+        this.#parent = parent;
+        this.#onParentAbort = () => controller.abort(parent.reason);
+        parent.addEventListener("abort", this.#onParentAbort, { once: true });
+      }
+    }
+    if (controller.signal.aborted) this.clear();
+  }
+
+  /** Whether the deadline passed or the caller cancelled. */
+  get expired(): boolean {
+    return this.signal.aborted;
+  }
+
+  /** The error to fail with once {@linkcode Deadline.expired}. */
+  get error(): NetworkError {
+    return abortError(this.signal);
+  }
+
+  /** Throws {@linkcode Deadline.error} if the deadline already passed. */
+  check(): void {
+    if (this.signal.aborted) throw abortError(this.signal);
+  }
+
+  /**
+   * Settles like `promise`, or rejects with {@linkcode Deadline.error} when
+   * the signal fires first. The work behind `promise` is not cancelled by
+   * this: give it the signal, or abort what it waits on.
+   */
+  race<T>(promise: Promise<T>): Promise<T> {
+    return abortable(promise, this.signal);
+  }
+
+  /** Disarms the timer and detaches from the caller's signal. Idempotent. */
+  clear(): void {
+    clearTimeout(this.#timer);
+    if (this.#onParentAbort !== undefined) {
+      this.#parent!.removeEventListener("abort", this.#onParentAbort);
+    }
+  }
+
+  /** {@linkcode Deadline.clear}, for `using`. */
+  [Symbol.dispose](): void {
+    this.clear();
   }
 }
 

@@ -8,7 +8,9 @@
  */
 
 import { NetworkError } from "./network_error.ts";
-import { type DirectSource, directSource } from "./transport/_direct.ts";
+import { ByteConnection } from "./transport/byte_connection.ts";
+import type { ByteSource, Connection } from "./transport/connection.ts";
+import type { Multiaddr } from "./multiaddr.ts";
 import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -18,28 +20,12 @@ const DEFAULT_REUSED_BUFFER_MAX = 512 * 1024;
 const FIRST_REUSED_BUFFER = 4 * 1024;
 
 /**
- * What a stream returned by `release()` wraps: the bytes read ahead and the
- * reader on the source. A `ByteReader` made on such a stream before anyone
- * pulled from it takes both over and reads the source directly, so handing a
- * stream from layer to layer (negotiation, Noise, a protocol handler) adds no
- * stream hop per read.
- */
-interface Handoff {
-  pending: Uint8Array | undefined;
-  readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-  /** The source's side door (`transport/_direct.ts`), when it has one. */
-  readonly direct: DirectSource | undefined;
-  pulled: boolean;
-}
-
-const handoffs = new WeakMap<ReadableStream<Uint8Array>, Handoff>();
-
-/**
- * A buffered reader over a `ReadableStream<Uint8Array>`.
+ * A buffered reader over a {@linkcode ByteSource} (a connection's read
+ * half), itself a `ByteSource` that yields what it buffered first.
  *
  * Returned arrays are views into the chunks the stream produced whenever the
  * requested bytes lie in one chunk, or in consecutive chunks that are
- * adjacent in one buffer (as a TCP connection's reads are): no copy then.
+ * adjacent in one buffer (as a socket's reads are): no copy then.
  * Otherwise they are fresh arrays. Either way they belong to the caller.
  *
  * After {@linkcode ByteReader.reuseBuffer} that changes: reads land in one
@@ -52,23 +38,21 @@ const handoffs = new WeakMap<ReadableStream<Uint8Array>, Handoff>();
  * @example
  * ```ts
  * import { ByteReader } from "./byte_reader.ts";
- * const stream = ReadableStream.from([new Uint8Array([0, 3, 1]), new Uint8Array([2, 3])]);
- * const reader = new ByteReader(stream);
+ * const chunks = [new Uint8Array([0, 3, 1]), new Uint8Array([2, 3])];
+ * const reader = new ByteReader({
+ *   read: () => Promise.resolve(chunks.shift() ?? null),
+ *   readInto: () => Promise.resolve(null),
+ *   cancelRead: () => {},
+ * });
  * const header = await reader.readExactly(2);
  * const body = await reader.readExactly((header[0] << 8) | header[1]);
  * console.log(body); // Uint8Array [ 1, 2, 3 ]
  * ```
  */
-export class ByteReader {
-  readonly #source: ReadableStream<Uint8Array>;
-  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
-  /** The lock on `#source` when `#reader` is a handed-off source reader. */
-  readonly #lock: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  /** The source's side door: read through it, not through the stream. */
-  readonly #direct: DirectSource | undefined;
+export class ByteReader implements ByteSource {
+  readonly #source: ByteSource;
   #chunk: Uint8Array = EMPTY;
   #offset = 0;
-  #released = false;
   /**
    * The buffer reads land in after `reuseBuffer()`. Then `#chunk` is always
    * its first `#chunk.length` bytes and the buffered ones start at `#offset`.
@@ -79,22 +63,9 @@ export class ByteReader {
   /** The last read filled all the room it had: more was waiting, so grow. */
   #readFilledRoom = false;
 
-  /** Locks `readable` for this reader until {@linkcode ByteReader.release}. */
-  constructor(readable: ReadableStream<Uint8Array>) {
-    this.#source = readable;
-    const handoff = handoffs.get(readable);
-    if (handoff !== undefined && !handoff.pulled && !readable.locked) {
-      // Hold the released stream locked, but read its source directly.
-      this.#lock = readable.getReader();
-      this.#reader = handoff.reader;
-      this.#direct = handoff.direct;
-      this.#chunk = handoff.pending ?? EMPTY;
-      handoff.pending = undefined;
-    } else {
-      // Locked first: the side door is only ours once nobody else can read.
-      this.#reader = readable.getReader();
-      this.#direct = directSource(readable);
-    }
+  /** A reader of `source`, which it then reads alone. */
+  constructor(source: ByteSource) {
+    this.#source = source;
   }
 
   /** Bytes buffered and not yet returned. */
@@ -119,7 +90,7 @@ export class ByteReader {
    * ```
    */
   reuseBuffer(maxSize = DEFAULT_REUSED_BUFFER_MAX): void {
-    if (this.#reused !== undefined || this.#direct?.readInto === undefined) return;
+    if (this.#reused !== undefined) return;
     const pending = this.#chunk.subarray(this.#offset);
     const reused = new Uint8Array(Math.max(Math.min(FIRST_REUSED_BUFFER, maxSize), pending.length));
     reused.set(pending);
@@ -137,7 +108,7 @@ export class ByteReader {
    */
   async #fillReused(n: number): Promise<boolean> {
     let reused = this.#reused!;
-    const readInto = this.#direct!.readInto!;
+    const source = this.#source;
     let start = this.#offset;
     let end = this.#chunk.length;
     const grow = this.#readFilledRoom && reused.length < this.#reusedMax;
@@ -158,13 +129,13 @@ export class ByteReader {
     }
     while (end - start < n) {
       const room = reused.length - end;
-      let count: number | undefined;
+      let count: number | null;
       try {
-        count = await readInto(reused.subarray(end));
+        count = await source.readInto(reused.subarray(end));
       } catch (err) {
         throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
       }
-      if (count === undefined) return false;
+      if (count === null) return false;
       if (count === room) this.#readFilledRoom = true;
       end += count;
       this.#chunk = reused.subarray(0, end);
@@ -172,27 +143,17 @@ export class ByteReader {
     return true;
   }
 
-  /** The next non-empty chunk of the stream; `undefined` at its end. */
+  /** The next non-empty chunk of the source; `undefined` at its end. */
   async #next(): Promise<Uint8Array | undefined> {
-    const direct = this.#direct;
-    while (direct !== undefined) {
-      let chunk: Uint8Array | undefined;
-      try {
-        chunk = await direct.read();
-      } catch (err) {
-        throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
-      }
-      if (chunk === undefined || chunk.length > 0) return chunk;
-    }
     while (true) {
-      let result: ReadableStreamReadResult<Uint8Array>;
+      let chunk: Uint8Array | null;
       try {
-        result = await this.#reader.read();
+        chunk = await this.#source.read();
       } catch (err) {
         throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
       }
-      if (result.done) return undefined;
-      if (result.value.length > 0) return result.value;
+      if (chunk === null) return undefined;
+      if (chunk.length > 0) return chunk;
     }
   }
 
@@ -317,55 +278,90 @@ export class ByteReader {
   }
 
   /**
-   * Gives up the stream: returns a `ReadableStream` that yields the buffered
-   * bytes first and then the rest of the source, for the next layer. The
-   * reader must not be used afterwards. Cancelling the returned stream cancels
-   * the source. With nothing buffered it is the source itself, unwrapped.
+   * The next chunk: what is buffered, else the source's next chunk (the
+   * caller owns it; a copy in `reuseBuffer` mode). `null` at the end.
    */
-  release(): ReadableStream<Uint8Array> {
-    if (this.#released) throw new TypeError("ByteReader already released");
-    this.#released = true;
-    if (this.buffered === 0) {
-      // A handed-off source reader stays with the released stream, which
-      // reads through it; otherwise the source itself goes back unlocked.
-      (this.#lock ?? this.#reader).releaseLock();
-      return this.#source;
+  async read(): Promise<Uint8Array | null> {
+    if (this.buffered > 0) {
+      const view = this.#chunk.subarray(this.#offset);
+      this.#offset = this.#chunk.length;
+      return this.#reused === undefined ? view : view.slice();
     }
-    const handoff: Handoff = {
-      pending: this.#chunk.subarray(this.#offset),
-      reader: this.#reader,
-      direct: this.#direct,
-      pulled: false,
-    };
-    this.#chunk = EMPTY;
-    this.#offset = 0;
-    const reader = this.#reader;
-    const released = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        handoff.pulled = true;
-        if (handoff.pending !== undefined) {
-          controller.enqueue(handoff.pending);
-          handoff.pending = undefined;
-          return;
-        }
-        try {
-          const { done, value } = await reader.read();
-          if (done) controller.close();
-          else controller.enqueue(value);
-        } catch (err) {
-          controller.error(err);
-        }
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
-    handoffs.set(released, handoff);
-    return released;
+    if (this.#reused !== undefined) {
+      const some = await this.readSome();
+      return some === undefined ? null : some.slice();
+    }
+    return (await this.#next()) ?? null;
   }
 
-  /** Cancels the source stream. */
-  async cancel(reason?: unknown): Promise<void> {
-    await this.#reader.cancel(reason).catch(() => {});
+  /** Copies what is buffered into `buffer`, else reads into it from the source. */
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    const buffered = this.buffered;
+    if (buffered === 0) return this.#source.readInto(buffer);
+    const n = Math.min(buffered, buffer.length);
+    buffer.set(this.#chunk.subarray(this.#offset, this.#offset + n));
+    this.#offset += n;
+    return Promise.resolve(n);
+  }
+
+  /** Drops what is buffered and stops reading the source. */
+  cancelRead(reason?: unknown): void {
+    this.#chunk = EMPTY;
+    this.#offset = 0;
+    this.#source.cancelRead(reason);
+  }
+
+  /**
+   * Hands `conn` (whose read half this reader reads) on to the next layer:
+   * `conn` itself when nothing is buffered, else a connection that reads
+   * what this reader buffered first, then the rest through it. The caller
+   * must not use the reader afterwards.
+   */
+  handOff<C extends Connection>(conn: C): Connection {
+    if (this.buffered === 0) return conn;
+    return new ReadAheadConnection(conn, this);
+  }
+}
+
+/** A connection whose reads go through a {@linkcode ByteReader} that read ahead. */
+class ReadAheadConnection extends ByteConnection {
+  readonly #conn: Connection;
+  readonly #reader: ByteReader;
+
+  constructor(conn: Connection, reader: ByteReader) {
+    super();
+    this.#conn = conn;
+    this.#reader = reader;
+  }
+
+  get localAddr(): Multiaddr {
+    return this.#conn.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.#conn.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.#conn.closed;
+  }
+  read(): Promise<Uint8Array | null> {
+    return this.#reader.read();
+  }
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    return this.#reader.readInto(buffer);
+  }
+  cancelRead(reason?: unknown): void {
+    this.#reader.cancelRead(reason);
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.#conn.write(chunk);
+  }
+  closeWrite(): Promise<void> {
+    return this.#conn.closeWrite();
+  }
+  close(): Promise<void> {
+    return this.#conn.close();
+  }
+  abort(reason?: unknown): void {
+    this.#conn.abort(reason);
   }
 }

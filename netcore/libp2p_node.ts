@@ -1,36 +1,37 @@
 /**
- * A libp2p node: listens, dials, keeps its connections by peer, and hands
- * inbound streams to the handler registered for their protocol. The
- * transports under it are TCP and memory, each upgraded by
- * {@linkcode libp2pUpgrade}.
+ * A node: listens, dials, keeps its connections by peer (with ids, so a
+ * closed connection is never mistaken for a newer one), and hands inbound
+ * streams to the handler registered for their protocol. The transports
+ * under it are TCP and memory, upgraded by {@linkcode libp2pUpgrade} unless
+ * another upgrade (the validator profile's) is given.
  *
  * @module
  */
 
-import { MemoryTransport } from "../memsocket/memory_transport.ts";
 import { Ed25519Identity, type PeerId } from "./identity/mod.ts";
 import {
-  type Libp2pConnection,
   libp2pUpgrade,
   type Libp2pUpgradeOptions,
   type OpenStreamOptions,
+  type PeerConnection,
   type ProtocolStream,
-} from "./libp2p_upgrade.ts";
-import { rootLogger } from "./log.ts";
-import { defaultRegistry } from "./metrics.ts";
+} from "./upgrade/mod.ts";
+import { type Logger, rootLogger } from "./log.ts";
+import { defaultMetrics, type Metrics } from "./metrics.ts";
 import type { Multiaddr } from "./multiaddr.ts";
 import { NetworkError } from "./network_error.ts";
 import { andThen } from "./transport/and_then.ts";
 import { choice } from "./transport/choice.ts";
 import type { Connection } from "./transport/connection.ts";
+import { MemoryTransport } from "./transport/memory_transport.ts";
 import { TcpTransport } from "./transport/tcp_transport.ts";
-import type { Listener, Transport } from "./transport/transport.ts";
+import type { Listener, Transport, Upgrade } from "./transport/transport.ts";
 import type { YamuxStream } from "./multiplexing/yamux_stream.ts";
 
 /** Serves one inbound stream of a registered protocol. */
 export type StreamHandler = (
   stream: ProtocolStream,
-  connection: Libp2pConnection,
+  connection: PeerConnection,
 ) => void | Promise<void>;
 
 /** Options for {@linkcode Libp2pNode.create}. */
@@ -41,22 +42,19 @@ export interface Libp2pNodeOptions {
   listen?: Multiaddr[];
   /** Raw transports, chosen by address. Default: TCP and the default memory network. */
   transports?: Transport<Connection>[];
-  /** Options of the upgrade pipeline. */
-  upgrade?: Libp2pUpgradeOptions;
+  /**
+   * The upgrade pipeline: options of the libp2p profile's upgrade, or a
+   * whole upgrade (such as `validatorUpgrade(...)`). Default: the libp2p
+   * profile with `identity`.
+   */
+  upgrade?: Libp2pUpgradeOptions | Upgrade<Connection, PeerConnection>;
   /** Time limit of a whole upgrade (negotiation, handshake, muxer). Default 10_000 ms. */
   upgradeTimeout?: number;
+  /** Where the node's metrics go (give it a `network` label). Default `defaultMetrics`. */
+  metrics?: Metrics;
+  /** The node's logger. Default `rootLogger`. */
+  logger?: Logger;
 }
-
-const connectionsOpen = defaultRegistry.gauge(
-  "libp2p_connections_open",
-  "Open libp2p connections, by direction",
-  ["direction"],
-);
-const inboundStreams = defaultRegistry.counter(
-  "libp2p_inbound_streams_total",
-  "Inbound streams, by protocol and outcome",
-  ["protocol", "outcome"],
-);
 
 /**
  * A libp2p node over TCP and memory transports.
@@ -73,22 +71,41 @@ const inboundStreams = defaultRegistry.counter(
  */
 export class Libp2pNode {
   readonly #identity: Ed25519Identity;
-  readonly #transport: Transport<Libp2pConnection>;
-  readonly #listeners: Listener<Libp2pConnection>[] = [];
+  readonly #transport: Transport<PeerConnection>;
+  readonly #listeners: Listener<PeerConnection>[] = [];
   readonly #handlers = new Map<string, StreamHandler>();
-  readonly #connections = new Map<string, Set<Libp2pConnection>>();
-  readonly #pendingDials = new Map<string, Promise<Libp2pConnection>>();
+  /** Open connections by peer, by connection id. */
+  readonly #connections = new Map<string, Map<number, PeerConnection>>();
+  readonly #pendingDials = new Map<string, Promise<PeerConnection>>();
   readonly #tasks = new Set<Promise<void>>();
-  readonly #log;
+  readonly #log: Logger;
+  readonly #connectionsOpen;
+  readonly #inboundStreams;
   #closed = false;
 
   private constructor(options: Libp2pNodeOptions) {
     this.#identity = options.identity ?? Ed25519Identity.generate();
+    const metrics = options.metrics ?? defaultMetrics;
+    const logger = options.logger ?? rootLogger;
     const raw = choice(...(options.transports ?? [new TcpTransport(), new MemoryTransport()]));
-    this.#transport = andThen(raw, libp2pUpgrade(this.#identity, options.upgrade), {
+    const upgrade = typeof options.upgrade === "function"
+      ? options.upgrade
+      : libp2pUpgrade(this.#identity, { ...options.upgrade, metrics, logger });
+    this.#transport = andThen(raw, upgrade, {
       timeout: options.upgradeTimeout ?? 10_000,
+      metrics,
     });
-    this.#log = rootLogger.child({ component: "libp2p-node", self: this.peerId.toString() });
+    this.#log = logger.child({ component: "node", self: this.peerId.toString() });
+    this.#connectionsOpen = metrics.gauge(
+      "validator_network_connections_open",
+      "Open connections, by direction",
+      ["direction"],
+    );
+    this.#inboundStreams = metrics.counter(
+      "validator_network_inbound_streams_total",
+      "Inbound streams, by protocol and outcome",
+      ["protocol", "outcome"],
+    );
   }
 
   /**
@@ -143,14 +160,15 @@ export class Libp2pNode {
     return [...this.#handlers.keys()];
   }
 
-  /** Open connections to `peer`. */
-  connectionsTo(peer: PeerId): Libp2pConnection[] {
-    return [...(this.#connections.get(peer.toString()) ?? [])];
+  /** Open connections to `peer`, oldest first. */
+  connectionsTo(peer: PeerId): PeerConnection[] {
+    return [...(this.#connections.get(peer.toString())?.values() ?? [])];
   }
 
   /**
    * A connection to the peer at `addr`: an open one to the same peer when
-   * `reuse` (default) and the address names the peer, else a new one.
+   * `reuse` (default) and the address names the peer (one that is going
+   * away, after the peer's GoAway, is not reused), else a new one.
    * Concurrent dials to the same named peer share one attempt (and so the
    * first caller's `signal`).
    *
@@ -159,11 +177,13 @@ export class Libp2pNode {
   async dial(
     addr: Multiaddr,
     options: { signal?: AbortSignal; reuse?: boolean } = {},
-  ): Promise<Libp2pConnection> {
+  ): Promise<PeerConnection> {
     if (this.#closed) throw new NetworkError("CONNECTION_CLOSED", "node is closed");
     const peer = options.reuse === false ? undefined : addr.peerId;
     if (peer === undefined) return await this.#dialNew(addr, options.signal);
-    for (const conn of this.#connections.get(peer) ?? []) return conn;
+    for (const conn of this.#connections.get(peer)?.values() ?? []) {
+      if (!conn.goingAway) return conn;
+    }
     // Concurrent dials to one peer share one connection attempt.
     let pending = this.#pendingDials.get(peer);
     if (pending === undefined) {
@@ -173,7 +193,7 @@ export class Libp2pNode {
     return await pending;
   }
 
-  async #dialNew(addr: Multiaddr, signal: AbortSignal | undefined): Promise<Libp2pConnection> {
+  async #dialNew(addr: Multiaddr, signal: AbortSignal | undefined): Promise<PeerConnection> {
     const conn = await this.#transport.dial(addr, { signal });
     if (this.#closed) {
       // close() ran while we dialed: nothing would ever close this one.
@@ -187,7 +207,7 @@ export class Libp2pNode {
 
   /**
    * Dials `addr` (or reuses a connection) and opens a stream for the first of
-   * `protocols` it supports (see {@linkcode Libp2pConnection.openStream} for
+   * `protocols` it supports (see `PeerConnection.openStream` for
    * `negotiateFully`).
    */
   async newStream(
@@ -204,7 +224,7 @@ export class Libp2pNode {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.allSettled(this.#listeners.map((l) => l.close()));
-    const conns = [...this.#connections.values()].flatMap((set) => [...set]);
+    const conns = [...this.#connections.values()].flatMap((byId) => [...byId.values()]);
     await Promise.allSettled(conns.map((c) => c.close()));
     await Promise.allSettled([...this.#tasks]);
   }
@@ -216,7 +236,7 @@ export class Libp2pNode {
     this.#tasks.add(tracked);
   }
 
-  async #accept(listener: Listener<Libp2pConnection>): Promise<void> {
+  async #accept(listener: Listener<PeerConnection>): Promise<void> {
     for await (const conn of listener) {
       if (this.#closed) {
         conn.abort(new NetworkError("CONNECTION_CLOSED", "node is closed"));
@@ -226,46 +246,51 @@ export class Libp2pNode {
     }
   }
 
-  #adopt(conn: Libp2pConnection, direction: "inbound" | "outbound"): void {
-    const key = conn.remotePeerId.toString();
-    let set = this.#connections.get(key);
-    if (set === undefined) this.#connections.set(key, set = new Set());
-    set.add(conn);
-    const gauge = connectionsOpen.labels({ direction });
+  #adopt(conn: PeerConnection, direction: "inbound" | "outbound"): void {
+    const key = conn.remotePeer.toString();
+    let byId = this.#connections.get(key);
+    if (byId === undefined) this.#connections.set(key, byId = new Map());
+    byId.set(conn.id, conn);
+    const gauge = this.#connectionsOpen.labels({ direction });
     gauge.inc();
     if (this.#log.enabled("debug")) {
-      this.#log.debug("connection open", { peer: key, direction, addr: `${conn.remoteAddr}` });
+      this.#log.debug("connection open", {
+        peer: key,
+        connection: conn.id,
+        direction,
+        addr: `${conn.remoteAddr}`,
+      });
     }
     conn.closed.finally(() => {
       gauge.dec();
-      set.delete(conn);
-      if (set.size === 0 && this.#connections.get(key) === set) this.#connections.delete(key);
-      this.#log.debug("connection closed", { peer: key });
+      byId.delete(conn.id);
+      if (byId.size === 0 && this.#connections.get(key) === byId) this.#connections.delete(key);
+      this.#log.debug("connection closed", { peer: key, connection: conn.id });
     });
     this.#spawn(this.#serve(conn));
   }
 
-  async #serve(conn: Libp2pConnection): Promise<void> {
+  async #serve(conn: PeerConnection): Promise<void> {
     for await (const stream of conn) this.#spawn(this.#serveStream(conn, stream));
   }
 
-  async #serveStream(conn: Libp2pConnection, stream: YamuxStream): Promise<void> {
+  async #serveStream(conn: PeerConnection, stream: YamuxStream): Promise<void> {
     let negotiated: ProtocolStream;
     try {
       negotiated = await conn.acceptStream(stream, (p) => this.#handlers.has(p));
     } catch (err) {
-      inboundStreams.labels({ protocol: "", outcome: "negotiation_failed" }).inc();
-      this.#log.debug("stream negotiation failed", { peer: conn.remotePeerId.toString(), err });
+      this.#inboundStreams.labels({ protocol: "", outcome: "negotiation_failed" }).inc();
+      this.#log.debug("stream negotiation failed", { peer: conn.remotePeer.toString(), err });
       return;
     }
     const handler = this.#handlers.get(negotiated.protocol)!;
     try {
       await handler(negotiated, conn);
-      inboundStreams.labels({ protocol: negotiated.protocol, outcome: "ok" }).inc();
+      this.#inboundStreams.labels({ protocol: negotiated.protocol, outcome: "ok" }).inc();
     } catch (err) {
-      inboundStreams.labels({ protocol: negotiated.protocol, outcome: "error" }).inc();
+      this.#inboundStreams.labels({ protocol: negotiated.protocol, outcome: "error" }).inc();
       this.#log.info("stream handler failed", {
-        peer: conn.remotePeerId.toString(),
+        peer: conn.remotePeer.toString(),
         protocol: negotiated.protocol,
         err,
       });

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Duplex } from "../netcore/transport/connection.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
 
 /** The protocol id. */
 export const ECHO_PROTOCOL = "/echo/1.0.0";
@@ -20,6 +20,10 @@ export const ECHO_PROTOCOL = "/echo/1.0.0";
  * node.handle(ECHO_PROTOCOL, handleEcho);
  * ```
  */
-export async function handleEcho(stream: Duplex): Promise<void> {
-  await stream.readable.pipeTo(stream.writable);
+export async function handleEcho(stream: Connection): Promise<void> {
+  for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
+    const room = stream.write(chunk);
+    if (room !== undefined) await room;
+  }
+  await stream.closeWrite();
 }

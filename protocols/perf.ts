@@ -15,7 +15,7 @@
 
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
-import type { Duplex } from "../netcore/transport/connection.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
 
 /** The protocol id. */
 export const PERF_PROTOCOL = "/perf/1.0.0";
@@ -33,17 +33,15 @@ export interface PerfServerOptions {
   maxDownload?: number;
 }
 
-async function writeCount(
-  writer: WritableStreamDefaultWriter<Uint8Array>,
-  count: number,
-): Promise<void> {
+async function writeCount(stream: Connection, count: number): Promise<void> {
   // Zero-filled blocks: the content does not matter, and the writer may reuse
-  // a chunk once write() resolved, so one block serves every write.
+  // a chunk once its write says so, so one block serves every write.
   const block = new Uint8Array(Math.min(BLOCK, Math.max(count, 1)));
   let left = count;
   while (left > 0) {
     const n = Math.min(left, block.length);
-    await writer.write(n === block.length ? block : block.subarray(0, n));
+    const room = stream.write(n === block.length ? block : block.subarray(0, n));
+    if (room !== undefined) await room;
     left -= n;
   }
 }
@@ -59,25 +57,23 @@ async function writeCount(
  * node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
  * ```
  */
-export async function handlePerf(stream: Duplex, options: PerfServerOptions = {}): Promise<void> {
+export async function handlePerf(
+  stream: Connection,
+  options: PerfServerOptions = {},
+): Promise<void> {
   const maxDownload = options.maxDownload ?? 16 * 1024 ** 3;
-  const reader = new ByteReader(stream.readable);
+  const reader = new ByteReader(stream);
   const header = await reader.readExactly(8);
   const count = Number(new DataView(header.buffer, header.byteOffset, 8).getBigUint64(0));
   if (count > maxDownload) {
-    await reader.cancel();
+    reader.cancelRead();
     throw new NetworkError("LIMIT_EXCEEDED", `perf download of ${count} bytes over the limit`);
   }
   while ((await reader.readSome()) !== undefined) {
     // drain the upload
   }
-  const writer = stream.writable.getWriter();
-  try {
-    await writeCount(writer, count);
-    await writer.close();
-  } finally {
-    writer.releaseLock();
-  }
+  await writeCount(stream, count);
+  await stream.closeWrite();
 }
 
 /** What {@linkcode runPerf} measured. */
@@ -105,34 +101,29 @@ export interface PerfResult {
  * ```
  */
 export async function runPerf(
-  stream: Duplex,
+  stream: Connection,
   amounts: { upload: number; download: number },
 ): Promise<PerfResult> {
-  const writer = stream.writable.getWriter();
-  const reader = stream.readable.getReader();
   const start = performance.now();
   let firstByteAt: number | undefined;
   let received = 0;
   const receiving = (async () => {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      if (firstByteAt === undefined && value.length > 0) firstByteAt = performance.now();
-      received += value.length;
+    for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
+      if (firstByteAt === undefined && chunk.length > 0) firstByteAt = performance.now();
+      received += chunk.length;
     }
   })();
   try {
     const header = new Uint8Array(8);
     new DataView(header.buffer).setBigUint64(0, BigInt(amounts.download));
-    await writer.write(header);
-    await writeCount(writer, amounts.upload);
-    await writer.close();
+    const room = stream.write(header);
+    if (room !== undefined) await room;
+    await writeCount(stream, amounts.upload);
+    await stream.closeWrite();
   } catch (err) {
-    reader.cancel(err).catch(() => {});
+    stream.abort(err);
     await receiving.catch(() => {});
     throw err;
-  } finally {
-    writer.releaseLock();
   }
   await receiving;
   const end = performance.now();

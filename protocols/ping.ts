@@ -9,7 +9,7 @@
 
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
-import type { Duplex } from "../netcore/transport/connection.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
 
 /** The protocol id. */
 export const PING_PROTOCOL = "/ipfs/ping/1.0.0";
@@ -28,22 +28,18 @@ export const PING_LENGTH = 32;
  * node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
  * ```
  */
-export async function handlePing(stream: Duplex): Promise<void> {
-  const reader = new ByteReader(stream.readable);
-  const writer = stream.writable.getWriter();
-  try {
-    while (true) {
-      // A partial ping at the end of the stream is answered with nothing: the
-      // spec says the listener echoes 32-byte pings only.
-      const first = await reader.readSome(PING_LENGTH);
-      if (first === undefined) break;
-      const payload = first.length === PING_LENGTH ? first : await readRest(reader, first);
-      await writer.write(payload);
-    }
-    await writer.close();
-  } finally {
-    writer.releaseLock();
+export async function handlePing(stream: Connection): Promise<void> {
+  const reader = new ByteReader(stream);
+  while (true) {
+    // A partial ping at the end of the stream is answered with nothing: the
+    // spec says the listener echoes 32-byte pings only.
+    const first = await reader.readSome(PING_LENGTH);
+    if (first === undefined) break;
+    const payload = first.length === PING_LENGTH ? first : await readRest(reader, first);
+    const room = stream.write(payload);
+    if (room !== undefined) await room;
   }
+  await stream.closeWrite();
 }
 
 async function readRest(reader: ByteReader, first: Uint8Array): Promise<Uint8Array> {
@@ -71,8 +67,8 @@ export interface PingOptions {
  * ```
  */
 export class Pinger {
+  readonly #stream: Connection;
   readonly #reader: ByteReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #timeout: number;
   // One buffer for every ping: the writer may reuse a chunk once write()
   // resolved, and the answer is compared before the next ping starts.
@@ -85,9 +81,9 @@ export class Pinger {
   #deadline: ReturnType<typeof setTimeout> | undefined;
 
   /** Takes over `stream` (locks both its sides). */
-  constructor(stream: Duplex, options: PingOptions = {}) {
-    this.#reader = new ByteReader(stream.readable);
-    this.#writer = stream.writable.getWriter();
+  constructor(stream: Connection, options: PingOptions = {}) {
+    this.#stream = stream;
+    this.#reader = new ByteReader(stream);
     this.#timeout = options.timeout ?? 10_000;
   }
 
@@ -115,7 +111,8 @@ export class Pinger {
     else Deno.refTimer(this.#deadline);
     let answer: Uint8Array;
     try {
-      await this.#writer.write(this.#payload);
+      const room = this.#stream.write(this.#payload);
+      if (room !== undefined) await room;
       answer = await this.#reader.readExactly(PING_LENGTH);
     } catch (err) {
       throw this.#timedOut ?? err;
@@ -152,8 +149,7 @@ export class Pinger {
       const error = new NetworkError("TIMEOUT", `ping timed out after ${this.#timeout} ms`);
       this.#timedOut = error;
       // Wakes the pending write or read, which then rethrows `error`.
-      this.#reader.cancel(error).catch(() => {});
-      this.#writer.abort(error).catch(() => {});
+      this.#stream.abort(error);
     }, ms);
   }
 
@@ -164,13 +160,12 @@ export class Pinger {
    */
   async closeWrite(): Promise<void> {
     this.#stopDeadline();
-    await this.#writer.close().catch(() => {});
+    await this.#stream.closeWrite().catch(() => {});
   }
 
   /** Closes our side and waits for the listener to close its side. */
   async close(): Promise<void> {
     await this.closeWrite();
-    this.#writer.releaseLock();
     while ((await this.#reader.readSome().catch(() => undefined)) !== undefined) {
       // the listener must not send more; drain whatever it did until its end
     }

@@ -9,4 +9,3 @@ export * from "./frame.ts";
 export * from "./frame_decoder.ts";
 export * from "./yamux.ts";
 export * from "./yamux_stream.ts";
-export * from "./yamux_upgrade.ts";

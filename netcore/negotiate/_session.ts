@@ -1,27 +1,19 @@
 /**
- * One negotiation's hold on a duplex: the locks on both halves, the deadline,
- * and the two ways out. `succeed` hands the stream on with any read-ahead
- * bytes; `fail` releases the locks so the caller can close the stream, which
- * is then mid-message and must not be reused: negotiation never leaves a
- * half-read stream behind silently.
+ * What every negotiation shares: the connection's reader, one deadline for
+ * the whole negotiation, and the bookkeeping of its end. Internal to
+ * `netcore/negotiate`.
  *
  * @module
  */
 
-import { abortError } from "../_async.ts";
+import { Deadline } from "../_async.ts";
 import { ByteReader } from "../byte_reader.ts";
-import { defaultRegistry } from "../metrics.ts";
+import { defaultMetrics } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
-import type { Duplex } from "../transport/connection.ts";
+import type { Connection } from "../transport/connection.ts";
 import type { Role } from "../transport/transport.ts";
 import { decodeLine } from "./_message.ts";
 import { NEGOTIATE_DEFAULTS, type NegotiateOptions } from "./options.ts";
-
-const failures = defaultRegistry.counter(
-  "netcore_negotiation_failures_total",
-  "multistream-select negotiations that failed, by our role and error code",
-  ["role", "code"],
-);
 
 /** The options with defaults filled in. */
 export type ResolvedOptions = Required<Omit<NegotiateOptions, "signal">> & {
@@ -30,7 +22,7 @@ export type ResolvedOptions = Required<Omit<NegotiateOptions, "signal">> & {
 
 /** Fills in {@linkcode NEGOTIATE_DEFAULTS} and checks the numbers. */
 export function resolveOptions(options: NegotiateOptions = {}): ResolvedOptions {
-  const resolved = { ...NEGOTIATE_DEFAULTS, ...options };
+  const resolved = { metrics: defaultMetrics, ...NEGOTIATE_DEFAULTS, ...options };
   for (const key of ["timeout", "maxLineLength", "maxAttempts"] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {
@@ -40,44 +32,26 @@ export function resolveOptions(options: NegotiateOptions = {}): ResolvedOptions 
   return resolved;
 }
 
-/** The locks, the deadline and the line reader of one negotiation. */
+/** The reader, the deadline and the end of one negotiation. */
 export class Session {
-  readonly #duplex: Duplex;
+  readonly #conn: Connection;
   readonly #reader: ByteReader;
-  /**
-   * Taken at the first write: a listener whose answer rides on later data
-   * (`deferAnswer`, the handler's first write) never writes here, and a
-   * writer's lock costs on release (two error objects).
-   */
-  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  readonly #maxLineLength: number;
+  readonly #options: ResolvedOptions;
   readonly #role: Role;
-  #failed: Promise<never> | undefined;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #signal: AbortSignal | undefined;
-  #onAbort: (() => void) | undefined;
+  #deadline: Deadline | undefined;
   #done = false;
 
-  /**
-   * Takes the lock on the readable half of `duplex` (the writable's is taken
-   * at the first write); arms nothing yet.
-   */
-  constructor(duplex: Duplex, role: Role, options: ResolvedOptions) {
-    if (duplex.writable.locked) throw new TypeError("the duplex's writable is locked");
-    this.#reader = new ByteReader(duplex.readable);
-    this.#duplex = duplex;
+  /** Reads `conn` from now on; arms nothing yet. */
+  constructor(conn: Connection, role: Role, options: ResolvedOptions) {
+    this.#conn = conn;
+    this.#reader = new ByteReader(conn);
     this.#role = role;
-    this.#maxLineLength = options.maxLineLength;
+    this.#options = options;
   }
 
-  /** The reader, for optimistic mode to pass data through after negotiation. */
+  /** The reader, for optimistic mode to read through after agreement. */
   get reader(): ByteReader {
     return this.#reader;
-  }
-
-  /** The writer, for optimistic mode to pass data through after negotiation. */
-  get writer(): WritableStreamDefaultWriter<Uint8Array> {
-    return this.#writer ??= this.#duplex.writable.getWriter();
   }
 
   /** Bytes the peer sent that are not read yet. */
@@ -85,41 +59,28 @@ export class Session {
     return this.#reader.buffered;
   }
 
-  /**
-   * Starts the deadline and follows the caller's signal. Every pending read
-   * or write then loses the race to the first of them to fire.
-   */
-  arm(options: ResolvedOptions): void {
-    const { timeout, signal } = options;
-    let fail!: (err: NetworkError) => void;
-    this.#failed = new Promise<never>((_, reject) => fail = reject);
-    // Nobody may be racing at the moment it fires; that is not unhandled.
-    this.#failed.catch(() => {});
-    const timer = setTimeout(() => {
-      fail(new NetworkError("TIMEOUT", `protocol negotiation timed out after ${timeout} ms`));
-    }, timeout);
-    // An armed deadline must not keep the process (or a test) alive.
-    Deno.unrefTimer(timer);
-    this.#timer = timer;
-    if (signal !== undefined) {
-      if (signal.aborted) {
-        fail(abortError(signal));
-      } else {
-        this.#signal = signal;
-        this.#onAbort = () => fail(abortError(signal));
-        signal.addEventListener("abort", this.#onAbort, { once: true });
-      }
-    }
+  /** Starts the deadline and follows the caller's signal. */
+  arm(): void {
+    this.#deadline = new Deadline(this.#options.timeout, {
+      what: "protocol negotiation",
+      signal: this.#options.signal,
+    });
   }
 
   #race<T>(promise: Promise<T>): Promise<T> {
-    return this.#failed === undefined ? promise : Promise.race([promise, this.#failed]);
+    return this.#deadline === undefined ? promise : this.#deadline.race(promise);
   }
 
-  /** Writes `bytes` (ours: no one touches them afterwards). */
+  /**
+   * Writes `bytes` (ours: no one touches them afterwards). Resolves at once
+   * when the connection took them, so an answer written here and the next
+   * layer's first bytes share a socket write.
+   */
   async write(bytes: Uint8Array): Promise<void> {
+    this.#deadline?.check();
     try {
-      await this.#race(this.writer.write(bytes));
+      const room = this.#conn.write(bytes);
+      if (room !== undefined) await this.#race(room);
     } catch (err) {
       throw NetworkError.wrap(err, "CONNECTION_RESET", "negotiation write failed");
     }
@@ -133,57 +94,37 @@ export class Session {
    *   `CONNECTION_RESET` when the stream ends or fails, `TIMEOUT`, `ABORTED`
    */
   async readLine(): Promise<string> {
-    const length = await this.#race(this.#reader.readVarint(this.#maxLineLength));
+    const length = await this.#race(this.#reader.readVarint(this.#options.maxLineLength));
     if (length === 0) {
       throw new NetworkError("PROTOCOL_VIOLATION", "empty negotiation message");
     }
     return decodeLine(await this.#race(this.#reader.readExactly(length)));
   }
 
-  #disarm(): void {
-    this.#done = true;
-    clearTimeout(this.#timer);
-    if (this.#onAbort !== undefined) this.#signal!.removeEventListener("abort", this.#onAbort);
-  }
-
-  /**
-   * Ends the negotiation in agreement: releases both locks and returns the
-   * duplex to speak the protocol on (the very same object when nothing was
-   * read ahead).
-   */
-  succeed(): Duplex {
-    this.#disarm();
-    this.#writer?.releaseLock();
-    const readable = this.#reader.release();
-    return readable === this.#duplex.readable
-      ? this.#duplex
-      : { readable, writable: this.#duplex.writable };
-  }
-
-  /** Stops the deadline only, for optimistic mode which keeps the locks. */
+  /** Stops the deadline (optimistic mode, once agreed, reads on through the reader). */
   disarm(): void {
-    this.#disarm();
+    this.#done = true;
+    this.#deadline?.clear();
   }
 
   /**
-   * Ends the negotiation in failure: drops what was read ahead, releases both
-   * locks (a pending read rejects, and is already handled), and returns `err`
-   * for the caller to throw.
+   * Ends the negotiation in agreement: the connection to speak the protocol
+   * on (the very same object when nothing was read ahead).
    */
+  succeed(): Connection {
+    this.disarm();
+    return this.#reader.handOff(this.#conn);
+  }
+
+  /** Ends the negotiation in failure (counted) and returns `err` for the caller to throw. */
   fail(err: unknown): unknown {
     if (this.#done) return err;
-    this.#disarm();
-    failures.labels({ role: this.#role, code: NetworkError.is(err) ? err.code : "BUG" }).inc();
-    try {
-      // Dropping the buffered bytes makes release() give the source back
-      // itself, unlocked, so the caller can cancel it.
-      const buffered = this.#reader.buffered;
-      if (buffered > 0) this.#reader.readSome(buffered).catch(() => {});
-      this.#reader.release();
-    } catch {
-      // Already released: nothing left to give back.
-    }
-    this.#writer?.releaseLock();
+    this.disarm();
+    this.#options.metrics.counter(
+      "validator_network_negotiation_failures_total",
+      "multistream-select negotiations that failed, by our role and error code",
+      ["role", "code"],
+    ).labels({ role: this.#role, code: NetworkError.is(err) ? err.code : "BUG" }).inc();
     return err;
   }
 }

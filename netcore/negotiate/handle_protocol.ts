@@ -5,7 +5,7 @@
  */
 
 import { NetworkError } from "../network_error.ts";
-import type { Duplex } from "../transport/connection.ts";
+import type { Connection } from "../transport/connection.ts";
 import {
   encodeMessages,
   encodeProtocolList,
@@ -15,7 +15,7 @@ import {
   NA_MESSAGE,
 } from "./_message.ts";
 import { resolveOptions, Session } from "./_session.ts";
-import { type HandleProtocolOptions, MULTISTREAM_PROTOCOL_ID, type Negotiated } from "./options.ts";
+import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
 
 const HEADER_PREFIX = "/multistream/";
 
@@ -40,13 +40,13 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * one write; a dialer that waits for our header before proposing gets it at
  * once instead.
  *
- * With `deferAnswer`, an agreement that the dialer's data already follows is
- * returned unsent (`unsentAnswer`) for the caller's first write.
+ * The agreement is written without waiting: it leaves in the same socket
+ * write as whatever the caller writes next in this turn (Noise message 2,
+ * a handler's first answer).
  *
- * On failure both halves of `duplex` are unlocked again but the stream is
- * mid-negotiation: close or abort it.
+ * On failure the connection is mid-negotiation: close or abort it.
  *
- * @param duplex the raw connection, secure channel or substream to negotiate on
+ * @param conn the raw connection, secure channel or substream to negotiate on
  * @param protocols the protocols we speak, or a test for them (an exception
  *   it throws ends the negotiation and is rethrown as is)
  * @throws {NetworkError} `LIMIT_EXCEEDED` after `maxAttempts` refusals,
@@ -57,22 +57,22 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * @example
  * ```ts ignore
  * import { handleProtocol } from "./handle_protocol.ts";
- * import type { Duplex } from "../transport/connection.ts";
- * declare const substream: Duplex;
+ * import type { Connection } from "../transport/connection.ts";
+ * declare const substream: Connection;
  * const { protocol, stream } = await handleProtocol(substream, ["/ipfs/ping/1.0.0"]);
  * ```
  */
 export async function handleProtocol(
-  duplex: Duplex,
+  conn: Connection,
   protocols: readonly string[] | ((protocol: string) => boolean),
-  options?: HandleProtocolOptions,
+  options?: NegotiateOptions,
 ): Promise<Negotiated> {
   const resolved = resolveOptions(options);
   const supports = typeof protocols === "function"
     ? protocols
     : (protocol: string) => protocols.includes(protocol);
-  const session = new Session(duplex, "listener", resolved);
-  session.arm(resolved);
+  const session = new Session(conn, "listener", resolved);
+  session.arm();
   try {
     const header = await session.readLine();
     if (header !== MULTISTREAM_PROTOCOL_ID) {
@@ -104,9 +104,6 @@ export async function handleProtocol(
         const accept = headerSent
           ? encodeMessages([proposal])
           : encodeMessages([MULTISTREAM_PROTOCOL_ID, proposal]);
-        if (options?.deferAnswer && session.buffered > 0) {
-          return { protocol: proposal, stream: session.succeed(), unsentAnswer: accept };
-        }
         await session.write(accept);
         return { protocol: proposal, stream: session.succeed() };
       }

@@ -27,5 +27,4 @@
 export * from "./options.ts";
 export * from "./select_protocol.ts";
 export * from "./select_protocol_optimistic.ts";
-export * from "./multistream_preamble.ts";
 export * from "./handle_protocol.ts";

@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { Duplex } from "../transport/connection.ts";
+import type { Metrics } from "../metrics.ts";
+import type { Connection } from "../transport/connection.ts";
 
 /**
  * The protocol id of multistream-select 1.0, sent as the first line by both
@@ -49,6 +50,8 @@ export interface NegotiateOptions {
    * Default 16.
    */
   maxAttempts?: number;
+  /** Where failures are counted. Default `defaultMetrics`. */
+  metrics?: Metrics;
 }
 
 /**
@@ -60,7 +63,7 @@ export interface NegotiateOptions {
  * console.log(NEGOTIATE_DEFAULTS.maxLineLength); // 1024
  * ```
  */
-export const NEGOTIATE_DEFAULTS: Readonly<Required<Omit<NegotiateOptions, "signal">>> = {
+export const NEGOTIATE_DEFAULTS: Readonly<Required<Omit<NegotiateOptions, "signal" | "metrics">>> = {
   timeout: 10_000,
   maxLineLength: 1024,
   maxAttempts: 16,
@@ -69,52 +72,22 @@ export const NEGOTIATE_DEFAULTS: Readonly<Required<Omit<NegotiateOptions, "signa
 /**
  * The outcome of a successful negotiation.
  *
- * `stream` carries the agreed protocol. It is the very duplex that was
+ * `stream` carries the agreed protocol. It is the very connection that was
  * negotiated on when the peer sent nothing beyond its last negotiation
- * message; otherwise it is a duplex whose readable yields those early bytes
- * first and then the rest of the original readable, with the original
- * writable. Keep the original object for its lifecycle (close, abort).
+ * message; otherwise it is a connection that reads those early bytes first
+ * and then the rest, and otherwise delegates to the original.
  *
  * @example
  * ```ts
  * import type { Negotiated } from "./options.ts";
  * async function greet({ protocol, stream }: Negotiated) {
- *   const writer = stream.writable.getWriter();
- *   await writer.write(new TextEncoder().encode(`hello over ${protocol}`));
- *   writer.releaseLock();
+ *   await stream.write(new TextEncoder().encode(`hello over ${protocol}`));
  * }
  * ```
  */
 export interface Negotiated {
   /** The protocol both ends agreed on. */
   protocol: string;
-  /** The duplex to speak `protocol` on. */
-  stream: Duplex;
-  /**
-   * The listener's agreement, not sent yet: only with `handleProtocol`'s
-   * `deferAnswer`. The caller must send it in front of its first bytes on
-   * `stream`.
-   */
-  unsentAnswer?: Uint8Array;
-}
-
-/**
- * Options of {@linkcode handleProtocol}: the shared ones, plus how to answer.
- *
- * @example
- * ```ts
- * import type { HandleProtocolOptions } from "./options.ts";
- * const options: HandleProtocolOptions = { timeout: 5_000, deferAnswer: true };
- * console.log(options.deferAnswer); // true
- * ```
- */
-export interface HandleProtocolOptions extends NegotiateOptions {
-  /**
-   * When the dialer's first data already arrived behind its accepted
-   * proposal (an optimistic dialer), do not write the agreement: return it
-   * as `unsentAnswer`, for the caller to send with its own first message
-   * (the `/noise` responder sends it with Noise message 2). A dialer that
-   * waits for the answer is answered at once either way. Default false.
-   */
-  deferAnswer?: boolean;
+  /** The connection to speak `protocol` on. */
+  stream: Connection;
 }

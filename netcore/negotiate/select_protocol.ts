@@ -5,7 +5,7 @@
  */
 
 import { NetworkError } from "../network_error.ts";
-import type { Duplex } from "../transport/connection.ts";
+import type { Connection } from "../transport/connection.ts";
 import { checkProtocolName, encodeMessages, expectMultistreamHeader, NA } from "./_message.ts";
 import { resolveOptions, Session } from "./_session.ts";
 import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
@@ -18,10 +18,9 @@ import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from 
  * are read however they are split into chunks. Bytes the listener sends right
  * after its acceptance stay in the returned stream.
  *
- * On failure both halves of `duplex` are unlocked again but the stream is
- * mid-negotiation: close or abort it.
+ * On failure the connection is mid-negotiation: close or abort it.
  *
- * @param duplex the raw connection, secure channel or substream to negotiate on
+ * @param conn the raw connection, secure channel or substream to negotiate on
  * @param protocols the protocols we speak, most preferred first
  * @throws {NetworkError} `UNSUPPORTED_PROTOCOL` when the listener refuses them
  *   all (or refuses multistream-select 1.0 itself), `PROTOCOL_VIOLATION` for an
@@ -31,21 +30,21 @@ import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from 
  * @example
  * ```ts ignore
  * import { selectProtocol } from "./select_protocol.ts";
- * import type { Duplex } from "../transport/connection.ts";
- * declare const conn: Duplex;
+ * import type { Connection } from "../transport/connection.ts";
+ * declare const conn: Connection;
  * const { protocol, stream } = await selectProtocol(conn, ["/yamux/1.0.0", "/mplex/6.7.0"]);
  * ```
  */
 export async function selectProtocol(
-  duplex: Duplex,
+  conn: Connection,
   protocols: readonly string[],
   options?: NegotiateOptions,
 ): Promise<Negotiated> {
   const resolved = resolveOptions(options);
   if (protocols.length === 0) throw new TypeError("no protocol to propose");
   for (const protocol of protocols) checkProtocolName(protocol, resolved.maxLineLength);
-  const session = new Session(duplex, "dialer", resolved);
-  session.arm(resolved);
+  const session = new Session(conn, "dialer", resolved);
+  session.arm();
   try {
     await session.write(encodeMessages([MULTISTREAM_PROTOCOL_ID, protocols[0]]));
     const header = await session.readLine();

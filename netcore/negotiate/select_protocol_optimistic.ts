@@ -6,9 +6,11 @@
  */
 
 import { NetworkError } from "../network_error.ts";
-import type { Duplex } from "../transport/connection.ts";
+import type { Multiaddr } from "../multiaddr.ts";
+import { ByteConnection } from "../transport/byte_connection.ts";
+import type { Connection } from "../transport/connection.ts";
 import { checkProtocolName, encodeMessages, expectMultistreamHeader, NA } from "./_message.ts";
-import { type ResolvedOptions, resolveOptions, Session } from "./_session.ts";
+import { resolveOptions, Session } from "./_session.ts";
 import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from "./options.ts";
 
 /**
@@ -21,36 +23,49 @@ import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from 
  */
 type State = "idle" | "proposed" | "agreed" | "failed";
 
-/** The state machine behind one optimistic stream. */
-class OptimisticSelect {
+/**
+ * One optimistic stream: a connection over `conn` that proposes with its
+ * first write and checks the answer before its first read.
+ */
+class OptimisticStream extends ByteConnection {
+  readonly #conn: Connection;
   readonly #session: Session;
   readonly #protocol: string;
-  readonly #options: ResolvedOptions;
   #state: State = "idle";
   #answer: Promise<void> | undefined;
   #failure: unknown;
   #rejectFailed!: (err: unknown) => void;
   readonly #failed: Promise<never>;
-  #writable: WritableStreamDefaultController | undefined;
   /** Set when the reader cancelled before agreement: cancel once agreed. */
   #cancelled: { reason: unknown } | undefined;
 
-  constructor(session: Session, protocol: string, options: ResolvedOptions) {
+  constructor(conn: Connection, session: Session, protocol: string) {
+    super();
+    this.#conn = conn;
     this.#session = session;
     this.#protocol = protocol;
-    this.#options = options;
     this.#failed = new Promise<never>((_, reject) => this.#rejectFailed = reject);
     this.#failed.catch(() => {});
   }
 
+  get localAddr(): Multiaddr {
+    return this.#conn.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.#conn.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.#conn.closed;
+  }
+
   /**
-   * Sends header and proposal, followed by `data` in the same write, and
+   * Sends header and proposal, followed by `data` in the same chunk, and
    * starts reading the answer: the listener sends it at once, and a refusal
    * must reach the writer even if nobody reads.
    */
   #propose(data?: Uint8Array): Promise<void> {
     this.#state = "proposed";
-    this.#session.arm(this.#options);
+    this.#session.arm();
     const sent = this.#session.write(
       encodeMessages([MULTISTREAM_PROTOCOL_ID, this.#protocol], data),
     );
@@ -76,9 +91,7 @@ class OptimisticSelect {
       }
       this.#state = "agreed";
       this.#session.disarm();
-      if (this.#cancelled !== undefined) {
-        await this.#session.reader.cancel(this.#cancelled.reason);
-      }
+      if (this.#cancelled !== undefined) this.#session.reader.cancelRead(this.#cancelled.reason);
     } catch (err) {
       this.#fail(err);
       throw err;
@@ -91,7 +104,6 @@ class OptimisticSelect {
     this.#failure = err;
     this.#session.fail(err);
     this.#rejectFailed(err);
-    this.#writable?.error(err);
   }
 
   /** Resolves once agreed; proposes first if nothing was written yet. */
@@ -100,47 +112,54 @@ class OptimisticSelect {
     return this.#answer!;
   }
 
-  readonly readable: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>({
-    pull: async (controller) => {
-      if (this.#state !== "agreed") await this.#negotiated();
-      const chunk = await this.#session.reader.readSome();
-      if (chunk === undefined) controller.close();
-      else controller.enqueue(chunk);
-    },
-    cancel: async (reason) => {
-      // Before agreement the answer still has to be read, so that the writer
-      // learns of a refusal; only the data after it is unwanted.
-      if (this.#state === "idle" || this.#state === "proposed") this.#cancelled = { reason };
-      else if (this.#state === "agreed") await this.#session.reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  async read(): Promise<Uint8Array | null> {
+    if (this.#state !== "agreed") await this.#negotiated();
+    return await this.#session.reader.read();
+  }
 
-  readonly writable: WritableStream<Uint8Array> = new WritableStream<Uint8Array>({
-    start: (controller) => {
-      this.#writable = controller;
-    },
-    write: async (chunk) => {
-      if (this.#state === "failed") throw this.#failure;
-      // The proposal's buffer takes a copy of the chunk, so the caller may
-      // reuse it as soon as this resolves, as the Duplex contract says.
-      if (this.#state === "idle") return await this.#propose(chunk);
-      await this.#data(this.#session.writer.write(chunk));
-    },
-    close: async () => {
-      if (this.#state === "failed") throw this.#failure;
-      if (this.#state === "idle") await this.#propose();
-      await this.#data(this.#session.writer.close());
-    },
-    abort: (reason) => this.#session.writer.abort(reason),
-  });
+  async readInto(buffer: Uint8Array): Promise<number | null> {
+    if (this.#state !== "agreed") await this.#negotiated();
+    return await this.#session.reader.readInto(buffer);
+  }
 
-  /** A data write or close: until agreement, a failed negotiation ends it. */
-  async #data(operation: Promise<void>): Promise<void> {
+  cancelRead(reason?: unknown): void {
+    // Before agreement the answer still has to be read, so that the writer
+    // learns of a refusal; only the data after it is unwanted.
+    if (this.#state === "idle" || this.#state === "proposed") this.#cancelled = { reason };
+    else if (this.#state === "agreed") this.#session.reader.cancelRead(reason);
+  }
+
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#state === "agreed") return this.#conn.write(chunk);
+    if (this.#state === "failed") return Promise.reject(this.#failure);
+    // The proposal's buffer takes a copy of the chunk: the caller may reuse it at once.
+    if (this.#state === "idle") return this.#propose(chunk);
+    return this.#beforeAgreement(() => this.#conn.write(chunk));
+  }
+
+  async closeWrite(): Promise<void> {
+    if (this.#state === "failed") throw this.#failure;
+    if (this.#state === "idle") await this.#propose();
+    if (this.#state === "agreed") return await this.#conn.closeWrite();
+    await this.#beforeAgreement(() => this.#conn.closeWrite());
+  }
+
+  /** A write or close before agreement: a failed negotiation ends it. */
+  async #beforeAgreement(operation: () => Promise<void> | undefined): Promise<void> {
     try {
-      await (this.#state === "agreed" ? operation : Promise.race([operation, this.#failed]));
+      const pending = operation();
+      if (pending !== undefined) await Promise.race([pending, this.#failed]);
     } catch (err) {
       throw NetworkError.wrap(err, "CONNECTION_RESET", "write failed");
     }
+  }
+
+  close(): Promise<void> {
+    return this.#conn.close();
+  }
+
+  abort(reason?: unknown): void {
+    this.#conn.abort(reason);
   }
 }
 
@@ -152,21 +171,23 @@ class OptimisticSelect {
  * one write. The listener's answer is read as soon as the proposal is out
  * (reading first sends the proposal alone), and before any byte reaches the
  * reader. A refusal, a malformed answer or the deadline (counted from the
- * proposal) surfaces on the stream: the readable errors and writes reject
- * with the same {@linkcode NetworkError} (`UNSUPPORTED_PROTOCOL` for a
- * refusal), and both halves of `duplex` are unlocked for the caller to close.
+ * proposal) surfaces on the stream: reads and writes reject with the same
+ * {@linkcode NetworkError} (`UNSUPPORTED_PROTOCOL` for a refusal), and the
+ * caller closes or aborts the connection.
  *
- * The returned stream wraps `duplex` (a pass-through once agreed); closing
- * its writable before writing sends the proposal first; cancelling its
- * readable cancels `duplex.readable`, after the answer when it is still due.
+ * The returned stream wraps `conn` (a pass-through once agreed); closing its
+ * write half before writing sends the proposal first; cancelling its reads
+ * cancels `conn`'s, after the answer when it is still due.
  *
- * @param duplex the stream to negotiate on, usually a fresh substream
+ * @param conn the stream to negotiate on, usually a fresh substream
  * @param protocol the one protocol we want to speak
  * @throws {TypeError} for an invalid protocol name (a bug)
  * @example
  * ```ts ignore
  * import { selectProtocolOptimistic } from "./select_protocol_optimistic.ts";
- * import type { Duplex } from "../transport/connection.ts";
+ * import type { Multiaddr } from "../multiaddr.ts";
+import { ByteConnection } from "../transport/byte_connection.ts";
+import type { Connection } from "../transport/connection.ts";
  * declare const substream: Duplex;
  * const { stream } = selectProtocolOptimistic(substream, "/ipfs/ping/1.0.0");
  * const writer = stream.writable.getWriter();
@@ -174,12 +195,12 @@ class OptimisticSelect {
  * ```
  */
 export function selectProtocolOptimistic(
-  duplex: Duplex,
+  conn: Connection,
   protocol: string,
   options?: NegotiateOptions,
 ): Negotiated {
   const resolved = resolveOptions(options);
   checkProtocolName(protocol, resolved.maxLineLength);
-  const select = new OptimisticSelect(new Session(duplex, "dialer", resolved), protocol, resolved);
-  return { protocol, stream: { readable: select.readable, writable: select.writable } };
+  const session = new Session(conn, "dialer", resolved);
+  return { protocol, stream: new OptimisticStream(conn, session, protocol) };
 }

@@ -4,18 +4,31 @@
  * @module
  */
 
-import { defaultRegistry, type Metric } from "../metrics.ts";
+import type { Metric, Metrics } from "../metrics.ts";
+import type { Series } from "../metrics.ts";
 
-/** Handshakes refused, by `profile` (`libp2p`, `validator`) and `reason`. */
-export const handshakesRejected: Metric = defaultRegistry.counter(
-  "network_noise_rejected_total",
-  "Noise handshakes refused, by profile and reason",
-  ["profile", "reason"],
-);
+/** A profile's handshake counters, with the `profile` label already given. */
+export interface NoiseMetrics {
+  /** Handshakes completed, by `role`. */
+  completed: { labels(labels: { role: string }): Series };
+  /** Handshakes refused or failed, by `reason`. */
+  rejected: { labels(labels: { reason: string }): Series };
+}
 
-/** Handshakes completed, by `profile` and `role`. */
-export const handshakesCompleted: Metric = defaultRegistry.counter(
-  "network_noise_handshakes_total",
-  "Noise handshakes completed, by profile and role",
-  ["profile", "role"],
-);
+/** The handshake counters of `profile` (`libp2p`, `validator`) in `metrics`. */
+export function noiseMetrics(metrics: Metrics, profile: string): NoiseMetrics {
+  const completed: Metric = metrics.counter(
+    "validator_network_noise_handshakes_total",
+    "Noise handshakes completed, by profile and role",
+    ["profile", "role"],
+  );
+  const rejected: Metric = metrics.counter(
+    "validator_network_noise_rejected_total",
+    "Noise handshakes refused or failed, by profile and reason",
+    ["profile", "reason"],
+  );
+  return {
+    completed: { labels: ({ role }) => completed.labels({ profile, role }) },
+    rejected: { labels: ({ reason }) => rejected.labels({ profile, reason }) },
+  };
+}

@@ -17,8 +17,9 @@
  * @module
  */
 
-import { rootLogger } from "../log.ts";
-import { handshakesCompleted, handshakesRejected } from "./_metrics.ts";
+import { type Logger, rootLogger } from "../log.ts";
+import { defaultMetrics, type Metrics } from "../metrics.ts";
+import { noiseMetrics } from "./_metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection } from "../transport/connection.ts";
 import type { Upgrade, UpgradeContext } from "../transport/transport.ts";
@@ -32,9 +33,7 @@ import {
 import { type CryptoBackend, getCryptoBackend, type KeyPair } from "./crypto.ts";
 import { HandshakeState } from "./handshake_state.ts";
 import { EMPTY, MAX_NOISE_MESSAGE, TAG_LENGTH } from "./_frame.ts";
-import { type HandshakePreamble, runHandshake } from "./_handshake_io.ts";
-
-export type { HandshakePreamble } from "./_handshake_io.ts";
+import { runHandshake } from "./_handshake_io.ts";
 import { SecureChannel, type SecureChannelInit } from "./secure_channel.ts";
 
 /**
@@ -88,6 +87,10 @@ export interface Libp2pNoiseOptions {
    * shared by all its connections (the spec allows either).
    */
   staticKey?: KeyPair;
+  /** Where handshakes and failures are counted. Default `defaultMetrics`. */
+  metrics?: Metrics;
+  /** Where failures are logged. Default `rootLogger`. */
+  logger?: Logger;
 }
 
 /**
@@ -161,28 +164,6 @@ export class Libp2pNoiseConnection extends SecureChannel {
   }
 }
 
-const log = rootLogger.child({ component: "noise", profile: "libp2p" });
-
-/**
- * What {@linkcode libp2pNoise} returns: an {@linkcode Upgrade} that also
- * takes a {@linkcode HandshakePreamble}.
- *
- * @example
- * ```ts ignore
- * import type { Libp2pNoiseUpgrade } from "./libp2p_noise.ts";
- * declare const secure: Libp2pNoiseUpgrade;
- * declare const raw: import("../transport/connection.ts").Connection;
- * await secure(raw, { role: "listener", signal: new AbortController().signal });
- * ```
- */
-export type Libp2pNoiseUpgrade =
-  & Upgrade<Connection, Libp2pNoiseConnection>
-  & ((
-    conn: Connection,
-    context: UpgradeContext,
-    preamble?: HandshakePreamble,
-  ) => Promise<Libp2pNoiseConnection>);
-
 /**
  * The libp2p-noise upgrade for one local identity: run it on a raw
  * connection (after `/noise` was negotiated) to get a
@@ -195,13 +176,6 @@ export type Libp2pNoiseUpgrade =
  *   handshake message, a bad signature, or a connection lost mid-handshake;
  * - `TIMEOUT` when the handshake takes longer than `handshakeTimeout`;
  * - `ABORTED` when the context's signal fires.
- *
- * The returned upgrade takes an optional third argument, a
- * {@linkcode HandshakePreamble}: the dialer passes its optimistic `/noise`
- * proposal there so that it travels with message 1 (see
- * `netcore/negotiate/multistream_preamble.ts`), its refusal surfacing as
- * `UNSUPPORTED_PROTOCOL`; the listener passes its deferred agreement (a
- * preamble without `receive`) so that it travels with message 2.
  *
  * @example
  * ```ts ignore
@@ -217,16 +191,18 @@ export type Libp2pNoiseUpgrade =
 export function libp2pNoise(
   identity: Ed25519Identity,
   options: Libp2pNoiseOptions = {},
-): Libp2pNoiseUpgrade {
+): Upgrade<Connection, Libp2pNoiseConnection> {
   const backend = options.backend ?? getCryptoBackend();
   const handshakeTimeout = options.handshakeTimeout ?? LIBP2P_NOISE_DEFAULTS.handshakeTimeout;
   const staticKey = options.staticKey ?? backend.dh.generateKeyPair();
+  const { completed, rejected } = noiseMetrics(options.metrics ?? defaultMetrics, "libp2p");
+  const log = (options.logger ?? rootLogger).child({ component: "noise", profile: "libp2p" });
   // The payload signs only our static key, the same on every connection.
   const ourPayload = encodeNoiseHandshakePayload(identity, staticKey.publicKey, {
     streamMuxers: [...(options.streamMuxers ?? LIBP2P_NOISE_DEFAULTS.streamMuxers)],
   });
 
-  return async (conn: Connection, context: UpgradeContext, preamble?: HandshakePreamble) => {
+  return async (conn: Connection, context: UpgradeContext) => {
     const initiator = context.role === "dialer";
     let expected = options.expectedPeerId;
     const dialedPeer = context.dialedAddr?.peerId ?? conn.remoteAddr?.peerId;
@@ -247,7 +223,7 @@ export function libp2pNoise(
       backend,
     });
     try {
-      const { value: remote, reader, writer, unsent } = await runHandshake(
+      const { value: remote, reader } = await runHandshake(
         conn,
         context,
         handshakeTimeout,
@@ -270,9 +246,9 @@ export function libp2pNoise(
                 `dialed ${expected} but the peer authenticated as ${info.peerId}`,
               );
             }
-            // Our last message waits for the first transport message (the
-            // stream the dialer opens next), so both leave in one write.
-            io.hold(hs.writeMessage(ourPayload));
+            // Corked: it leaves with the first transport message (the
+            // stream the dialer opens next, in this turn) in one write.
+            await io.send(hs.writeMessage(ourPayload));
           } else {
             const message1 = await io.receive({
               min: DH_LEN,
@@ -295,19 +271,16 @@ export function libp2pNoise(
           }
           return info;
         },
-        preamble,
       );
       const [initiatorToResponder, responderToInitiator] = hs.split();
-      handshakesCompleted.labels({ profile: "libp2p", role: context.role }).inc();
+      completed.labels({ role: context.role }).inc();
       return new Libp2pNoiseConnection({
         connection: conn,
         reader,
-        writer,
         encrypter: initiator ? initiatorToResponder : responderToInitiator,
         decrypter: initiator ? responderToInitiator : initiatorToResponder,
         remoteStaticKey: hs.remoteStaticKey!,
         handshakeHash: hs.handshakeHash,
-        unsent,
       }, {
         peerId: remote.peerId,
         identityKey: remote.identityKey,
@@ -315,7 +288,7 @@ export function libp2pNoise(
       });
     } catch (err) {
       const reason = NetworkError.is(err) ? err.code.toLowerCase() : "error";
-      handshakesRejected.labels({ profile: "libp2p", reason }).inc();
+      rejected.labels({ reason }).inc();
       log.debug("handshake failed", { role: context.role, error: err });
       throw err;
     }

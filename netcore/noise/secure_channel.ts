@@ -10,26 +10,24 @@
  * connection (negotiation, yamux) runs over it unchanged.
  *
  * Hot path notes (why the code looks the way it does):
- * - writes are encrypted at once, frame by frame, straight into one batch
- *   buffer `[len|ct|len|ct...]`; while the lower write is in flight, further
- *   writes append to the next batch, which goes down in ONE lower write;
- * - reads are pulled: the next frame is read from the lower stream only when
- *   the consumer asks for data, so a slow consumer never makes us buffer.
+ * - a write is encrypted at once, frame by frame, into one buffer
+ *   `[len|ct|len|ct...]` handed down whole; the socket below corks what one
+ *   turn writes into one system call, so the channel holds nothing back;
+ * - a buffer the connection below keeps (a large one) comes back to a small
+ *   pool when its write resolves; up to a high-water mark of such bytes the
+ *   channel keeps taking writes, so encryption runs ahead of the socket;
+ * - ciphertext is read into one reused buffer; reads are pulled: the next
+ *   frame is read only when the consumer asks, so a slow consumer never
+ *   makes us buffer.
  *
  * @module
  */
 
-import { setImmediate } from "node:timers";
 import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Multiaddr } from "../multiaddr.ts";
+import { ByteConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
-import {
-  type DirectSink,
-  directSink,
-  registerDirectSink,
-  registerDirectSource,
-} from "../transport/_direct.ts";
 import { EMPTY, LENGTH_PREFIX, MAX_PLAINTEXT, TAG_LENGTH } from "./_frame.ts";
 
 /**
@@ -60,44 +58,37 @@ export interface TransportCipher {
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array;
 }
 
-/** Once this many encrypted bytes wait for the lower connection, writes wait. */
-const WRITE_HIGH_WATER = 256 * 1024;
-/** Largest part of one write encrypted at once: 16 full frames (about 1 MiB). */
+/** Once this many encrypted bytes are held by the connection below, writes wait. */
+const WRITE_HIGH_WATER = 1024 * 1024;
+/** Largest part of one write encrypted into one buffer: 16 full frames (about 1 MiB). */
 const WRITE_SLICE = 16 * MAX_PLAINTEXT;
-/** Smallest batch buffer, so bursts of small writes do not reallocate. */
-const MIN_BATCH = 16 * 1024;
-/**
- * Largest batch buffer kept for reuse once the lower writer gave it back: a
- * whole encrypted slice, so a bulk writer allocates no batch per slice. A
- * connection that once wrote in bulk keeps about 1 MiB for it.
- */
-const MAX_SPARE = WRITE_SLICE + 16 * (LENGTH_PREFIX + TAG_LENGTH);
+/** Smallest write buffer, so bursts of small writes reuse one. */
+const MIN_BUFFER = 16 * 1024;
+/** Write buffers kept for reuse once the connection below gave them back. */
+const POOL_SIZE = 4;
 
 /**
  * What a handshake hands to {@linkcode SecureChannel}.
  *
  * @example
  * ```ts ignore
- * import { ByteReader } from "../byte_reader.ts";
  * import { SecureChannel } from "./secure_channel.ts";
  * // at the end of a handshake on `conn`, with `hs` complete (initiator side):
  * const [i2r, r2i] = hs.split();
  * const channel = new SecureChannel({
- *   connection: conn, reader, writer, encrypter: i2r, decrypter: r2i,
+ *   connection: conn, reader, encrypter: i2r, decrypter: r2i,
  *   remoteStaticKey: hs.remoteStaticKey!, handshakeHash: hs.handshakeHash,
  * });
  * ```
  */
 export interface SecureChannelInit {
-  /** The connection the handshake ran on. Its streams are locked by `reader` and `writer`. */
+  /** The connection the handshake ran on. */
   connection: Connection;
   /**
-   * The reader the handshake used on `connection.readable`: bytes the peer
-   * sent right after its last handshake message may already sit in it.
+   * The reader the handshake used on `connection`: bytes the peer sent
+   * right after its last handshake message may already sit in it.
    */
   reader: ByteReader;
-  /** A writer on `connection.writable`. */
-  writer: WritableStreamDefaultWriter<Uint8Array>;
   /** Encrypts what we send. */
   encrypter: TransportCipher;
   /** Decrypts what we receive. */
@@ -106,134 +97,77 @@ export interface SecureChannelInit {
   remoteStaticKey: Uint8Array;
   /** The handshake hash `h` at the end of the handshake: a unique session id. */
   handshakeHash: Uint8Array;
-  /**
-   * Bytes the handshake did not send yet (its last message, framed): they
-   * leave in front of the first transport message, in the same write, or
-   * alone at the end of this turn of the event loop if nothing is written
-   * by then, so the peer never waits for them.
-   */
-  unsent?: Uint8Array;
 }
 
 /** Read side states; terminal: `ended`, `failed`. */
 type ReadState = "open" | "ended" | "failed";
 /** Write side states; terminal: `closed`, `failed`. */
-type WriteState = "open" | "closing" | "closed" | "failed";
+type WriteState = "open" | "closed" | "failed";
 
 /**
  * An encrypted, authenticated {@linkcode Connection} over another one.
  *
- * Chunks read from `readable` are fresh arrays owned by the reader. A chunk
- * given to `writable.write()` is encrypted before the write resolves, so the
- * caller may reuse it as soon as it resolves. Errors: a transport message with
- * a bad tag or a bad length fails the readable with `PROTOCOL_VIOLATION`; a
- * stream that ends inside a message fails it with `CONNECTION_CLOSED`; either
- * way the connection under it is aborted, and no other connection is touched.
+ * Chunks read are fresh arrays owned by the reader. A chunk written is
+ * encrypted before `write()` returns, so the caller may reuse it at once.
+ * Errors: a transport message with a bad tag or a bad length fails reads
+ * with `PROTOCOL_VIOLATION`; a connection that ends inside a message fails
+ * them with `CONNECTION_CLOSED`; either way the connection under it is
+ * aborted, and no other connection is touched.
  *
  * Handshake profiles construct it; users get it from an upgrade such as
- * `libp2pNoise(...)`.
+ * `libp2pUpgrade(...)`.
  *
  * @example
  * ```ts ignore
  * import type { SecureChannel } from "./secure_channel.ts";
  * async function greet(channel: SecureChannel) {
- *   const writer = channel.writable.getWriter();
- *   await writer.write(new TextEncoder().encode("hello, encrypted"));
- *   await writer.close(); // the peer's readable ends after the last frame
+ *   await channel.write(new TextEncoder().encode("hello, encrypted"));
+ *   await channel.closeWrite(); // the peer's reads end after the last frame
  * }
  * ```
  */
-export class SecureChannel implements Connection {
+export class SecureChannel extends ByteConnection {
   readonly #lower: Connection;
   readonly #reader: ByteReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #encrypter: TransportCipher;
   readonly #decrypter: TransportCipher;
   readonly #remoteStaticKey: Uint8Array;
   readonly #handshakeHash: Uint8Array;
-  readonly #readable: ReadableStream<Uint8Array>;
-  readonly #writable: WritableStream<Uint8Array>;
-  #readController: ReadableStreamDefaultController<Uint8Array> | undefined;
-  #writeController: WritableStreamDefaultController | undefined;
 
   #readState: ReadState = "open";
   #writeState: WriteState = "open";
-  #writeError: NetworkError | undefined;
   /** The error that failed the channel, if one did. */
   #failure: NetworkError | undefined;
-  /** Encrypted frames not yet handed to the lower writer. */
-  #batch: Uint8Array | undefined;
-  #batchLength = 0;
-  /** The lower writable's side door, when it has one (see `transport/_direct.ts`). */
-  readonly #lowerSink: DirectSink | undefined;
-  /** A batch buffer the lower writer is done with, for the next batch. */
-  #spare: Uint8Array | undefined;
-  /** The running flush loop, if any. */
-  #flushing: Promise<void> | undefined;
-  /** Wakes a write that waits for the batch to be taken. */
-  #wakeWriter: (() => void) | undefined;
+  /** Someone reads the channel (and so will see the peer's end). */
+  #hasReader = false;
+  /** A decrypted message `readInto` could not fit, and how far it was read. */
+  #leftover: Uint8Array | undefined;
+
+  /** Write buffers free for reuse. */
+  readonly #pool: Uint8Array[] = [];
+  /** Encrypted bytes the connection below holds (its writes not yet resolved). */
+  #held = 0;
+  /** The writes the connection below holds, to wait for on close. */
+  readonly #inFlight = new Set<Promise<void>>();
+  /** Wakes a writer waiting for the held bytes to drop. */
+  #room: PromiseWithResolvers<void> | undefined;
 
   /** Takes over the connection a handshake completed on. */
   constructor(init: SecureChannelInit) {
+    super();
     this.#lower = init.connection;
     this.#reader = init.reader;
     // Each message is decrypted into a fresh array before the next read, so
     // the ciphertext can land in one reused buffer: no allocation per socket
     // read (fresh memory costs page faults, a third of a bulk receiver's CPU).
     this.#reader.reuseBuffer();
-    this.#writer = init.writer;
     this.#encrypter = init.encrypter;
     this.#decrypter = init.decrypter;
     this.#remoteStaticKey = init.remoteStaticKey;
     this.#handshakeHash = init.handshakeHash;
-    this.#readable = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#readController = controller;
-      },
-      pull: (controller) => this.#pull(controller),
-      cancel: (reason) => this.#cancelRead(reason),
-    }, { highWaterMark: 0 });
-    this.#writable = new WritableStream<Uint8Array>({
-      start: (controller) => {
-        this.#writeController = controller;
-      },
-      write: (chunk) => this.#write(chunk),
-      close: () => this.#closeWrite(),
-      abort: (reason) => this.#abortWrite(reason),
-    });
-    // Our writer holds the lower writable's lock: its side door is ours.
-    this.#lowerSink = directSink(init.connection.writable);
-    registerDirectSource(this.#readable, { read: () => this.#read() });
-    registerDirectSink(this.#writable, {
-      write: (chunk) => {
-        try {
-          return this.#write(chunk);
-        } catch (err) {
-          return Promise.reject(err);
-        }
-      },
-    });
-    if (init.unsent !== undefined && init.unsent.length > 0) {
-      const batch = new Uint8Array(Math.max(MIN_BATCH, init.unsent.length));
-      batch.set(init.unsent);
-      this.#batch = batch;
-      this.#batchLength = init.unsent.length;
-      setImmediate(() => this.#startFlush());
-    }
     // A lower connection that dies for any reason takes the channel with it;
-    // the streams learn it through their pending reads and writes, so only
-    // the rejection needs silencing here.
+    // pending reads and writes learn it themselves.
     this.#lower.closed.catch(() => {});
-  }
-
-  /** Decrypted bytes from the peer. Ends when the peer half-closes. */
-  get readable(): ReadableStream<Uint8Array> {
-    return this.#readable;
-  }
-
-  /** Bytes to encrypt and send. `close()` half-closes after the last frame. */
-  get writable(): WritableStream<Uint8Array> {
-    return this.#writable;
   }
 
   /** Our address of the connection under the channel. */
@@ -262,31 +196,27 @@ export class SecureChannel implements Connection {
   }
 
   /**
-   * Graceful close: sends what is still batched, then closes the connection
-   * under the channel (which half-closes, waits for the peer, and releases).
+   * Graceful close: waits for what the connection below holds, then closes
+   * it (which half-closes, waits for the peer, and releases).
    */
   async close(): Promise<void> {
-    if (this.#writeState === "open") {
-      this.#writeState = "closing";
-      try {
-        await this.#drain();
-      } catch {
-        // the write side already failed; closing the lower connection still applies
-      }
-      this.#writeState = "closed";
-      this.#writeController?.error(
-        new NetworkError("CONNECTION_CLOSED", "secure channel closed"),
-      );
-      this.#writer.releaseLock();
-    } else if (this.#writeState === "closing") {
-      await this.#flushing?.catch(() => {});
-    }
-    // The lower connection waits for the peer's end of stream, which only a
-    // read can see; our reader holds its readable, so drain ours if unread.
-    if (!this.#readable.locked && this.#readState === "open") {
-      this.#readable.pipeTo(new WritableStream()).catch(() => {});
+    await this.closeWrite().catch(() => {});
+    // The lower connection waits for the peer's end, which only a read can
+    // see; we are its reader, so read ours to the end if nobody does.
+    if (!this.#hasReader && !this.readableTaken && this.#readState === "open") {
+      void this.#drain();
     }
     await this.#lower.close();
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while ((await this.read()) !== null) {
+        // discard: the peer's end is what the close waits for
+      }
+    } catch {
+      // the channel failed, which released the connection
+    }
   }
 
   /** Drops the connection at once; the peer sees a reset. */
@@ -299,27 +229,20 @@ export class SecureChannel implements Connection {
 
   // ---- read side ----
 
-  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    let plaintext: Uint8Array | undefined;
-    try {
-      plaintext = await this.#read();
-    } catch {
-      // `#read` failed the channel, which errored this stream.
-      return;
-    }
-    if (plaintext === undefined) controller.close();
-    else controller.enqueue(plaintext);
-  }
-
   /**
-   * The next non-empty plaintext, `undefined` at the peer's clean end. A
-   * failure fails the whole channel (both streams, the connection under it)
-   * and rejects with its error.
+   * The next non-empty plaintext, `null` at the peer's clean end. A
+   * failure fails the whole channel (both directions, the connection under
+   * it) and rejects with its error.
    */
-  async #read(): Promise<Uint8Array | undefined> {
-    // `failed` is only ever set by `#fail`, which records the failure first.
+  async read(): Promise<Uint8Array | null> {
+    this.#hasReader = true;
+    const leftover = this.#leftover;
+    if (leftover !== undefined) {
+      this.#leftover = undefined;
+      return leftover;
+    }
     if (this.#readState === "failed") throw this.#failure!;
-    if (this.#readState === "ended") return undefined;
+    if (this.#readState === "ended") return null;
     try {
       // Empty transport messages are legal; skip them rather than hand an
       // empty chunk to the consumer.
@@ -328,7 +251,7 @@ export class SecureChannel implements Connection {
         if (prefix === undefined) {
           // The peer half-closed on a frame boundary: a clean end.
           this.#readState = "ended";
-          return undefined;
+          return null;
         }
         let length: number;
         if (prefix.length === LENGTH_PREFIX) {
@@ -360,179 +283,159 @@ export class SecureChannel implements Connection {
       }
     } catch (err) {
       const error = NetworkError.wrap(err, "PROTOCOL_VIOLATION", "noise transport read");
-      // The stream is already errored by `#fail` when we were aborted.
       if (this.#readState === "open") this.#fail(error);
       throw this.#failure ?? error;
     }
   }
 
-  async #cancelRead(reason: unknown): Promise<void> {
-    this.#readState = "ended";
-    await this.#reader.cancel(reason);
+  /** Decrypts the next message into `buffer`; what does not fit is read next time. */
+  async readInto(buffer: Uint8Array): Promise<number | null> {
+    const plaintext = await this.read();
+    if (plaintext === null) return null;
+    const n = Math.min(plaintext.length, buffer.length);
+    buffer.set(plaintext.subarray(0, n));
+    if (n < plaintext.length) this.#leftover = plaintext.subarray(n);
+    return n;
+  }
+
+  /** Stops reading: the peer's further messages are not read. */
+  cancelRead(reason?: unknown): void {
+    this.#hasReader = true;
+    if (this.#readState === "open") this.#readState = "ended";
+    this.#leftover = undefined;
+    this.#reader.cancelRead(reason);
   }
 
   // ---- write side ----
 
-  #write(chunk: Uint8Array): Promise<void> | undefined {
-    this.#checkWritable();
-    if (chunk.length === 0) return;
+  /**
+   * Encrypts `chunk` and hands it down. Returns a promise (wait before
+   * writing more) only while the connection below holds more than a
+   * high-water mark of encrypted bytes; `chunk` itself is never kept.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#writeState !== "open") return Promise.reject(this.#writeError());
+    if (chunk.length === 0) return undefined;
     if (chunk.length > WRITE_SLICE) return this.#writeLarge(chunk);
-    this.#encryptIntoBatch(chunk);
-    this.#flushing ??= this.#flush();
-    if (this.#batchLength >= WRITE_HIGH_WATER) return this.#waitForRoom();
+    this.#sealAndSend(chunk);
+    if (this.#held > WRITE_HIGH_WATER) return this.#waitForRoom();
+    return undefined;
   }
 
-  /**
-   * A write larger than a slice is encrypted a slice at a time, each slice
-   * waiting for the previous one to be handed down, so a huge write never
-   * needs a batch buffer as large as itself.
-   */
+  /** A write larger than a slice goes a slice at a time, so no buffer grows as large as it. */
   async #writeLarge(chunk: Uint8Array): Promise<void> {
     for (let start = 0; start < chunk.length; start += WRITE_SLICE) {
-      this.#checkWritable();
-      this.#encryptIntoBatch(chunk.subarray(start, start + WRITE_SLICE));
-      this.#flushing ??= this.#flush();
-      if (this.#batchLength >= WRITE_HIGH_WATER) await this.#waitForRoom();
+      if (this.#writeState !== "open") throw this.#writeError();
+      this.#sealAndSend(chunk.subarray(start, start + WRITE_SLICE));
+      if (this.#held > WRITE_HIGH_WATER) await this.#waitForRoom();
     }
   }
 
-  #checkWritable(): void {
-    if (this.#writeError !== undefined) throw this.#writeError;
-    if (this.#writeState !== "open") {
-      throw new NetworkError("CONNECTION_CLOSED", "secure channel is closed for writing");
-    }
+  #writeError(): NetworkError {
+    return this.#failure ??
+      new NetworkError("CONNECTION_CLOSED", "secure channel is closed for writing");
   }
 
-  /** Encrypts `chunk` as full frames appended to the batch. */
-  #encryptIntoBatch(chunk: Uint8Array): void {
+  /** Encrypts `chunk` as full frames into one buffer and writes it down. */
+  #sealAndSend(chunk: Uint8Array): void {
     const frames = Math.ceil(chunk.length / MAX_PLAINTEXT);
     const needed = chunk.length + frames * (LENGTH_PREFIX + TAG_LENGTH);
-    let batch = this.#batch;
-    let offset = this.#batchLength;
-    if (batch === undefined && this.#spare !== undefined && this.#spare.length >= needed) {
-      batch = this.#batch = this.#spare;
-      this.#spare = undefined;
-    } else if (batch === undefined || batch.length - offset < needed) {
-      // Grow fourfold: a bulk writer fills the batch while the lower write
-      // is in flight, and each growth copies what is already batched.
-      const grown = new Uint8Array(
-        Math.max(offset + needed, batch === undefined ? MIN_BATCH : batch.length * 4),
-      );
-      if (batch !== undefined) grown.set(batch.subarray(0, offset));
-      batch = this.#batch = grown;
-    }
+    const buffer = this.#takeBuffer(needed);
+    let offset = 0;
     for (let start = 0; start < chunk.length; start += MAX_PLAINTEXT) {
       const plaintext = chunk.subarray(start, Math.min(chunk.length, start + MAX_PLAINTEXT));
       const length = plaintext.length + TAG_LENGTH;
-      batch[offset] = length >>> 8;
-      batch[offset + 1] = length & 0xff;
+      buffer[offset] = length >>> 8;
+      buffer[offset + 1] = length & 0xff;
       offset += LENGTH_PREFIX;
-      this.#encrypter.encryptWithAd(EMPTY, plaintext, batch.subarray(offset, offset + length));
+      this.#encrypter.encryptWithAd(EMPTY, plaintext, buffer.subarray(offset, offset + length));
       offset += length;
     }
-    this.#batchLength = offset;
-  }
-
-  /** Hands batches to the lower writer, one lower write per batch, until none is left. */
-  async #flush(): Promise<void> {
+    const sealed = buffer.subarray(0, offset);
+    let pending: Promise<void> | undefined;
     try {
-      while (this.#batchLength > 0) {
-        const batch = this.#batch!;
-        const out = batch.subarray(0, this.#batchLength);
-        this.#batch = undefined;
-        this.#batchLength = 0;
-        this.#wake();
-        if (this.#lowerSink !== undefined) await this.#lowerSink.write(out);
-        else await this.#writer.write(out);
-        // The lower writer is done with the buffer once its write resolved.
-        if (batch.length <= MAX_SPARE) this.#spare = batch;
-      }
+      pending = this.#lower.write(sealed);
     } catch (err) {
-      const error = NetworkError.wrap(err, "CONNECTION_RESET", "noise transport write");
-      this.#writeError ??= error;
-      this.#fail(error);
-    } finally {
-      this.#flushing = undefined;
-      this.#wake();
+      pending = Promise.reject(err);
     }
+    if (pending === undefined) {
+      this.#giveBack(buffer);
+      return;
+    }
+    // The connection below keeps the buffer until its write resolves.
+    this.#held += offset;
+    const tracked: Promise<void> = pending.then(
+      () => {
+        this.#held -= offset;
+        this.#inFlight.delete(tracked);
+        this.#giveBack(buffer);
+        this.#wakeWriter();
+      },
+      (err) => {
+        this.#inFlight.delete(tracked);
+        this.#fail(NetworkError.wrap(err, "CONNECTION_RESET", "noise transport write"));
+      },
+    );
+    this.#inFlight.add(tracked);
   }
 
-  /** Starts the flush loop if frames wait and the write side still works. */
-  #startFlush(): void {
-    if (this.#batchLength === 0 || this.#writeError !== undefined) return;
-    if (this.#writeState === "failed" || this.#writeState === "closed") return;
-    this.#flushing ??= this.#flush();
+  #takeBuffer(needed: number): Uint8Array {
+    const pool = this.#pool;
+    for (let i = pool.length - 1; i >= 0; i--) {
+      if (pool[i].length >= needed) {
+        const buffer = pool[i];
+        pool[i] = pool[pool.length - 1];
+        pool.pop();
+        return buffer;
+      }
+    }
+    return new Uint8Array(Math.max(needed, MIN_BUFFER));
   }
 
-  #wake(): void {
-    const wake = this.#wakeWriter;
-    this.#wakeWriter = undefined;
-    wake?.();
+  #giveBack(buffer: Uint8Array): void {
+    if (this.#pool.length < POOL_SIZE) this.#pool.push(buffer);
+  }
+
+  #wakeWriter(): void {
+    if (this.#held > WRITE_HIGH_WATER / 2 || this.#room === undefined) return;
+    const room = this.#room;
+    this.#room = undefined;
+    room.resolve();
   }
 
   async #waitForRoom(): Promise<void> {
-    while (this.#batchLength >= WRITE_HIGH_WATER && this.#flushing !== undefined) {
-      await new Promise<void>((resolve) => this.#wakeWriter = resolve);
+    while (this.#held > WRITE_HIGH_WATER / 2 && this.#writeState === "open") {
+      this.#room ??= Promise.withResolvers<void>();
+      await this.#room.promise;
     }
-    if (this.#writeError !== undefined) throw this.#writeError;
+    if (this.#writeState === "failed") throw this.#failure!;
   }
 
-  /** Waits until every batched frame was accepted by the lower writer. */
-  async #drain(): Promise<void> {
-    this.#startFlush();
-    while (this.#flushing !== undefined) await this.#flushing;
-    if (this.#writeError !== undefined) throw this.#writeError;
-  }
-
-  async #closeWrite(): Promise<void> {
-    this.#writeState = "closing";
-    await this.#drain();
+  /** Waits for the writes the connection below holds, then half-closes it. */
+  async closeWrite(): Promise<void> {
+    if (this.#writeState === "failed") throw this.#failure!;
+    if (this.#writeState === "closed") return;
+    this.#writeState = "closed";
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+    if (this.#failure !== undefined) throw this.#failure;
     try {
-      await this.#writer.close();
+      await this.#lower.closeWrite();
     } catch (err) {
       throw NetworkError.wrap(err, "CONNECTION_RESET", "noise transport close");
     }
-    this.#writeState = "closed";
-  }
-
-  async #abortWrite(reason: unknown): Promise<void> {
-    this.#writeState = "failed";
-    this.#writeError ??= new NetworkError("ABORTED", "secure channel write side aborted", {
-      cause: reason,
-    });
-    this.#wake();
-    await this.#writer.abort(reason).catch(() => {});
   }
 
   // ---- both ----
 
-  /** Fails both streams with `error` and aborts the connection under them. */
+  /** Fails both directions with `error` and aborts the connection under them. */
   #fail(error: NetworkError): void {
-    this.#failure ??= error;
-    if (this.#readState === "open") {
-      this.#readState = "failed";
-      this.#readController?.error(error);
-    }
-    if (this.#writeState === "open" || this.#writeState === "closing") {
-      this.#writeState = "failed";
-      this.#writeError ??= error;
-      this.#writeController?.error(error);
-      this.#wake();
-    }
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    if (this.#readState === "open") this.#readState = "failed";
+    this.#writeState = "failed";
+    const room = this.#room;
+    this.#room = undefined;
+    room?.resolve();
     this.#lower.abort(error);
   }
 }
-
-/**
- * Any connection a Noise upgrade yields (the libp2p and validator profiles
- * both extend {@linkcode SecureChannel}); the name the rest of the stack uses.
- *
- * @example
- * ```ts ignore
- * import type { SecureConnection } from "./secure_channel.ts";
- * function sessionId(conn: SecureConnection): Uint8Array {
- *   return conn.handshakeHash;
- * }
- * ```
- */
-export type SecureConnection = SecureChannel;

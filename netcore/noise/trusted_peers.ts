@@ -1,29 +1,34 @@
 /**
- * The set of static Noise keys a validator accepts connections from. An
- * interface, so the peer manager can keep its own live view (for instance the
- * current validator set of an epoch) and the handshake reads it at the moment
- * of each handshake.
+ * The set of static Noise keys a validator accepts connections from, each
+ * mapped to the peer id of its owner. An interface, so the peer manager can
+ * keep its own live view (the validator set of the current epoch) and the
+ * handshake reads it at the moment of each handshake.
  *
  * @module
  */
 
+import type { PeerId } from "../identity/peer_id.ts";
+
 /**
- * Who a static X25519 key belongs to, for the keys we trust.
+ * Who a static X25519 key belongs to, for the keys we trust, and the other
+ * way round.
  *
  * @example
  * ```ts
  * import type { TrustedPeers } from "./trusted_peers.ts";
- * const nobody: TrustedPeers = { get: () => undefined };
+ * const nobody: TrustedPeers = { get: () => undefined, staticKeyOf: () => undefined };
  * console.log(nobody.get(new Uint8Array(32))); // undefined
  * ```
  */
 export interface TrustedPeers {
   /**
-   * The peer's name or peer id for `staticKey`, or `undefined` when the key is
-   * not trusted. Called once per inbound handshake, inside the handshake:
-   * keep it fast and synchronous.
+   * The peer id of `staticKey`, or `undefined` when the key is not trusted.
+   * Called once per inbound handshake, inside the handshake: keep it fast
+   * and synchronous.
    */
-  get(staticKey: Uint8Array): string | undefined;
+  get(staticKey: Uint8Array): PeerId | undefined;
+  /** The static key of `peer`, or `undefined` when the peer is not trusted. */
+  staticKeyOf(peer: PeerId): Uint8Array | undefined;
 }
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
@@ -46,52 +51,81 @@ export function staticKeyHex(key: Uint8Array): string {
 
 /**
  * A `Map`-backed {@linkcode TrustedPeers} that can be updated while
- * handshakes run: a key removed here is refused by the next handshake.
+ * handshakes run: a key removed here is refused by the next handshake. One
+ * key per peer: trusting a peer under a new key forgets its old one.
  *
  * @example
  * ```ts
  * import { TrustedPeerSet } from "./trusted_peers.ts";
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * const validator = Ed25519Identity.generate().peerId;
  * const key = new Uint8Array(32).fill(1);
- * const trusted = new TrustedPeerSet([[key, "validator-1"]]);
- * console.log(trusted.get(key)); // "validator-1"
+ * const trusted = new TrustedPeerSet([[key, validator]]);
+ * console.log(trusted.get(key)?.equals(validator)); // true
  * trusted.delete(key);
  * console.log(trusted.get(key)); // undefined
  * ```
  */
 export class TrustedPeerSet implements TrustedPeers {
-  readonly #peers = new Map<string, string>();
+  readonly #byKey = new Map<string, { key: Uint8Array; peer: PeerId }>();
+  readonly #keyByPeer = new Map<string, string>();
 
-  /** A set holding `entries` (static key, name) to start with. */
-  constructor(entries: Iterable<readonly [Uint8Array, string]> = []) {
-    for (const [key, name] of entries) this.set(key, name);
+  /** A set holding `entries` (static key, peer id) to start with. */
+  constructor(entries: Iterable<readonly [Uint8Array, PeerId]> = []) {
+    for (const [key, peer] of entries) this.set(key, peer);
   }
 
   /** How many keys are trusted. */
   get size(): number {
-    return this.#peers.size;
+    return this.#byKey.size;
   }
 
-  /** The name of `staticKey`, if trusted. */
-  get(staticKey: Uint8Array): string | undefined {
-    return this.#peers.get(staticKeyHex(staticKey));
+  /** The peer id of `staticKey`, if trusted. */
+  get(staticKey: Uint8Array): PeerId | undefined {
+    return this.#byKey.get(staticKeyHex(staticKey))?.peer;
   }
 
-  /** Trusts `staticKey` (32 bytes) as `name`, replacing any previous name. */
-  set(staticKey: Uint8Array, name: string): this {
+  /** The static key of `peer`, if trusted. */
+  staticKeyOf(peer: PeerId): Uint8Array | undefined {
+    const hex = this.#keyByPeer.get(peer.toString());
+    return hex === undefined ? undefined : this.#byKey.get(hex)?.key;
+  }
+
+  /** Trusts `staticKey` (32 bytes) as `peer`'s, replacing what either had before. */
+  set(staticKey: Uint8Array, peer: PeerId): this {
     if (staticKey.length !== 32) throw new RangeError("a static X25519 key has 32 bytes");
-    this.#peers.set(staticKeyHex(staticKey), name);
+    const hex = staticKeyHex(staticKey);
+    const id = peer.toString();
+    const oldKey = this.#keyByPeer.get(id);
+    if (oldKey !== undefined) this.#byKey.delete(oldKey);
+    const oldPeer = this.#byKey.get(hex)?.peer.toString();
+    if (oldPeer !== undefined) this.#keyByPeer.delete(oldPeer);
+    this.#byKey.set(hex, { key: staticKey.slice(), peer });
+    this.#keyByPeer.set(id, hex);
     return this;
   }
 
   /** Stops trusting `staticKey`; whether it was trusted. */
   delete(staticKey: Uint8Array): boolean {
-    return this.#peers.delete(staticKeyHex(staticKey));
+    const hex = staticKeyHex(staticKey);
+    const entry = this.#byKey.get(hex);
+    if (entry === undefined) return false;
+    this.#byKey.delete(hex);
+    this.#keyByPeer.delete(entry.peer.toString());
+    return true;
   }
 
-  /** Replaces the whole set at once (e.g. on a new epoch's validator set). */
-  replace(entries: Iterable<readonly [Uint8Array, string]>): void {
+  /** Replaces the whole set at once (a new epoch's validator set). */
+  replace(entries: Iterable<readonly [Uint8Array, PeerId]>): void {
     const next = new TrustedPeerSet(entries); // validates every key before touching ours
-    this.#peers.clear();
-    for (const [hex, name] of next.#peers) this.#peers.set(hex, name);
+    this.#byKey.clear();
+    this.#keyByPeer.clear();
+    for (const [hex, entry] of next.#byKey) this.#byKey.set(hex, entry);
+    for (const [id, hex] of next.#keyByPeer) this.#keyByPeer.set(id, hex);
+  }
+
+  /** Every trusted (static key, peer id) pair. */
+  *entries(): IterableIterator<[Uint8Array, PeerId]> {
+    for (const { key, peer } of this.#byKey.values()) yield [key.slice(), peer];
   }
 }

@@ -20,9 +20,9 @@
  * Responder checks, in order, each refused with `NetworkError("UNAUTHORIZED")`,
  * counted in `network_noise_rejected_total{profile="validator",reason}` and
  * logged with the key, before any application byte is read:
- * 1. `unknown_peer` (mode `"mutual"`): the dialer's static key is not in the
- *    trusted set. Checked as soon as the key is decrypted, after the one DH it
- *    takes (`es`) and before the `ss` DH.
+ * 1. `unknown_peer`: the dialer's static key is not in the trusted set.
+ *    Checked as soon as the key is decrypted, after the one DH it takes
+ *    (`es`) and before the `ss` DH.
  * 2. `replay`: the timestamp is not newer than the last one accepted from the
  *    same static key ({@linkcode ReplayGuard}).
  * 3. `clock_skew`: the timestamp is further than `maxClockSkew` from our clock.
@@ -41,9 +41,10 @@
  * @module
  */
 
-import { rootLogger } from "../log.ts";
-import { handshakesCompleted, handshakesRejected } from "./_metrics.ts";
-import type { Multiaddr } from "../multiaddr.ts";
+import { PeerId } from "../identity/peer_id.ts";
+import { type Logger, rootLogger } from "../log.ts";
+import { defaultMetrics, type Metrics } from "../metrics.ts";
+import { noiseMetrics } from "./_metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection } from "../transport/connection.ts";
 import type { Upgrade, UpgradeContext } from "../transport/transport.ts";
@@ -74,20 +75,6 @@ const MESSAGE_1_LEN = DH_LEN + (DH_LEN + TAG_LENGTH) + (TIMESTAMP_LEN + TAG_LENG
 const MESSAGE_2_LEN = DH_LEN + TAG_LENGTH;
 
 /**
- * Which dialers the responder accepts:
- * - `"mutual"`: only static keys in `trustedPeers` (validator to validator);
- * - `"accept-any-dialer"`: any static key (a public full node serving
- *   unknown clients); replay and clock checks still apply.
- *
- * @example
- * ```ts
- * import type { ValidatorNoiseMode } from "./validator_noise.ts";
- * const publicFullNode: ValidatorNoiseMode = "accept-any-dialer";
- * ```
- */
-export type ValidatorNoiseMode = "mutual" | "accept-any-dialer";
-
-/**
  * Options for {@linkcode validatorNoise}. Defaults in {@linkcode VALIDATOR_NOISE_DEFAULTS}.
  *
  * @example
@@ -102,19 +89,13 @@ export type ValidatorNoiseMode = "mutual" | "accept-any-dialer";
  * ```
  */
 export interface ValidatorNoiseOptions {
-  /** Who may dial us. Default `"mutual"`. */
-  mode?: ValidatorNoiseMode;
   /**
-   * The trusted static keys. Required in `"mutual"` mode; in
-   * `"accept-any-dialer"` mode it only names the peers it knows.
+   * Who we trust: the static key of every validator, mapped to its peer id.
+   * The responder refuses a dialer whose key is not in it; the dialer finds
+   * the responder's key in it by the peer id of the dialed address (its
+   * `/p2p/` part). Read at every handshake, so a change applies to the next.
    */
-  trustedPeers?: TrustedPeers;
-  /**
-   * The responder's static key when we dial: a key, or a lookup by the
-   * dialed address. Required to dial; a dial to an address it returns
-   * nothing for fails with `HANDSHAKE_FAILED`.
-   */
-  remoteStaticKey?: Uint8Array | ((remoteAddr: Multiaddr) => Uint8Array | undefined);
+  trustedPeers: TrustedPeers;
   /** Bound into the prologue: both ends must agree. Default `""`. */
   networkId?: string;
   /** Milliseconds the whole handshake may take. Default 10_000. */
@@ -127,6 +108,10 @@ export interface ValidatorNoiseOptions {
   clock?: () => number;
   /** The crypto implementation. Default `getCryptoBackend()`. */
   backend?: CryptoBackend;
+  /** Where handshakes and refusals are counted. Default `defaultMetrics`. */
+  metrics?: Metrics;
+  /** Where refusals are logged. Default `rootLogger`. */
+  logger?: Logger;
 }
 
 /**
@@ -139,7 +124,6 @@ export interface ValidatorNoiseOptions {
  * ```
  */
 export const VALIDATOR_NOISE_DEFAULTS = {
-  mode: "mutual",
   networkId: "",
   handshakeTimeout: 10_000,
   maxClockSkew: 60_000,
@@ -147,36 +131,31 @@ export const VALIDATOR_NOISE_DEFAULTS = {
 
 /**
  * A connection secured by the validator handshake: a
- * {@linkcode SecureChannel} that also knows who the peer is in the trusted
- * set.
+ * {@linkcode SecureChannel} that also knows which trusted peer is at the
+ * other end.
  *
  * @example
  * ```ts ignore
  * import type { ValidatorNoiseConnection } from "./validator_noise.ts";
  * function who(conn: ValidatorNoiseConnection): string {
- *   return conn.remotePeer ?? "anonymous";
+ *   return conn.remotePeer.toString();
  * }
  * ```
  */
 export class ValidatorNoiseConnection extends SecureChannel {
-  readonly #remotePeer: string | undefined;
+  readonly #remotePeer: PeerId;
 
   /** Built by {@linkcode validatorNoise} at the end of the handshake. */
-  constructor(init: SecureChannelInit, remotePeer: string | undefined) {
+  constructor(init: SecureChannelInit, remotePeer: PeerId) {
     super(init);
     this.#remotePeer = remotePeer;
   }
 
-  /**
-   * The peer's name in the trusted set; `undefined` for a dialer admitted by
-   * `"accept-any-dialer"` mode without being in it.
-   */
-  get remotePeer(): string | undefined {
+  /** The peer id its static key has in the trusted set. */
+  get remotePeer(): PeerId {
     return this.#remotePeer;
   }
 }
-
-const log = rootLogger.child({ component: "noise", profile: "validator" });
 
 /** An `UNAUTHORIZED` refusal with the label it is counted under. */
 class Refusal extends NetworkError {
@@ -210,19 +189,20 @@ function decodeTimestamp(payload: Uint8Array): number {
 /**
  * The validator handshake upgrade for one static key: run it on a raw
  * connection to get a {@linkcode ValidatorNoiseConnection}. The dialer runs
- * the IK initiator and must know the responder's static key.
+ * the IK initiator; it must dial an address that names the peer (`/p2p/`)
+ * whose static key is in the trusted set.
  *
  * Errors (`NetworkError`, the connection is aborted in every case):
  * - `UNAUTHORIZED` on the responder for an unknown dialer, a replayed first
  *   message or a timestamp outside the clock window (see the module doc);
+ *   on the dialer for a peer that is not (or no longer) trusted;
  * - `HANDSHAKE_FAILED` for a wrong responder key (the dialer cannot decrypt
  *   the reply; the responder cannot decrypt the dialer's key), a tampered,
  *   truncated, oversized or out-of-order message, or a connection lost
  *   mid-handshake;
+ * - `BAD_ADDRESS` on the dialer when the dialed address names no peer;
  * - `TIMEOUT` when the handshake takes longer than `handshakeTimeout`;
  * - `ABORTED` when the context's signal fires.
- *
- * @throws {TypeError} at creation, in `"mutual"` mode without `trustedPeers`
  *
  * @example
  * ```ts ignore
@@ -230,26 +210,24 @@ function decodeTimestamp(payload: Uint8Array): number {
  * import { TrustedPeerSet } from "./trusted_peers.ts";
  * import { validatorNoise } from "./validator_noise.ts";
  * const { dh } = getCryptoBackend();
- * const me = dh.generateKeyPair(), other = dh.generateKeyPair();
- * const trusted = new TrustedPeerSet([[other.publicKey, "validator-2"]]);
- * const secure = validatorNoise(me, { trustedPeers: trusted, remoteStaticKey: other.publicKey });
- * // const conn = await secure(raw, { role: "dialer", signal });
+ * const me = dh.generateKeyPair();
+ * const trusted = new TrustedPeerSet([[otherKey, otherPeerId]]);
+ * const secure = validatorNoise(me, { trustedPeers: trusted, networkId: "testnet" });
+ * // const conn = await secure(raw, { role: "dialer", signal, dialedAddr });
  * ```
  */
 export function validatorNoise(
   staticKey: KeyPair,
-  options: ValidatorNoiseOptions = {},
+  options: ValidatorNoiseOptions,
 ): Upgrade<Connection, ValidatorNoiseConnection> {
-  const mode = options.mode ?? VALIDATOR_NOISE_DEFAULTS.mode;
   const trustedPeers = options.trustedPeers;
-  if (mode === "mutual" && trustedPeers === undefined) {
-    throw new TypeError('validatorNoise: "mutual" mode needs trustedPeers');
-  }
   const backend = options.backend ?? getCryptoBackend();
   const handshakeTimeout = options.handshakeTimeout ?? VALIDATOR_NOISE_DEFAULTS.handshakeTimeout;
   const maxClockSkew = options.maxClockSkew ?? VALIDATOR_NOISE_DEFAULTS.maxClockSkew;
   const replayGuard = options.replayGuard ?? new ReplayGuard();
   const clock = options.clock ?? Date.now;
+  const { completed, rejected } = noiseMetrics(options.metrics ?? defaultMetrics, "validator");
+  const log = (options.logger ?? rootLogger).child({ component: "noise", profile: "validator" });
   const prologue = new TextEncoder().encode(
     `validator-noise/1 network=${options.networkId ?? VALIDATOR_NOISE_DEFAULTS.networkId}`,
   );
@@ -257,22 +235,27 @@ export function validatorNoise(
   // responder would otherwise take for a replay.
   let lastSent = 0;
 
-  function responderKeyFor(conn: Connection): Uint8Array {
-    const option = options.remoteStaticKey;
-    const key = typeof option === "function" ? option(conn.remoteAddr) : option;
-    if (key === undefined || key.length !== DH_LEN) {
+  /** The peer the dialer dials, and its static key from the trusted set. */
+  function responderOf(context: UpgradeContext): { peer: PeerId; key: Uint8Array } {
+    const named = context.dialedAddr?.peerId;
+    if (named === undefined) {
       throw new NetworkError(
-        "HANDSHAKE_FAILED",
-        `no static key known for the validator at ${conn.remoteAddr}`,
+        "BAD_ADDRESS",
+        `a validator is dialed by peer id: ${context.dialedAddr} names none`,
       );
     }
-    return key;
+    const peer = parsePeerId(named);
+    const key = trustedPeers.staticKeyOf(peer);
+    if (key === undefined) {
+      throw new NetworkError("UNAUTHORIZED", `${peer} is not a trusted validator`);
+    }
+    return { peer, key };
   }
 
   async function dial(conn: Connection, context: UpgradeContext) {
-    let rs: Uint8Array;
+    let responder: { peer: PeerId; key: Uint8Array };
     try {
-      rs = responderKeyFor(conn);
+      responder = responderOf(context);
     } catch (err) {
       conn.abort(err);
       throw err;
@@ -282,7 +265,7 @@ export function validatorNoise(
       initiator: true,
       prologue,
       s: staticKey,
-      rs,
+      rs: responder.key,
       backend,
     });
     const outcome = await runHandshake(
@@ -304,11 +287,11 @@ export function validatorNoise(
         }
       },
     );
-    return { hs, outcome, remotePeer: trustedPeers?.get(rs) };
+    return { hs, outcome, remotePeer: responder.peer };
   }
 
   async function accept(conn: Connection, context: UpgradeContext) {
-    let remotePeer: string | undefined;
+    let remotePeer: PeerId | undefined;
     // Kept apart so a refusal reaches the caller as thrown, whatever
     // readMessage makes of an exception from the callback.
     let refusal: Refusal | undefined;
@@ -319,8 +302,8 @@ export function validatorNoise(
       s: staticKey,
       backend,
       onRemoteStatic(key) {
-        remotePeer = trustedPeers?.get(key);
-        if (remotePeer === undefined && mode === "mutual") {
+        remotePeer = trustedPeers.get(key);
+        if (remotePeer === undefined) {
           refusal = new Refusal(
             "unknown_peer",
             key,
@@ -373,7 +356,7 @@ export function validatorNoise(
         }
       },
     );
-    return { hs, outcome, remotePeer };
+    return { hs, outcome, remotePeer: remotePeer! };
   }
 
   return async (conn: Connection, context: UpgradeContext) => {
@@ -383,11 +366,10 @@ export function validatorNoise(
         ? await dial(conn, context)
         : await accept(conn, context);
       const [initiatorToResponder, responderToInitiator] = hs.split();
-      handshakesCompleted.labels({ profile: "validator", role: context.role }).inc();
+      completed.labels({ role: context.role }).inc();
       return new ValidatorNoiseConnection({
         connection: conn,
         reader: outcome.reader,
-        writer: outcome.writer,
         encrypter: initiator ? initiatorToResponder : responderToInitiator,
         decrypter: initiator ? responderToInitiator : initiatorToResponder,
         remoteStaticKey: hs.remoteStaticKey!,
@@ -395,7 +377,7 @@ export function validatorNoise(
       }, remotePeer);
     } catch (err) {
       if (err instanceof Refusal) {
-        handshakesRejected.labels({ profile: "validator", reason: err.reason }).inc();
+        rejected.labels({ reason: err.reason }).inc();
         log.warn("handshake refused", {
           role: context.role,
           reason: err.reason,
@@ -404,10 +386,19 @@ export function validatorNoise(
         });
       } else {
         const reason = NetworkError.is(err) ? err.code.toLowerCase() : "error";
-        handshakesRejected.labels({ profile: "validator", reason }).inc();
+        rejected.labels({ reason }).inc();
         log.debug("handshake failed", { role: context.role, error: err });
       }
       throw err;
     }
   };
+}
+
+/** The peer id of a dialed address, as a `BAD_ADDRESS` when it is malformed. */
+function parsePeerId(text: string): PeerId {
+  try {
+    return PeerId.parse(text);
+  } catch (err) {
+    throw NetworkError.wrap(err, "BAD_ADDRESS", "the dialed address's /p2p/ part");
+  }
 }

@@ -6,8 +6,6 @@
  * @module
  */
 
-import type { Duplex } from "./connection.ts";
-
 /**
  * Where a connection is in its lifecycle:
  * - `open`: both directions carry bytes;
@@ -37,9 +35,8 @@ export interface GracefulCloseHooks {
 }
 
 /**
- * The lifecycle state of one connection end, with the graceful `close()`
- * every connection performs. It runs only on open/close edges: reads and
- * writes never pass through it.
+ * The lifecycle state of one connection end. It runs only on open/close
+ * edges: reads and writes never pass through it.
  *
  * @example
  * ```ts
@@ -107,21 +104,11 @@ export class GracefulClose {
   }
 
   /**
-   * Half-closes our side of `duplex` (after the writes already queued when
-   * nobody holds the writable), waits for the peer to end its side or for
-   * `gracePeriod` ms, then releases. If nobody reads `duplex.readable`, it is
-   * drained so the peer's end can be seen.
+   * Waits until the peer's side ended (or we stopped reading), or at most
+   * `gracePeriod` ms, whichever is first.
    */
-  async close(duplex: Duplex, gracePeriod: number): Promise<void> {
-    if (this.#state === "released") return;
-    if (!duplex.writable.locked) {
-      await duplex.writable.close().catch(() => this.closeWrite());
-    } else {
-      this.closeWrite();
-    }
-    if (!duplex.readable.locked) {
-      duplex.readable.pipeTo(new WritableStream()).catch(() => {});
-    }
+  async readEnded(gracePeriod: number): Promise<void> {
+    if (this.#state === "readEnded" || this.#state === "released") return;
     const grace = Promise.withResolvers<void>();
     const timer = setTimeout(grace.resolve, gracePeriod);
     try {
@@ -129,6 +116,5 @@ export class GracefulClose {
     } finally {
       clearTimeout(timer);
     }
-    this.release();
   }
 }

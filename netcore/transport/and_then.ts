@@ -5,7 +5,8 @@
  * @module
  */
 
-import { defaultRegistry } from "../metrics.ts";
+import { Deadline } from "../_async.ts";
+import { defaultMetrics, type Metrics, type Series } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
@@ -32,15 +33,12 @@ export interface AndThenOptions {
    * network) backlog holds the rest. Default 256.
    */
   maxPendingInbound?: number;
+  /** Where the pending upgrades are counted. Default `defaultMetrics`. */
+  metrics?: Metrics;
 }
 
-const PENDING_INBOUND = defaultRegistry.gauge(
-  "transport_pending_inbound_upgrades",
-  "Inbound connections being upgraded or upgraded and not yet taken, over all listeners",
-).labels();
-
 /** The defaults of {@linkcode AndThenOptions}. */
-export const AND_THEN_DEFAULTS: Required<AndThenOptions> = {
+export const AND_THEN_DEFAULTS: Required<Omit<AndThenOptions, "metrics">> = {
   timeout: 10_000,
   maxPendingInbound: 256,
 };
@@ -58,43 +56,24 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
   parent: AbortSignal | undefined,
   dialedAddr?: Multiaddr,
 ): Promise<Out> {
-  // Our own controller, so the signal never fires once the upgrade is done,
-  // even if the dialer's signal fires later: upgrades may tie their lifetime
-  // to it.
-  const controller = new AbortController();
-  const timer = setTimeout(() => {
-    controller.abort(
-      new NetworkError(
-        "TIMEOUT",
-        `${role} upgrade on ${conn.remoteAddr} timed out after ${timeout} ms`,
-      ),
-    );
-  }, timeout);
-  const onParentAbort = () => controller.abort(parent!.reason);
-  parent?.addEventListener("abort", onParentAbort, { once: true });
-  if (parent?.aborted) onParentAbort();
-  const { signal } = controller;
-  const aborted = Promise.withResolvers<never>();
-  const onAbort = () => aborted.reject(signal.reason);
-  signal.addEventListener("abort", onAbort, { once: true });
-  const running = Promise.resolve().then(() => upgrade(conn, { role, signal, dialedAddr }));
+  // Cleared when the upgrade is done, so its signal never fires afterwards,
+  // even if the dialer's signal does: upgrades may tie their lifetime to it.
+  using deadline = new Deadline(timeout, {
+    what: `${role} upgrade on ${conn.remoteAddr}`,
+    signal: parent,
+  });
+  const context = { role, signal: deadline.signal, dialedAddr };
+  const running = Promise.resolve().then(() => upgrade(conn, context));
   try {
-    return await Promise.race([running, aborted.promise]);
+    return await deadline.race(running);
   } catch (err) {
-    const error = err instanceof NetworkError
+    const error = NetworkError.is(err)
       ? err
-      : signal.aborted && err === signal.reason
-      ? NetworkError.wrap(err, "ABORTED", `${role} upgrade cancelled`)
       : NetworkError.wrap(err, "HANDSHAKE_FAILED", `${role} upgrade on ${conn.remoteAddr} failed`);
     conn.abort(error);
     // An upgrade that finishes after we gave up must not leak what it made.
     running.then((late) => late.abort(error), () => {});
     throw error;
-  } finally {
-    clearTimeout(timer);
-    parent?.removeEventListener("abort", onParentAbort);
-    signal.removeEventListener("abort", onAbort);
-    aborted.promise.catch(() => {});
   }
 }
 
@@ -128,6 +107,10 @@ export function andThen<In extends ConnectionLifecycle, Out extends ConnectionLi
   options: AndThenOptions = {},
 ): Transport<Out> {
   const { timeout, maxPendingInbound } = { ...AND_THEN_DEFAULTS, ...options };
+  const pendingInbound = (options.metrics ?? defaultMetrics).gauge(
+    "validator_network_pending_inbound_upgrades",
+    "Inbound connections being upgraded or upgraded and not yet taken, over all listeners",
+  ).labels();
   return {
     supports: (addr) => transport.supports(addr),
     async dial(addr: Multiaddr, dialOptions: DialOptions = {}): Promise<Out> {
@@ -142,6 +125,7 @@ export function andThen<In extends ConnectionLifecycle, Out extends ConnectionLi
         {
           maxPending: maxPendingInbound,
           onInboundError: listenOptions.onInboundError,
+          gauge: pendingInbound,
         },
       );
     },
@@ -155,6 +139,7 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
   readonly #upgrade: (conn: In) => Promise<Out>;
   readonly #maxPending: number;
   readonly #onInboundError: ((error: unknown, remoteAddr: Multiaddr) => void) | undefined;
+  readonly #gauge: Series;
   readonly #ready: Out[] = [];
   readonly #upgrading = new Set<In>();
   /** What this listener last added to the pending-upgrades gauge. */
@@ -172,8 +157,10 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
     options: {
       maxPending: number;
       onInboundError?: (error: unknown, remoteAddr: Multiaddr) => void;
+      gauge: Series;
     },
   ) {
+    this.#gauge = options.gauge;
     this.#inner = inner;
     this.#upgrade = upgrade;
     this.#maxPending = options.maxPending;
@@ -258,7 +245,7 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
   /** Moves the gauge by what changed since the last report (the gauge sums all listeners). */
   #reportPending(): void {
     const pending = this.#upgrading.size + this.#ready.length;
-    PENDING_INBOUND.inc(pending - this.#reportedPending);
+    this.#gauge.inc(pending - this.#reportedPending);
     this.#reportedPending = pending;
   }
 

@@ -20,8 +20,10 @@
 
 export * from "./connection.ts";
 export * from "./transport.ts";
-export * from "./tcp_connection.ts";
+export * from "./byte_connection.ts";
+export * from "./socket_connection.ts";
 export * from "./tcp_transport.ts";
+export * from "./memory_transport.ts";
 export * from "./and_then.ts";
 export * from "./with_timeout.ts";
 export * from "./choice.ts";

@@ -4,21 +4,34 @@
  * @module
  */
 
-import { abortable } from "../_async.ts";
-import type { Multiaddr } from "../multiaddr.ts";
+import { Deadline } from "../_async.ts";
+import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import { ioError } from "./_io_error.ts";
 import {
-  netAddrToMultiaddr,
-  TCP_CONNECTION_DEFAULTS,
-  TcpConnection,
-  type TcpConnectionOptions,
-} from "./tcp_connection.ts";
-import { dialDeadline } from "./_dial_deadline.ts";
+  SOCKET_CONNECTION_DEFAULTS,
+  SocketConnection,
+  type SocketConnectionOptions,
+} from "./socket_connection.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
+/**
+ * The multiaddr of a Deno TCP address.
+ *
+ * @example
+ * ```ts
+ * import { netAddrToMultiaddr } from "./tcp_transport.ts";
+ * const addr = netAddrToMultiaddr({ transport: "tcp", hostname: "::1", port: 80 });
+ * console.log(addr.toString()); // "/ip6/::1/tcp/80"
+ * ```
+ */
+export function netAddrToMultiaddr(addr: Deno.NetAddr): Multiaddr {
+  const family = addr.hostname.includes(":") ? "ip6" : "ip4";
+  return Multiaddr.parse(`/${family}/${addr.hostname}/tcp/${addr.port}`);
+}
+
 /** Options for {@linkcode TcpTransport}. Defaults in {@linkcode TCP_TRANSPORT_DEFAULTS}. */
-export interface TcpTransportOptions extends TcpConnectionOptions {
+export interface TcpTransportOptions extends SocketConnectionOptions {
   /** How long a dial may take to connect before it fails with `DIAL_TIMEOUT`. Default 10_000 ms. */
   connectTimeout?: number;
   /** Whether to set TCP_NODELAY on every socket. Default `true`. */
@@ -32,7 +45,7 @@ export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
   connectTimeout: 10_000,
   noDelay: true,
   keepAlive: true,
-  ...TCP_CONNECTION_DEFAULTS,
+  ...SOCKET_CONNECTION_DEFAULTS,
 };
 
 /**
@@ -63,7 +76,7 @@ export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
  * await listener.close();
  * ```
  */
-export class TcpTransport implements Transport<TcpConnection> {
+export class TcpTransport implements Transport<SocketConnection> {
   readonly #options: Required<TcpTransportOptions>;
 
   /**
@@ -85,30 +98,25 @@ export class TcpTransport implements Transport<TcpConnection> {
    *
    * @throws {NetworkError} `DIAL_REFUSED`, `DIAL_TIMEOUT`, `ABORTED`, `BAD_ADDRESS`
    */
-  async dial(addr: Multiaddr, options: DialOptions = {}): Promise<TcpConnection> {
+  async dial(addr: Multiaddr, options: DialOptions = {}): Promise<SocketConnection> {
     const endpoint = addr.tcpEndpoint();
     if (endpoint === undefined) {
       throw new NetworkError("BAD_ADDRESS", `TCP cannot dial ${addr}`);
     }
-    const deadline = dialDeadline(
-      this.#options.connectTimeout,
-      `TCP dial to ${addr}`,
-      options.signal,
-    );
+    using deadline = new Deadline(this.#options.connectTimeout, {
+      code: "DIAL_TIMEOUT",
+      what: `TCP dial to ${addr}`,
+      signal: options.signal,
+    });
     const { signal } = deadline;
     const connecting = Deno.connect({ hostname: endpoint.hostname, port: endpoint.port, signal });
     let raw: Deno.TcpConn;
     try {
-      raw = await abortable(connecting, signal);
+      raw = await deadline.race(connecting);
     } catch (err) {
       // A connect that succeeds after we gave up must not leak its socket.
       connecting.then((late) => late.close(), () => {});
-      if (NetworkError.is(err, "TIMEOUT")) {
-        throw new NetworkError("DIAL_TIMEOUT", `TCP dial to ${addr} timed out`, { cause: err });
-      }
       throw ioError(err, `TCP dial to ${addr} failed`, "DIAL_REFUSED");
-    } finally {
-      deadline.clear();
     }
     return this.#wrap(raw);
   }
@@ -118,7 +126,7 @@ export class TcpTransport implements Transport<TcpConnection> {
    *
    * @throws {NetworkError} `ADDRESS_IN_USE`, `BAD_ADDRESS`
    */
-  listen(addr: Multiaddr, options: ListenOptions = {}): Promise<Listener<TcpConnection>> {
+  listen(addr: Multiaddr, options: ListenOptions = {}): Promise<Listener<SocketConnection>> {
     const endpoint = addr.tcpEndpoint();
     if (endpoint === undefined) {
       return Promise.reject(new NetworkError("BAD_ADDRESS", `TCP cannot listen on ${addr}`));
@@ -132,29 +140,34 @@ export class TcpTransport implements Transport<TcpConnection> {
     return Promise.resolve(new TcpListener(raw, options, (conn) => this.#wrap(conn)));
   }
 
-  #wrap(raw: Deno.TcpConn): TcpConnection {
+  #wrap(raw: Deno.TcpConn): SocketConnection {
     try {
       raw.setNoDelay(this.#options.noDelay);
       raw.setKeepAlive(this.#options.keepAlive);
     } catch {
       // The peer may already have gone; the connection's first read will say so.
     }
-    return new TcpConnection(raw, this.#options);
+    return new SocketConnection(
+      raw,
+      () => netAddrToMultiaddr(raw.localAddr),
+      () => netAddrToMultiaddr(raw.remoteAddr),
+      this.#options,
+    );
   }
 }
 
 /** Accepts TCP connections; iteration ends when closed. */
-class TcpListener implements Listener<TcpConnection> {
+class TcpListener implements Listener<SocketConnection> {
   readonly addr: Multiaddr;
   readonly #raw: Deno.TcpListener;
   readonly #options: ListenOptions;
-  readonly #wrap: (conn: Deno.TcpConn) => TcpConnection;
+  readonly #wrap: (conn: Deno.TcpConn) => SocketConnection;
   #closed = false;
 
   constructor(
     raw: Deno.TcpListener,
     options: ListenOptions,
-    wrap: (conn: Deno.TcpConn) => TcpConnection,
+    wrap: (conn: Deno.TcpConn) => SocketConnection,
   ) {
     this.#raw = raw;
     this.#options = options;
@@ -164,7 +177,7 @@ class TcpListener implements Listener<TcpConnection> {
     if (options.signal?.aborted) this.close();
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<TcpConnection> {
+  async *[Symbol.asyncIterator](): AsyncIterator<SocketConnection> {
     while (!this.#closed) {
       let raw: Deno.TcpConn;
       try {

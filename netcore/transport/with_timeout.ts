@@ -4,10 +4,8 @@
  * @module
  */
 
-import { abortable } from "../_async.ts";
+import { Deadline } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
-import { NetworkError } from "../network_error.ts";
-import { dialDeadline } from "./_dial_deadline.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
 import type { DialOptions, Transport } from "./transport.ts";
 
@@ -34,19 +32,18 @@ export function withTimeout<C extends ConnectionLifecycle>(
     supports: (addr) => transport.supports(addr),
     listen: (addr, options) => transport.listen(addr, options),
     async dial(addr: Multiaddr, options: DialOptions = {}): Promise<C> {
-      const deadline = dialDeadline(ms, `dial to ${addr}`, options.signal);
-      const { signal } = deadline;
-      const dialing = transport.dial(addr, { ...options, signal });
+      using deadline = new Deadline(ms, {
+        code: "DIAL_TIMEOUT",
+        what: `dial to ${addr}`,
+        signal: options.signal,
+      });
+      const dialing = transport.dial(addr, { ...options, signal: deadline.signal });
       try {
-        return await abortable(dialing, signal);
+        return await deadline.race(dialing);
       } catch (err) {
+        // A dial that completes after we gave up must not leak its connection.
         dialing.then((late) => late.abort(err), () => {});
-        if (NetworkError.is(err, "TIMEOUT")) {
-          throw new NetworkError("DIAL_TIMEOUT", `dial to ${addr} timed out`, { cause: err });
-        }
         throw err;
-      } finally {
-        deadline.clear();
       }
     },
   };

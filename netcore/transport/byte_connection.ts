@@ -1,0 +1,115 @@
+/**
+ * The Web Streams edge of a {@linkcode Connection}, written once: every
+ * layer implements the byte methods, and extends {@linkcode ByteConnection}
+ * to get `readable` and `writable` made over them on first use.
+ *
+ * @module
+ */
+
+import type { Multiaddr } from "../multiaddr.ts";
+import type { ByteSink, ByteSource, Connection } from "./connection.ts";
+
+/**
+ * A `ReadableStream` that pulls from `source` one chunk at a time (nothing is
+ * read ahead of the consumer); cancelling it cancels the source's reading.
+ *
+ * @example
+ * ```ts
+ * import { readableOf } from "./byte_connection.ts";
+ * const chunks = [new Uint8Array([1]), null];
+ * const readable = readableOf({
+ *   read: () => Promise.resolve(chunks.shift() ?? null),
+ *   readInto: () => Promise.resolve(null),
+ *   cancelRead: () => {},
+ * });
+ * for await (const chunk of readable) console.log(chunk); // Uint8Array [ 1 ]
+ * ```
+ */
+export function readableOf(source: ByteSource): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const chunk = await source.read();
+      if (chunk === null) controller.close();
+      else controller.enqueue(chunk);
+    },
+    cancel: (reason) => source.cancelRead(reason),
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * A `WritableStream` over `sink`: `close()` half-closes, `abort()` calls
+ * `onAbort` (which aborts the connection or resets the stream).
+ *
+ * @example
+ * ```ts
+ * import { writableOf } from "./byte_connection.ts";
+ * const writable = writableOf({
+ *   write: (chunk) => void console.log(chunk.length),
+ *   closeWrite: () => Promise.resolve(),
+ * }, () => {});
+ * const writer = writable.getWriter();
+ * await writer.write(new Uint8Array(3)); // 3
+ * await writer.close();
+ * ```
+ */
+export function writableOf(
+  sink: ByteSink,
+  onAbort: (reason: unknown) => void,
+): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    write: (chunk) => sink.write(chunk),
+    close: () => sink.closeWrite(),
+    abort: (reason) => onAbort(reason),
+  });
+}
+
+/**
+ * A {@linkcode Connection} whose Web Streams are made over its byte methods.
+ * Subclasses implement the byte path and the lifecycle.
+ *
+ * @example
+ * ```ts ignore
+ * class Loopback extends ByteConnection { ... }
+ * const text = await new Response(new Loopback().readable).text();
+ * ```
+ */
+export abstract class ByteConnection implements Connection {
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+
+  /** Our address of this connection. */
+  abstract readonly localAddr: Multiaddr;
+  /** The peer's address of this connection. */
+  abstract readonly remoteAddr: Multiaddr;
+  /** Settles (never rejects) when the connection is released. */
+  abstract readonly closed: Promise<void>;
+  /** The next chunk from the peer; `null` at its end. */
+  abstract read(): Promise<Uint8Array | null>;
+  /** Reads into `buffer`: the count, or `null` at the peer's end. */
+  abstract readInto(buffer: Uint8Array): Promise<number | null>;
+  /** The caller reads no more. */
+  abstract cancelRead(reason?: unknown): void;
+  /** Hands `chunk` over; a promise means wait (see {@linkcode ByteSink.write}). */
+  abstract write(chunk: Uint8Array): Promise<void> | undefined;
+  /** Half-closes after what was written. */
+  abstract closeWrite(): Promise<void>;
+  /** Half-closes, waits for the peer's end (or a grace period), releases. */
+  abstract close(): Promise<void>;
+  /** Drops the connection at once. */
+  abstract abort(reason?: unknown): void;
+
+  /** The read half as a Web Stream, made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= readableOf(this);
+  }
+
+  /** The write half as a Web Stream, made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= writableOf(this, (reason) => this.abort(reason));
+  }
+
+  /** Whether someone took the Web Stream of the read half (and so reads through it). */
+  protected get readableTaken(): boolean {
+    return this.#readable !== undefined;
+  }
+}

@@ -1,0 +1,415 @@
+/**
+ * A socket as a {@linkcode Connection}: the bottom of every stack, the same
+ * code over a Deno TCP connection and over an in-memory socket.
+ *
+ * **Write coalescing happens here, and only here.** Writes issued in one turn
+ * of the event loop are corked and leave in one socket write at the end of
+ * the turn. So a layer never holds bytes back to join them with the next
+ * layer's: a listener's protocol agreement and its Noise message 2, a
+ * dialer's last handshake message and its first stream, a stream's
+ * agreement and the handler's answer, a FIN and a GoAway, each written by
+ * its own layer in the same turn, share one system call. Small chunks are
+ * copied into the cork (the writer may reuse them at once); large ones are
+ * written from the caller's buffer, which stays ours until the write's
+ * promise resolves.
+ *
+ * Reads land in a slab: a buffer several reads long, each read filling the
+ * part after the previous one, so chunks handed out never overlap (each
+ * belongs to its reader) and consecutive chunks are usually adjacent in
+ * memory, which lets `ByteReader` join a frame split across two reads
+ * without copying. The read size adapts: it starts at 2 KiB, doubles (up to
+ * `readChunkSize`) while reads come back full and halves (down to 16 KiB)
+ * while they come back small. A reader that reuses one buffer (the Noise
+ * channel) reads into it with `readInto` instead.
+ *
+ * @module
+ */
+
+import { setImmediate } from "node:timers";
+import type { Multiaddr } from "../multiaddr.ts";
+import { NetworkError } from "../network_error.ts";
+import { ByteConnection } from "./byte_connection.ts";
+import { GracefulClose } from "./_graceful_close.ts";
+import { ioError } from "./_io_error.ts";
+
+/**
+ * What {@linkcode SocketConnection} needs of a socket: the shape of a Deno
+ * TCP connection (a `MemorySocket` has it too). Errors are Deno's I/O error
+ * classes.
+ *
+ * @example
+ * ```ts
+ * import type { Socket } from "./socket_connection.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const socket: Socket = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * socket.close();
+ * listener.close();
+ * ```
+ */
+export interface Socket {
+  /** Reads into `buffer`: the count, or `null` at the peer's end. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes a prefix of `data`: the count written. */
+  write(data: Uint8Array): Promise<number>;
+  /** Half-closes (FIN). */
+  closeWrite(): Promise<void>;
+  /** Closes the socket. */
+  close(): void;
+  /** Resets the connection, if the socket can (TCP in Deno cannot: it closes). */
+  reset?(): void;
+}
+
+/** Options for a {@linkcode SocketConnection}. Defaults in {@linkcode SOCKET_CONNECTION_DEFAULTS}. */
+export interface SocketConnectionOptions {
+  /**
+   * How long `close()` waits, after half-closing our side, for the peer to
+   * end its side before releasing the socket anyway. Default 5_000 ms.
+   */
+  closeGracePeriod?: number;
+  /**
+   * Largest single read, in bytes; reads start at 2 KiB (or this, if
+   * smaller) and grow toward it while they come back full. Default 262_144.
+   */
+  readChunkSize?: number;
+}
+
+/** The defaults of {@linkcode SocketConnectionOptions}. */
+export const SOCKET_CONNECTION_DEFAULTS: Required<SocketConnectionOptions> = {
+  closeGracePeriod: 5_000,
+  readChunkSize: 262_144,
+};
+
+/** The size reads that come back small shrink back to, at the least. */
+const MIN_READ = 16 * 1024;
+/** First read size: a handshake's first messages are a few hundred bytes. */
+const FIRST_READ = 2 * 1024;
+/** A slab holds at most this many reads of the current size. */
+const READS_PER_SLAB = 8;
+/** Writes up to this size are copied into the cork; larger ones are written from the caller's buffer. */
+const COPY_MAX = 16 * 1024;
+/** The cork's copy buffer: room for many small writes of one turn. */
+const COPY_BUFFER = 64 * 1024;
+/** Bytes corked or being written above which writers are asked to wait. */
+const HIGH_WATER = 1024 * 1024;
+
+/**
+ * One end of a connection over a {@linkcode Socket}. `TcpTransport` and
+ * `MemoryTransport` make these; construct one yourself only to wrap a socket
+ * you opened.
+ *
+ * - `read()` ends (`null`) when the peer half-closes; rejects with
+ *   `CONNECTION_RESET` when it resets.
+ * - `closeWrite()` half-closes (after the corked bytes): the peer reads to
+ *   its end and may still write back.
+ * - `abort()` closes the socket at once; pending operations reject.
+ *
+ * @example
+ * ```ts
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { SocketConnection } from "./socket_connection.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const raw = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * const addr = Multiaddr.parse(`/ip4/127.0.0.1/tcp/${listener.addr.port}`);
+ * const conn = new SocketConnection(raw, () => addr, () => addr);
+ * conn.abort();
+ * (await listener.accept()).close();
+ * listener.close();
+ * ```
+ */
+export class SocketConnection extends ByteConnection {
+  /** Settles when the socket is released. Never rejects. */
+  readonly closed: Promise<void>;
+
+  readonly #socket: Socket;
+  readonly #lifecycle: GracefulClose;
+  readonly #options: Required<SocketConnectionOptions>;
+  // Turned into multiaddrs when first asked for: most connections never are.
+  readonly #localAddrOf: () => Multiaddr;
+  readonly #remoteAddrOf: () => Multiaddr;
+  #localAddr: Multiaddr | undefined;
+  #remoteAddr: Multiaddr | undefined;
+  /** Why the connection was aborted or failed; pending and later operations reject with it. */
+  #failure: NetworkError | undefined;
+
+  // ---- read side ----
+  #slab = new Uint8Array(0);
+  #slabUsed = 0;
+  /** Reads the next slab holds: one at first, doubling per slab up to READS_PER_SLAB. */
+  #slabReads = 1;
+  #readSize: number;
+  /** Someone reads this connection (and so will see the peer's end). */
+  #hasReader = false;
+
+  // ---- write side: the cork ----
+  /** Corked pieces in order: copy buffers and large chunks of the callers'. */
+  readonly #corked: Uint8Array[] = [];
+  /** The copy buffer small writes go into, and how much of it is used. */
+  #copy: Uint8Array | undefined;
+  #copyUsed = 0;
+  /** A copy buffer the socket is done with, for the next turn. */
+  #spareCopy: Uint8Array | undefined;
+  /** Bytes corked or being written. */
+  #pending = 0;
+  /** Resolves when the corked pieces are written (made only when someone waits). */
+  #round: PromiseWithResolvers<void> | undefined;
+  #flushScheduled = false;
+  #flushing = false;
+  #writeClosed = false;
+
+  /**
+   * Wraps `socket`, which this object then owns.
+   *
+   * @param socket an open socket
+   * @param localAddr our address (asked for at most once)
+   * @param remoteAddr the peer's address (asked for at most once)
+   * @param options see {@linkcode SocketConnectionOptions}
+   */
+  constructor(
+    socket: Socket,
+    localAddr: () => Multiaddr,
+    remoteAddr: () => Multiaddr,
+    options: SocketConnectionOptions = {},
+  ) {
+    super();
+    this.#socket = socket;
+    this.#localAddrOf = localAddr;
+    this.#remoteAddrOf = remoteAddr;
+    this.#options = { ...SOCKET_CONNECTION_DEFAULTS, ...options };
+    this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#options.readChunkSize));
+    this.#lifecycle = new GracefulClose({
+      halfClose: () => {
+        socket.closeWrite().catch(() => {
+          // The peer already reset: nothing left to half-close.
+        });
+      },
+      release: () => {
+        try {
+          socket.close();
+        } catch {
+          // Already closed (e.g. after an error).
+        }
+      },
+    });
+    this.closed = this.#lifecycle.closed;
+  }
+
+  /** Our address of this connection. */
+  get localAddr(): Multiaddr {
+    return this.#localAddr ??= this.#localAddrOf();
+  }
+
+  /** The peer's address of this connection. */
+  get remoteAddr(): Multiaddr {
+    return this.#remoteAddr ??= this.#remoteAddrOf();
+  }
+
+  // ---- reading ----
+
+  /** The next chunk read (a view of the slab nobody else sees), `null` at the peer's end. */
+  async read(): Promise<Uint8Array | null> {
+    const size = this.#readSize;
+    if (this.#slab.length - this.#slabUsed < size) {
+      this.#slab = new Uint8Array(size * this.#slabReads);
+      this.#slabReads = Math.min(this.#slabReads * 2, READS_PER_SLAB);
+      this.#slabUsed = 0;
+    }
+    const view = this.#slab.subarray(this.#slabUsed, this.#slabUsed + size);
+    const n = await this.readInto(view);
+    if (n === null) return null;
+    this.#slabUsed += n;
+    if (n === size) {
+      this.#readSize = Math.min(size * 2, Math.max(this.#options.readChunkSize, 1));
+    } else if (n < size / 4 && size > MIN_READ) {
+      this.#readSize = Math.max(size / 2, MIN_READ);
+    }
+    return view.subarray(0, n);
+  }
+
+  /** One socket read into `buffer`: the count, `null` at the peer's end. */
+  async readInto(buffer: Uint8Array): Promise<number | null> {
+    this.#hasReader = true;
+    if (this.#failure !== undefined) throw this.#failure;
+    let n: number | null;
+    try {
+      n = await this.#socket.read(buffer);
+    } catch (err) {
+      const error = this.#failure ?? ioError(err, "read failed", "CONNECTION_RESET");
+      this.#lifecycle.endRead();
+      // A reset connection is dead both ways: release it now.
+      this.#fail(error);
+      throw error;
+    }
+    if (n === null) {
+      this.#lifecycle.endRead();
+      return null;
+    }
+    return n;
+  }
+
+  /** Stops reading: what the peer sends from now on is not read. */
+  cancelRead(): void {
+    this.#hasReader = true;
+    this.#lifecycle.endRead();
+  }
+
+  // ---- writing: the cork ----
+
+  /**
+   * Corks `chunk` for the socket write at the end of this turn. Small chunks
+   * are copied (returns `undefined`: reuse it at once); a large chunk is
+   * written from its own buffer (returns a promise: keep it until then). A
+   * promise is also returned while much is waiting to be written.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#writeClosed) {
+      return Promise.reject(new NetworkError("CONNECTION_CLOSED", "write after close"));
+    }
+    const length = chunk.length;
+    if (length === 0) return undefined;
+    this.#pending += length;
+    let keep = false;
+    if (length <= COPY_MAX) {
+      this.#copyIn(chunk);
+    } else {
+      this.#copy = undefined;
+      this.#corked.push(chunk);
+      keep = true;
+    }
+    this.#scheduleFlush();
+    if (!keep && this.#pending <= HIGH_WATER) return undefined;
+    this.#round ??= Promise.withResolvers<void>();
+    return this.#round.promise;
+  }
+
+  #copyIn(chunk: Uint8Array): void {
+    let copy = this.#copy;
+    if (copy === undefined || copy.length - this.#copyUsed < chunk.length) {
+      const spare = this.#spareCopy;
+      this.#spareCopy = undefined;
+      copy = spare !== undefined && spare.length >= chunk.length
+        ? spare
+        : new Uint8Array(Math.max(COPY_BUFFER, chunk.length));
+      this.#copy = copy;
+      this.#copyUsed = 0;
+      this.#corked.push(copy.subarray(0, 0));
+    }
+    copy.set(chunk, this.#copyUsed);
+    this.#copyUsed += chunk.length;
+    // The corked view of the copy buffer grows with it.
+    this.#corked[this.#corked.length - 1] = copy.subarray(0, this.#copyUsed);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled || this.#flushing) return;
+    this.#flushScheduled = true;
+    // At the end of this turn: every layer's writes of the turn are corked by then.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      void this.#flush();
+    });
+  }
+
+  /** Writes everything corked, round after round, until nothing is left. */
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      while (this.#corked.length > 0 && this.#failure === undefined) {
+        const pieces = this.#corked.splice(0);
+        const round = this.#round;
+        this.#round = undefined;
+        const copy = this.#copy;
+        this.#copy = undefined;
+        let written = 0;
+        try {
+          for (const piece of pieces) {
+            let offset = 0;
+            while (offset < piece.length) {
+              offset += await this.#socket.write(piece.subarray(offset));
+            }
+            written += piece.length;
+          }
+        } catch (err) {
+          const error = this.#failure ?? ioError(err, "write failed", "CONNECTION_RESET");
+          round?.reject(error);
+          round?.promise.catch(() => {});
+          this.#fail(error);
+          return;
+        }
+        this.#pending -= written;
+        if (copy !== undefined && copy.length === COPY_BUFFER) this.#spareCopy = copy;
+        round?.resolve();
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /** Writes what is corked now, then half-closes (TCP FIN). */
+  async closeWrite(): Promise<void> {
+    if (this.#writeClosed) return;
+    this.#writeClosed = true;
+    if (this.#corked.length > 0 || this.#flushing) {
+      this.#round ??= Promise.withResolvers<void>();
+      const round = this.#round.promise;
+      void this.#flush();
+      await round.catch(() => {});
+    }
+    if (this.#failure === undefined) this.#lifecycle.closeWrite();
+  }
+
+  // ---- lifecycle ----
+
+  /**
+   * Half-closes our side (after the corked bytes), waits for the peer to end
+   * its side or for the grace period, then releases the socket. If nobody
+   * reads, the connection is drained so the peer's end can be seen.
+   */
+  async close(): Promise<void> {
+    if (this.#lifecycle.released) return;
+    await this.closeWrite();
+    if (!this.#hasReader && !this.readableTaken) void this.#drain();
+    await this.#lifecycle.readEnded(this.#options.closeGracePeriod);
+    this.#lifecycle.release();
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      while ((await this.read()) !== null) {
+        // discard: the peer's end is what we wait for
+      }
+    } catch {
+      // a failed read released the connection already
+    }
+  }
+
+  /** Closes the socket at once; pending reads and writes reject with `reason`. */
+  abort(reason?: unknown): void {
+    if (this.#lifecycle.released) return;
+    const error = reason instanceof NetworkError
+      ? reason
+      : new NetworkError("CONNECTION_RESET", "connection aborted locally", { cause: reason });
+    this.#fail(error);
+  }
+
+  /** Records `error`, fails waiting writers and releases the socket (a reset when it can). */
+  #fail(error: NetworkError): void {
+    this.#failure ??= error;
+    const round = this.#round;
+    this.#round = undefined;
+    if (round !== undefined) {
+      round.reject(error);
+      round.promise.catch(() => {});
+    }
+    this.#corked.length = 0;
+    if (!this.#lifecycle.released) {
+      try {
+        this.#socket.reset?.();
+      } catch {
+        // closed already
+      }
+    }
+    this.#lifecycle.release();
+  }
+}

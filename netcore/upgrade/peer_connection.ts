@@ -1,0 +1,372 @@
+/**
+ * The one connection type both security profiles end in: authenticated (we
+ * know the peer's id), encrypted, and multiplexed into streams negotiated
+ * one protocol at a time. The peer manager owns these.
+ *
+ * @module
+ */
+
+import type { PeerId } from "../identity/peer_id.ts";
+import { defaultMetrics, type Metric, type Metrics } from "../metrics.ts";
+import type { Multiaddr } from "../multiaddr.ts";
+import { Yamux, type YamuxOptions } from "../multiplexing/yamux.ts";
+import type { YamuxStream } from "../multiplexing/yamux_stream.ts";
+import {
+  handleProtocol,
+  type NegotiateOptions,
+  selectProtocol,
+  selectProtocolOptimistic,
+} from "../negotiate/mod.ts";
+import type { SecureChannel } from "../noise/secure_channel.ts";
+import { ByteConnection } from "../transport/byte_connection.ts";
+import type { Connection, ConnectionLifecycle } from "../transport/connection.ts";
+import type { Role } from "../transport/transport.ts";
+
+/**
+ * How a connection was authenticated: `"libp2p"` is Noise XX with a signed
+ * libp2p identity (public peers, interop with js-libp2p); `"validator"` is
+ * Noise IK against the trusted validator set.
+ */
+export type SecurityProfile = "libp2p" | "validator";
+
+/** Whether we dialed the connection (`outbound`) or accepted it (`inbound`). */
+export type Direction = "inbound" | "outbound";
+
+/** Options for {@linkcode PeerConnection.openStream}. */
+export interface OpenStreamOptions {
+  /** Cancels the negotiation (the stream is then reset). */
+  signal?: AbortSignal;
+  /**
+   * With one protocol, `false` skips waiting for the listener's answer
+   * (multistream-select's optimistic mode, js-libp2p's option of the same
+   * name): the stream opens at once, its protocol proposal leaves with the
+   * first bytes written (or when it is first read), and a refusal surfaces
+   * as `UNSUPPORTED_PROTOCOL` on the stream's reads and writes. With several
+   * protocols negotiation always completes first. Default `true`.
+   */
+  negotiateFully?: boolean;
+}
+
+/**
+ * A substream that carries a negotiated application protocol: a
+ * {@linkcode Connection} whose lifecycle is the substream's.
+ *
+ * @example
+ * ```ts ignore
+ * const stream = await conn.openStream(["/echo/1.0.0"]);
+ * await stream.write(new TextEncoder().encode("hi"));
+ * console.log(stream.protocol, stream.stream.id);
+ * ```
+ */
+export interface ProtocolStream extends Connection {
+  /** The protocol both ends agreed on. */
+  readonly protocol: string;
+  /** The yamux substream under it. */
+  readonly stream: YamuxStream;
+}
+
+/** What an authentication step hands to {@linkcode multiplex}. */
+export interface Authenticated {
+  /** The secure channel the handshake made. */
+  secure: SecureChannel;
+  /**
+   * Where the muxer runs: the secure channel itself, or what negotiating the
+   * muxer on it returned (which may read bytes it read ahead first).
+   */
+  channel: Connection;
+  /** The peer, as the handshake authenticated it. */
+  remotePeer: PeerId;
+  /** How it was authenticated. */
+  profile: SecurityProfile;
+}
+
+/** Options of {@linkcode multiplex}. */
+export interface MultiplexOptions {
+  /** Yamux options (windows, stream limits, keepalive, ...). */
+  yamux?: Omit<YamuxOptions, "role" | "metrics" | "logger">;
+  /** multistream-select options for every stream (timeout, line limits). */
+  negotiate?: Omit<NegotiateOptions, "signal" | "metrics">;
+  /** Where stream counts and bytes go. Default `defaultMetrics`. */
+  metrics?: Metrics;
+  /** Yamux's logger. */
+  logger?: YamuxOptions["logger"];
+}
+
+let nextConnectionId = 1;
+
+/** The stream metrics of one scope, resolved once. */
+interface StreamMetrics {
+  open: Metric;
+  total: Metric;
+  bytes: Metric;
+}
+
+const streamMetricsByScope = new WeakMap<Metrics, StreamMetrics>();
+
+function streamMetrics(metrics: Metrics): StreamMetrics {
+  let resolved = streamMetricsByScope.get(metrics);
+  if (resolved !== undefined) return resolved;
+  resolved = {
+    open: metrics.gauge(
+      "validator_network_streams_open",
+      "Open streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+      ["protocol", "direction"],
+    ),
+    total: metrics.counter(
+      "validator_network_streams_total",
+      "Streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+      ["protocol", "direction"],
+    ),
+    bytes: metrics.counter(
+      "validator_network_stream_bytes_total",
+      "Data bytes of ended streams (multistream-select included), by protocol and direction (in/out)",
+      ["protocol", "direction"],
+    ),
+  };
+  streamMetricsByScope.set(metrics, resolved);
+  return resolved;
+}
+
+/**
+ * The last transition: runs a yamux session over an authenticated channel.
+ * The connection it returns is the one every layer above works with.
+ *
+ * @example
+ * ```ts ignore
+ * const secure = await libp2pNoise(identity)(raw, context);
+ * const conn = multiplex(
+ *   { secure, channel: secure, remotePeer: secure.remotePeerId, profile: "libp2p" },
+ *   "dialer",
+ * );
+ * ```
+ */
+export function multiplex(
+  auth: Authenticated,
+  role: Role,
+  options: MultiplexOptions = {},
+): PeerConnection {
+  const muxer = Yamux.create(auth.channel, {
+    ...options.yamux,
+    role,
+    metrics: options.metrics,
+    logger: options.logger,
+  });
+  muxer.start();
+  return new PeerConnection(auth, muxer, role === "dialer" ? "outbound" : "inbound", options);
+}
+
+/**
+ * An authenticated, encrypted, multiplexed connection to one peer, for
+ * either security profile.
+ *
+ * @example
+ * ```ts ignore
+ * const conn = await transport.dial(addr);
+ * const stream = await conn.openStream(["/ipfs/ping/1.0.0"]);
+ * console.log(conn.id, conn.remotePeer.toString(), conn.profile, stream.protocol);
+ * ```
+ */
+export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxStream> {
+  /** Unique in this process: tells a connection from a later one to the same peer. */
+  readonly id: number;
+  /** The peer, as the handshake authenticated it. */
+  readonly remotePeer: PeerId;
+  /** Whether we dialed or accepted it. */
+  readonly direction: Direction;
+  /** How the peer was authenticated. */
+  readonly profile: SecurityProfile;
+  /** When the connection was established (ms since the epoch). */
+  readonly openedAt: number;
+  readonly #secure: SecureChannel;
+  readonly #muxer: Yamux<Connection>;
+  readonly #negotiate: Omit<NegotiateOptions, "signal">;
+  readonly #metrics: StreamMetrics;
+  #remoteAddr: Multiaddr | undefined;
+
+  /** Use {@linkcode multiplex}. */
+  constructor(
+    auth: Authenticated,
+    muxer: Yamux<Connection>,
+    direction: Direction,
+    options: MultiplexOptions = {},
+  ) {
+    this.id = nextConnectionId++;
+    this.remotePeer = auth.remotePeer;
+    this.profile = auth.profile;
+    this.direction = direction;
+    this.openedAt = Date.now();
+    this.#secure = auth.secure;
+    this.#muxer = muxer;
+    const metrics = options.metrics ?? defaultMetrics;
+    this.#negotiate = { ...options.negotiate, metrics };
+    this.#metrics = streamMetrics(metrics);
+  }
+
+  /** The Noise channel under the muxer. */
+  get secure(): SecureChannel {
+    return this.#secure;
+  }
+  /** The yamux session. */
+  get muxer(): Yamux<Connection> {
+    return this.#muxer;
+  }
+  /** Our address. */
+  get localAddr(): Multiaddr {
+    return this.#muxer.localAddr;
+  }
+  /** The peer's address, with its `/p2p/` id. */
+  get remoteAddr(): Multiaddr {
+    if (this.#remoteAddr === undefined) {
+      const addr = this.#muxer.remoteAddr;
+      this.#remoteAddr = addr.peerId === undefined
+        ? addr.withPeerId(this.remotePeer.toString())
+        : addr;
+    }
+    return this.#remoteAddr;
+  }
+  /** Settles when the session and the connection are released. */
+  get closed(): Promise<void> {
+    return this.#muxer.closed;
+  }
+  /**
+   * Whether the connection takes new streams no more: we are closing, the
+   * session ended, or the peer sent GoAway. A peer manager replaces such a
+   * connection rather than reusing it.
+   */
+  get goingAway(): boolean {
+    return this.#muxer.state !== "open" || this.#muxer.remoteGoAway !== undefined;
+  }
+  /** The smoothed round trip of the session's pings in ms, once measured. */
+  get rtt(): number | undefined {
+    return this.#muxer.rtt;
+  }
+
+  /**
+   * Opens a stream and negotiates the first of `protocols` the peer supports.
+   *
+   * @throws {NetworkError} `UNSUPPORTED_PROTOCOL` when it supports none;
+   *   `CONNECTION_CLOSED`/`LIMIT_EXCEEDED` from the muxer; `TIMEOUT`
+   */
+  async openStream(
+    protocols: readonly string[],
+    options: OpenStreamOptions = {},
+  ): Promise<ProtocolStream> {
+    const stream = await this.#muxer.openStream();
+    try {
+      const negotiate = { ...this.#negotiate, signal: options.signal };
+      const negotiated = options.negotiateFully === false && protocols.length === 1
+        ? selectProtocolOptimistic(stream, protocols[0], negotiate)
+        : await selectProtocol(stream, protocols, negotiate);
+      return this.#protocolStream(stream, negotiated.protocol, negotiated.stream);
+    } catch (err) {
+      stream.abort(err);
+      throw err;
+    }
+  }
+
+  /**
+   * Negotiates an inbound stream against the protocols we serve. The
+   * agreement leaves with the handler's first answer when that is written
+   * in the same turn (the socket corks both).
+   *
+   * @throws {NetworkError} as `handleProtocol`; the stream is reset
+   */
+  async acceptStream(
+    stream: YamuxStream,
+    protocols: readonly string[] | ((protocol: string) => boolean),
+  ): Promise<ProtocolStream> {
+    try {
+      const negotiated = await handleProtocol(stream, protocols, this.#negotiate);
+      return this.#protocolStream(stream, negotiated.protocol, negotiated.stream);
+    } catch (err) {
+      stream.abort(err);
+      throw err;
+    }
+  }
+
+  /** Inbound streams, not yet negotiated (see {@linkcode PeerConnection.acceptStream}). */
+  [Symbol.asyncIterator](): AsyncIterator<YamuxStream> {
+    return this.#muxer[Symbol.asyncIterator]();
+  }
+
+  /** Measures the round trip with a yamux ping, in ms. */
+  ping(options: { signal?: AbortSignal } = {}): Promise<number> {
+    return this.#muxer.ping(options);
+  }
+
+  /** Closes the session (GoAway, streams finish) and the connection. */
+  close(): Promise<void> {
+    return this.#muxer.close();
+  }
+
+  /** Drops the connection at once. */
+  abort(reason?: unknown): void {
+    this.#muxer.abort(reason);
+  }
+
+  /**
+   * Counts a negotiated stream and, once it is released, its bytes: once per
+   * stream, from the stream's own counters, so the data path carries no
+   * metrics work.
+   */
+  #protocolStream(stream: YamuxStream, protocol: string, negotiated: Connection): ProtocolStream {
+    stream.protocol = protocol;
+    const direction = stream.direction;
+    const metrics = this.#metrics;
+    metrics.total.labels({ protocol, direction }).inc();
+    const open = metrics.open.labels({ protocol, direction });
+    open.inc();
+    stream.closed.then(() => {
+      open.dec();
+      const { bytesReceived, bytesSent } = stream.stats();
+      metrics.bytes.labels({ protocol, direction: "in" }).inc(bytesReceived);
+      metrics.bytes.labels({ protocol, direction: "out" }).inc(bytesSent);
+    });
+    return new NegotiatedStream(stream, protocol, negotiated);
+  }
+}
+
+/** A negotiated substream: bytes through what negotiation returned, lifecycle of the substream. */
+class NegotiatedStream extends ByteConnection implements ProtocolStream {
+  readonly protocol: string;
+  readonly stream: YamuxStream;
+  readonly #io: Connection;
+
+  constructor(stream: YamuxStream, protocol: string, io: Connection) {
+    super();
+    this.stream = stream;
+    this.protocol = protocol;
+    this.#io = io;
+  }
+
+  get localAddr(): Multiaddr {
+    return this.stream.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.stream.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.stream.closed;
+  }
+  read(): Promise<Uint8Array | null> {
+    return this.#io.read();
+  }
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    return this.#io.readInto(buffer);
+  }
+  cancelRead(reason?: unknown): void {
+    this.#io.cancelRead(reason);
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.#io.write(chunk);
+  }
+  closeWrite(): Promise<void> {
+    return this.#io.closeWrite();
+  }
+  close(): Promise<void> {
+    return this.stream.close();
+  }
+  abort(reason?: unknown): void {
+    this.stream.abort(reason);
+  }
+}
