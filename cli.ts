@@ -31,7 +31,7 @@ import {
   numberOption,
   parseNodeArgs,
   summarisePings,
-} from "./bench/_node_cli.ts";
+} from "./protocols/cli_contract.ts";
 
 const USAGE = `usage:
   cli.ts listen [--listen MULTIADDR]...

@@ -7,7 +7,7 @@
  */
 
 /**
- * The node implementations that speak the CLI contract of `bench/_node_cli.ts`.
+ * The node implementations that speak the CLI contract of `protocols/cli_contract.ts`.
  * `sealed` is the raw node with perf's bytes sealed by node:crypto (its
  * `--sealed` mode): the ceiling of a Noise stack on that cipher.
  */
@@ -35,14 +35,14 @@ export function nodeCommand(impl: Implementation): string[] {
     case "ours":
       return [Deno.execPath(), "run", "-A", repoPath("cli.ts")];
     case "js-libp2p":
-      // `manual` makes Deno resolve bare npm names from bench/node_modules
-      // (installed by `npm ci --prefix bench`) instead of its own cache.
+      // `manual` makes Deno resolve bare npm names from bench/js_libp2p/node_modules
+      // (installed by bench/js_libp2p/install.ts) instead of its own cache.
       return [
         Deno.execPath(),
         "run",
         "-A",
         "--node-modules-dir=manual",
-        repoPath("bench/js_libp2p_node.ts"),
+        repoPath("bench/js_libp2p/node.ts"),
       ];
     case "raw":
       return [Deno.execPath(), "run", "-A", repoPath("bench/raw_tcp_node.ts")];
@@ -53,18 +53,19 @@ export function nodeCommand(impl: Implementation): string[] {
 
 /**
  * Whether an implementation can run here: `ours` needs `cli.ts`, `js-libp2p`
- * needs `bench/node_modules` (run `npm ci --prefix bench --ignore-scripts`).
+ * needs `bench/js_libp2p/node_modules` (`ensureInstalled()` of
+ * `bench/js_libp2p/install.ts` puts it there).
  *
  * @example
  * ```ts
- * if (!await isAvailable("js-libp2p")) console.log("run npm ci --prefix bench first");
+ * if (!await isAvailable("js-libp2p")) console.log("js-libp2p is not installed");
  * ```
  */
 export async function isAvailable(impl: Implementation): Promise<boolean> {
   const needed = impl === "ours"
     ? "cli.ts"
     : impl === "js-libp2p"
-    ? "bench/node_modules/libp2p/package.json"
+    ? "bench/js_libp2p/node_modules/libp2p/package.json"
     : "bench/raw_tcp_node.ts";
   try {
     await Deno.stat(repoPath(needed));

@@ -20,14 +20,16 @@
  * `ours,js-libp2p,raw,sealed`). With several runs the implementations take turns
  * (run 1 of each, then run 2 of each...), so a shared machine whose speed
  * drifts over a minute weighs on all of them alike. Each figure is timed as described in
- * `bench/_node_cli.ts`. `ours` is skipped with a note when `cli.ts` is
- * missing, `js-libp2p` when `bench/node_modules` is.
+ * `protocols/cli_contract.ts`. The pinned js-libp2p packages are installed
+ * on first use (`bench/js_libp2p/install.ts`); `ours` is skipped with a note
+ * when `cli.ts` is missing, `js-libp2p` when its packages cannot be installed.
  *
  * @module
  */
 
-import { parseConnectLine, parsePerfLine, parsePingLine } from "./_node_cli.ts";
+import { parseConnectLine, parsePerfLine, parsePingLine } from "../protocols/cli_contract.ts";
 import { type Implementation, isAvailable, runClientOk, startListener } from "./_process.ts";
+import { ensureInstalled } from "./js_libp2p/install.ts";
 
 /** Sizes of one comparison run. */
 export interface CompareOptions {
@@ -371,13 +373,21 @@ async function main(): Promise<void> {
   );
   const available: Implementation[] = [];
   for (const impl of options.impls) {
+    if (impl === "js-libp2p") {
+      try {
+        await ensureInstalled();
+      } catch (err) {
+        console.log(`skipping js-libp2p: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
+    }
     if (await isAvailable(impl)) {
       available.push(impl);
     } else {
       console.log(
         impl === "ours"
           ? "skipping ours: cli.ts does not exist yet"
-          : `skipping ${impl}: run \`npm ci --prefix bench --ignore-scripts\` first`,
+          : `skipping ${impl}: bench/js_libp2p/node_modules is missing`,
       );
     }
   }

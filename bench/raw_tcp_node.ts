@@ -1,7 +1,7 @@
 /**
  * The raw baseline: plain Deno TCP between two processes, no security, no
  * multiplexing, no negotiation. It speaks the node CLI contract
- * (`bench/_node_cli.ts`) so the figures are the floor every stack is measured
+ * (`protocols/cli_contract.ts`) so the figures are the floor every stack is measured
  * against.
  *
  * Each connection starts with one tag byte that stands in for protocol
@@ -27,7 +27,6 @@
 import { createCipheriv, createDecipheriv } from "node:crypto";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import {
-  CHUNK_SIZE,
   formatConnectLine,
   formatEchoLine,
   formatPerfLine,
@@ -35,11 +34,9 @@ import {
   type NodeArgs,
   numberOption,
   parseNodeArgs,
-  PING_SIZE,
-  randomBytes,
   summarisePings,
-  untilSignalled,
-} from "./_node_cli.ts";
+} from "../protocols/cli_contract.ts";
+import { CHUNK_SIZE, PING_SIZE, randomBytes, untilSignalled } from "./_reference_node.ts";
 
 const TAG_PING = 0x70; // "p"
 const TAG_PERF = 0x66; // "f"

@@ -6,7 +6,7 @@
 
 import { assert, assertEquals } from "./_assert.ts";
 import { type Implementation, runClient, startListener } from "../bench/_process.ts";
-import { parsePerfLine, parsePingLine } from "../bench/_node_cli.ts";
+import { parsePerfLine, parsePingLine } from "../protocols/cli_contract.ts";
 
 // Not a multiple of a sealed frame's 65 519 bytes, so the last frame is short.
 const UPLOAD = 3 * 1024 * 1024 + 17;

@@ -1,20 +1,22 @@
 /**
  * Test harness for interop with js-libp2p: start a js-libp2p peer
- * (`bench/js_libp2p_node.ts`) in its own process, learn its multiaddr and
+ * (`bench/js_libp2p/node.ts`) in its own process, learn its multiaddr and
  * peer id, drive it as a client, stop it.
  *
- * Needs `npm ci --prefix bench --ignore-scripts` first.
+ * The pinned js-libp2p packages are installed on first use
+ * (`ensureInstalled()` of `bench/js_libp2p/install.ts`: one `npm ci` even
+ * when several test files ask at once under `deno test --parallel`).
  *
  * @module
  */
 
 import {
   type ClientResult,
-  isAvailable,
   type ListeningNode,
   runClient,
   startListener,
 } from "../../bench/_process.ts";
+import { ensureInstalled } from "../../bench/js_libp2p/install.ts";
 
 export type { ClientResult, ListeningNode };
 
@@ -30,7 +32,7 @@ export interface JsPeerOptions {
  * Starts a js-libp2p listener serving `/ipfs/ping/1.0.0`, `/perf/1.0.0` and
  * `/echo/1.0.0` over TCP + Noise XX + yamux.
  *
- * @throws {Error} when bench/node_modules is missing or the peer does not start.
+ * @throws {Error} when the js-libp2p packages cannot be installed or the peer does not start.
  * @example
  * ```ts
  * await using peer = await startJsPeer();
@@ -38,7 +40,7 @@ export interface JsPeerOptions {
  * ```
  */
 export async function startJsPeer(options: JsPeerOptions = {}): Promise<ListeningNode> {
-  await assertJsInstalled();
+  await ensureInstalled();
   return await startListener("js-libp2p", {
     listen: options.listen ?? "/ip4/127.0.0.1/tcp/0",
     timeoutMs: options.timeoutMs,
@@ -59,14 +61,6 @@ export async function runJsClient(
   args: readonly string[],
   timeoutMs = 60_000,
 ): Promise<ClientResult> {
-  await assertJsInstalled();
+  await ensureInstalled();
   return await runClient("js-libp2p", args, timeoutMs);
-}
-
-async function assertJsInstalled(): Promise<void> {
-  if (!await isAvailable("js-libp2p")) {
-    throw new Error(
-      "js-libp2p is not installed: run `npm ci --prefix bench --ignore-scripts` first",
-    );
-  }
 }

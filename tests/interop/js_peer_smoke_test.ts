@@ -9,7 +9,7 @@ import {
   parseEchoLine,
   parsePerfLine,
   parsePingLine,
-} from "../../bench/_node_cli.ts";
+} from "../../protocols/cli_contract.ts";
 import { runClientOk, startListener } from "../../bench/_process.ts";
 import { runJsClient, startJsPeer } from "./_js_peer.ts";
 import { assert } from "../_assert.ts";

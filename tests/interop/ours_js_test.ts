@@ -6,13 +6,13 @@
  * concurrent echo streams on one connection, and see a close by the other
  * side as a clean end.
  *
- * Needs `npm ci --prefix bench --ignore-scripts` (see `_js_peer.ts`).
+ * Installs the pinned js-libp2p packages on first use (see `_js_peer.ts`).
  */
 
 import { echoThrough, settlesWithin } from "../_streams.ts";
 import { assert, assertEquals, assertRejectsCode } from "../_assert.ts";
 import { randomBytes, sha256Hex } from "../_bytes.ts";
-import { parseEchoLine, parsePerfLine, parsePingLine } from "../../bench/_node_cli.ts";
+import { parseEchoLine, parsePerfLine, parsePingLine } from "../../protocols/cli_contract.ts";
 import { Ed25519Identity } from "../../netcore/identity/mod.ts";
 import { Libp2pNode } from "../../netcore/libp2p_node.ts";
 import type { Libp2pConnection } from "../../netcore/libp2p_upgrade.ts";

@@ -1,7 +1,9 @@
 /**
- * The command-line contract shared by every benchmark node (`cli.ts`,
- * `bench/js_libp2p_node.ts`, `bench/raw_tcp_node.ts`): argument parsing, the
- * result lines they print and the parsers scripts use to read them back.
+ * The command-line contract that `cli.ts` and the reference nodes under
+ * `bench/` (js-libp2p, raw TCP) all speak: the arguments they take, the result
+ * lines they print and the parsers scripts (`bench/compare.ts`, the tests) use
+ * to read those lines back. The lines are parsed by scripts: keep them
+ * byte for byte.
  *
  * ```text
  * listen [--listen MULTIADDR]             -> "listening <multiaddr>[/p2p/<peer id>]" per address
@@ -17,17 +19,16 @@
  * half-close); download runs from that first reply byte to the server's
  * end-of-stream. MB is 10^6 bytes.
  *
+ * @example
+ * ```ts
+ * import { formatEchoLine, parseEchoLine } from "./cli_contract.ts";
+ *
+ * const line = formatEchoLine(1000, 2.5); // "echo: 1000 bytes in 2.500 ms"
+ * console.log(parseEchoLine(line)); // { bytes: 1000, ms: 2.5 }
+ * ```
+ *
  * @module
  */
-
-/**
- * The size of every write the benchmark clients and servers make, in bytes:
- * the same as `protocols/perf.ts` writes, so every implementation does the
- * same work (four full Noise frames per write).
- */
-export const CHUNK_SIZE = 256 * 1024;
-/** The ping payload size, from libp2p/specs `ping/ping.md`. */
-export const PING_SIZE = 32;
 
 /** A parsed command line: the command, its positional target and its `--name value` options. */
 export interface NodeArgs {
@@ -44,10 +45,13 @@ export interface NodeArgs {
 /**
  * Parses `COMMAND [TARGET] [--name value]...`.
  *
+ * @throws {Error} when an option has no value or a second positional argument follows the target.
  * @example
  * ```ts
+ * import { numberOption, parseNodeArgs } from "./cli_contract.ts";
+ *
  * const args = parseNodeArgs(["ping", "/ip4/127.0.0.1/tcp/1", "--count", "3"]);
- * console.log(numberOption(args, "count", 1)); // 3
+ * console.log(args.target, numberOption(args, "count", 1)); // /ip4/127.0.0.1/tcp/1 3
  * ```
  */
 export function parseNodeArgs(argv: readonly string[]): NodeArgs {
@@ -76,8 +80,11 @@ export function parseNodeArgs(argv: readonly string[]): NodeArgs {
 /**
  * Reads a non-negative integer option, or `fallback` when absent.
  *
+ * @throws {Error} when the option is absent and has no fallback, or is not a count.
  * @example
  * ```ts
+ * import { numberOption, parseNodeArgs } from "./cli_contract.ts";
+ *
  * numberOption(parseNodeArgs(["perf", "x", "--upload", "10"]), "upload", 0); // 10
  * ```
  */
@@ -115,6 +122,8 @@ export interface PingResult {
  *
  * @example
  * ```ts
+ * import { summarisePings } from "./cli_contract.ts";
+ *
  * summarisePings([0.1, 0.2, 0.3]).avgUs; // 200
  * ```
  */
@@ -135,6 +144,8 @@ export function summarisePings(samplesMs: readonly number[]): PingResult {
  *
  * @example
  * ```ts
+ * import { formatPingLine } from "./cli_contract.ts";
+ *
  * formatPingLine({ count: 1, avgUs: 80, p50Us: 80, p99Us: 80 });
  * // "ping: 1 rtt avg 80.0 us p50 80.0 us p99 80.0 us"
  * ```
@@ -149,6 +160,8 @@ export function formatPingLine(r: PingResult): string {
  *
  * @example
  * ```ts
+ * import { formatPerfLine } from "./cli_contract.ts";
+ *
  * formatPerfLine(1e6, 1, 1e6, 1); // "perf: upload 1000.00 MB/s download 1000.00 MB/s"
  * ```
  */
@@ -173,6 +186,8 @@ function mbps(bytes: number, ms: number): number {
  *
  * @example
  * ```ts
+ * import { formatConnectLine } from "./cli_contract.ts";
+ *
  * formatConnectLine(10, 100); // "connect: 10 connections 100.0/s"
  * ```
  */
@@ -185,6 +200,8 @@ export function formatConnectLine(count: number, ms: number): string {
  *
  * @example
  * ```ts
+ * import { formatEchoLine } from "./cli_contract.ts";
+ *
  * formatEchoLine(5, 1.5); // "echo: 5 bytes in 1.500 ms"
  * ```
  */
@@ -197,6 +214,8 @@ export function formatEchoLine(bytes: number, ms: number): string {
  *
  * @example
  * ```ts
+ * import { parsePingLine } from "./cli_contract.ts";
+ *
  * parsePingLine("ping: 3 rtt avg 80 us")?.avgUs; // 80
  * ```
  */
@@ -226,6 +245,8 @@ export interface PerfResult {
  *
  * @example
  * ```ts
+ * import { parsePerfLine } from "./cli_contract.ts";
+ *
  * parsePerfLine("perf: upload 1.5 MB/s download 2 MB/s")?.downloadMBps; // 2
  * ```
  */
@@ -241,6 +262,8 @@ export function parsePerfLine(output: string): PerfResult | undefined {
  *
  * @example
  * ```ts
+ * import { parseConnectLine } from "./cli_contract.ts";
+ *
  * parseConnectLine("connect: 300 connections 150.5/s"); // { count: 300, perSecond: 150.5 }
  * ```
  */
@@ -256,6 +279,8 @@ export function parseConnectLine(
  *
  * @example
  * ```ts
+ * import { parseEchoLine } from "./cli_contract.ts";
+ *
  * parseEchoLine("echo: 5 bytes in 1.5 ms"); // { bytes: 5, ms: 1.5 }
  * ```
  */
@@ -264,36 +289,4 @@ export function parseEchoLine(
 ): { bytes: number; ms: number } | undefined {
   const m = output.match(/^echo: (\d+) bytes in ([\d.]+) ms/m);
   return m ? { bytes: Number(m[1]), ms: Number(m[2]) } : undefined;
-}
-
-/**
- * Resolves when the process gets SIGINT or SIGTERM, for `listen`.
- *
- * @example
- * ```ts
- * await untilSignalled();
- * ```
- */
-export function untilSignalled(): Promise<Deno.Signal> {
-  return new Promise((resolve) => {
-    for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      Deno.addSignalListener(signal, () => resolve(signal));
-    }
-  });
-}
-
-/**
- * Fills a buffer of any size with random bytes (`getRandomValues` caps one call at 64 KiB).
- *
- * @example
- * ```ts
- * randomBytes(100_000).length; // 100000
- * ```
- */
-export function randomBytes(length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  for (let i = 0; i < length; i += 65536) {
-    crypto.getRandomValues(out.subarray(i, Math.min(length, i + 65536)));
-  }
-  return out;
 }

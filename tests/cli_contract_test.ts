@@ -15,8 +15,8 @@ import {
   parsePerfLine,
   parsePingLine,
   summarisePings,
-} from "../../bench/_node_cli.ts";
-import { assertEquals } from "../_assert.ts";
+} from "../protocols/cli_contract.ts";
+import { assertEquals } from "./_assert.ts";
 
 Deno.test("ping line: avg, p50 and p99 in microseconds round-trip through the parser", () => {
   const summary = summarisePings([0.1, 0.2, 0.3, 0.4]);

@@ -1,16 +1,17 @@
 /**
  * The js-libp2p reference node: TCP + Noise XX + yamux + multistream-select
- * from the pinned npm packages in `bench/package.json`, serving and driving
- * ping, perf and echo with the same command-line contract as `cli.ts`
- * (see `bench/_node_cli.ts`).
+ * from the pinned npm packages in `bench/js_libp2p/package.json`, serving and
+ * driving ping, perf and echo with the same command-line contract as `cli.ts`
+ * (see `protocols/cli_contract.ts`).
  *
- * Run it with Deno against `bench/node_modules` (install with
- * `npm ci --prefix bench --ignore-scripts`):
+ * Run it with Deno against `bench/js_libp2p/node_modules` (the interop tests
+ * and `bench/compare.ts` install it on first use; by hand:
+ * `deno run --allow-read --allow-write=bench/js_libp2p/.install.lock --allow-run=npm --allow-env bench/js_libp2p/install.ts`):
  *
  * ```sh
- * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts listen
- * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts ping /ip4/127.0.0.1/tcp/4001/p2p/12D3... --count 100
- * deno run -A --node-modules-dir=manual bench/js_libp2p_node.ts echo /ip4/.../p2p/12D3... --bytes 1000 --streams 128
+ * deno run -A --node-modules-dir=manual bench/js_libp2p/node.ts listen
+ * deno run -A --node-modules-dir=manual bench/js_libp2p/node.ts ping /ip4/127.0.0.1/tcp/4001/p2p/12D3... --count 100
+ * deno run -A --node-modules-dir=manual bench/js_libp2p/node.ts echo /ip4/.../p2p/12D3... --bytes 1000 --streams 128
  * ```
  *
  * `@libp2p/perf` is not on the registry, so perf and echo are implemented
@@ -28,7 +29,6 @@ import { ping } from "@libp2p/ping";
 import { multiaddr } from "@multiformats/multiaddr";
 import type { Stream } from "@libp2p/interface";
 import {
-  CHUNK_SIZE,
   formatConnectLine,
   formatEchoLine,
   formatPerfLine,
@@ -36,11 +36,9 @@ import {
   type NodeArgs,
   numberOption,
   parseNodeArgs,
-  PING_SIZE,
-  randomBytes,
   summarisePings,
-  untilSignalled,
-} from "./_node_cli.ts";
+} from "../../protocols/cli_contract.ts";
+import { CHUNK_SIZE, PING_SIZE, randomBytes, untilSignalled } from "../_reference_node.ts";
 
 /** The libp2p ping protocol id. */
 export const PING_PROTOCOL = "/ipfs/ping/1.0.0";
@@ -314,7 +312,7 @@ async function main(argv: string[]): Promise<number> {
     !["ping", "echo", "perf", "connect"].includes(args.command) || !args.target
   ) {
     console.error(
-      "usage: js_libp2p_node.ts listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
+      "usage: bench/js_libp2p/node.ts listen [--listen MA] | ping MA [--count N] | echo MA --bytes N" +
         " | perf MA --upload N --download N | connect MA [--count N]",
     );
     return 2;
