@@ -23,9 +23,12 @@ import {
   verifyEd25519,
 } from "../netcore/identity/mod.ts";
 import { withNobleBackend } from "../netcore/identity/_ed25519.ts";
+import { encodeBase32 } from "../netcore/identity/_base32.ts";
+import { encodeBase58 } from "../netcore/base58.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { assert, assertEquals, assertThrowsCode } from "./_assert.ts";
-import { fromHex, toHex } from "./_bytes.ts";
+import { concat, fromHex, toHex } from "./_bytes.ts";
+import { mutate, mutation } from "./_mutate.ts";
 
 // RFC 8032 section 7.1, TEST 1 (empty message).
 const RFC8032_1 = {
@@ -253,6 +256,130 @@ Deno.test("malformed peer ids throw NetworkError BAD_ADDRESS", () => {
     }),
     { numRuns: 500 },
   );
+});
+
+// ------------------------------------------------ one key is one peer
+
+/** An unsigned varint of `value`, padded with `pad` redundant bytes (non-minimal when pad > 0). */
+function paddedVarint(value: number, pad = 0): Uint8Array {
+  const out: number[] = [];
+  do {
+    out.push((value & 0x7f) | 0x80);
+    value >>>= 7;
+  } while (value > 0);
+  for (let i = 0; i < pad; i++) out.push(0x80);
+  out[out.length - 1] &= 0x7f;
+  return new Uint8Array(out);
+}
+
+/** An identity multihash around `inner`, as a peer id's bytes. */
+function identityMultihash(inner: Uint8Array): Uint8Array {
+  return concat([new Uint8Array([0x00]), paddedVarint(inner.length), inner]);
+}
+
+Deno.test("one key is one peer: non-canonical encodings of a key are refused", () => {
+  // Found by fuzzing: Data before Type. It decodes as a key, and used to give
+  // a second PeerId, unequal to the key's own.
+  const fuzzFound = fromHex(
+    "00241220c43435f8ed5cb432e311ed30163fb8a76550ccb2a4ab138bafcd482087c66f810801",
+  );
+  const key = fuzzFound.subarray(4, 36);
+  assertEquals(unmarshalPublicKey(fuzzFound.subarray(2)).raw, key);
+  const err = assertThrowsCode(() => PeerId.fromBytes(fuzzFound), "BAD_ADDRESS", "fuzz-found");
+  assert(err.message.includes("non-canonical"), err.message);
+  assertThrowsCode(() => PeerId.parse(encodeBase58(fuzzFound)), "BAD_ADDRESS", "as base58");
+  assertThrowsCode(
+    () => PeerId.parse("b" + encodeBase32(concat([new Uint8Array([0x01, 0x72]), fuzzFound]))),
+    "BAD_ADDRESS",
+    "as a CID",
+  );
+  const canonical = PeerId.fromPublicKey(key);
+  assertEquals(canonical.bytes, identityMultihash(marshalEd25519PublicKey(key)));
+
+  const type = (pad = 0) => concat([paddedVarint(0x08, pad), paddedVarint(1)]);
+  const data = (pad = 0) => concat([new Uint8Array([0x12]), paddedVarint(32, pad), key]);
+  const variants: [string, Uint8Array][] = [
+    ["Data before Type", concat([data(), type()])],
+    ["Type tag as a 2-byte varint", concat([type(1), data()])],
+    ["Type value as a 2-byte varint", concat([new Uint8Array([0x08]), paddedVarint(1, 1), data()])],
+    ["Data length as a 2-byte varint", concat([type(), data(1)])],
+    ["Type twice", concat([type(), type(), data()])],
+    ["an unknown varint field after", concat([type(), data(), new Uint8Array([0x18, 0x00])])],
+    ["an unknown bytes field between", concat([type(), new Uint8Array([0x22, 0x00]), data()])],
+  ];
+  for (const [name, inner] of variants) {
+    // Each is a protobuf decoder's reading of the same key...
+    assertEquals(unmarshalPublicKey(inner).raw, key, name);
+    // ...and none of them is a peer id.
+    assertThrowsCode(() => PeerId.fromBytes(identityMultihash(inner)), "BAD_ADDRESS", name);
+  }
+  // sha2-256 ids carry no key and stay as they are.
+  const sha = fromHex("1220" + "ab".repeat(32));
+  assertEquals(PeerId.fromBytes(sha).bytes, sha);
+});
+
+/** One protobuf field of a `PublicKey`-like message, in one of its spellings. */
+const keyField = (key: Uint8Array) =>
+  fc.oneof(
+    // Type, with the right value or another, tag and value maybe padded.
+    fc.tuple(fc.constantFrom(0, 1, 2, 3), fc.nat({ max: 2 }), fc.nat({ max: 1 })).map((
+      [value, tagPad, valuePad],
+    ) => concat([paddedVarint(0x08, tagPad), paddedVarint(value, valuePad)])),
+    // Data: the key, or a key one byte short or long, length maybe padded.
+    fc.tuple(fc.constantFrom(31, 32, 33), fc.nat({ max: 1 })).map(([length, pad]) =>
+      concat([
+        new Uint8Array([0x12]),
+        paddedVarint(length, pad),
+        concat([key, new Uint8Array([7])]).subarray(0, length),
+      ])
+    ),
+    // An unknown varint field.
+    fc.tuple(fc.integer({ min: 3, max: 15 }), fc.nat({ max: 300 })).map(([number, value]) =>
+      concat([paddedVarint(number << 3), paddedVarint(value)])
+    ),
+  );
+
+/** Peer id candidates: identity multihashes of key-like protobufs, random and mutated ids. */
+const peerIdCandidate: fc.Arbitrary<Uint8Array> = fc.uint8Array({ minLength: 32, maxLength: 32 })
+  .chain((key) =>
+    fc.oneof(
+      fc.array(keyField(key), { maxLength: 4 }).map((fields) => identityMultihash(concat(fields))),
+      fc.array(mutation, { maxLength: 3 }).map((ms) => mutate(PeerId.fromPublicKey(key).bytes, ms)),
+      fc.array(mutation, { maxLength: 2 }).map((ms) =>
+        mutate(concat([new Uint8Array([0x12, 0x20]), key]), ms)
+      ),
+      fc.uint8Array({ maxLength: 48 }),
+    )
+  );
+
+Deno.test("property: a peer id that parses re-encodes to its bytes and is its key's own id", () => {
+  let parsed = 0;
+  fc.assert(
+    fc.property(peerIdCandidate, (bytes) => {
+      let id: PeerId;
+      try {
+        id = PeerId.fromBytes(bytes);
+      } catch (err) {
+        if (!NetworkError.is(err, "BAD_ADDRESS")) throw err;
+        return;
+      }
+      parsed++;
+      assertEquals(id.bytes, bytes, "the bytes it was read from");
+      assert(PeerId.fromBytes(id.bytes).equals(id), "bytes round trip");
+      assert(PeerId.parse(id.toString()).equals(id), "base58 round trip");
+      assert(PeerId.parse(id.toCidString()).equals(id), "CID round trip");
+      if (id.publicKey !== undefined) {
+        const own = PeerId.fromPublicKey(id.publicKey);
+        assert(own.equals(id), `${toHex(bytes)} is not its key's own id ${own}`);
+        assertEquals(own.bytes, id.bytes);
+      } else {
+        assertEquals(bytes.length, 34, "only a sha2-256 id carries no key");
+      }
+    }),
+    { numRuns: 3000 },
+  );
+  // The generator is not vacuous: some candidates are ids.
+  assert(parsed > 0, "no candidate parsed");
 });
 
 Deno.test("peer ids compare by bytes and are not changed by the caller's buffers", () => {

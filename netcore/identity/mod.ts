@@ -1,7 +1,7 @@
 /**
  * libp2p identities: Ed25519 key pairs, their serialized public keys, peer
- * ids, and the libp2p-noise handshake payload that binds a Noise static key
- * to an identity.
+ * ids, the libp2p-noise handshake payload that binds a Noise static key to an
+ * identity, and signed envelopes with the peer records they carry.
  *
  * @example
  * ```ts
@@ -18,3 +18,5 @@ export * from "./peer_id.ts";
 export * from "./public_key.ts";
 export * from "./verify_ed25519.ts";
 export * from "./noise_handshake_payload.ts";
+export * from "./signed_envelope.ts";
+export * from "./peer_record.ts";

@@ -12,6 +12,13 @@
  * base32 `b...` of `<cidv1><libp2p-key><multihash>`, which
  * {@linkcode PeerId.parse} also accepts.
  *
+ * An inlined key must be in its canonical protobuf encoding, the bytes
+ * js-libp2p writes (`Type` then `Data`, minimal varints, nothing else). The
+ * spec's "Note about deterministic encoding" says why: "it ensures the same
+ * public key will always result in the same peer id"; a decoder that also
+ * read fields out of order, duplicated or unknown would let one key appear
+ * as two unequal peers, so every other encoding is refused.
+ *
  * Every malformed peer id throws `NetworkError("BAD_ADDRESS")`: peer ids
  * arrive inside multiaddrs and configuration, where a bad one is a bad
  * address.
@@ -81,8 +88,10 @@ export class PeerId {
 
   /**
    * Reads a peer id from its binary multihash. Accepts an identity multihash
-   * of at most 42 bytes holding a valid `PublicKey` protobuf (Ed25519 only,
-   * the one key type supported) and a sha2-256 multihash of 32 bytes.
+   * of at most 42 bytes holding the canonical `PublicKey` protobuf of an
+   * Ed25519 key (the one key type supported; exactly the bytes
+   * {@linkcode marshalEd25519PublicKey} writes, so each key has one id) and
+   * a sha2-256 multihash of 32 bytes.
    *
    * @throws {NetworkError} `BAD_ADDRESS` for anything else
    * @example
@@ -127,6 +136,16 @@ export class PeerId {
           throw new NetworkError("BAD_ADDRESS", "identity peer id does not hold a usable key", {
             cause: err,
           });
+        }
+        // A protobuf decoder also reads fields in another order, duplicated
+        // or unknown fields and over-long varints: each such spelling of the
+        // same key would be another PeerId, unequal to the key's own. One key
+        // is one peer, so only the canonical encoding is an id.
+        if (!equalBytes(digest, marshalEd25519PublicKey(raw))) {
+          throw new NetworkError(
+            "BAD_ADDRESS",
+            "identity peer id holds a non-canonical encoding of its key",
+          );
         }
         return new PeerId(bytes, raw);
       }

@@ -9,10 +9,10 @@
  * @module
  */
 
-import { create, isFieldSet, toBinary } from "@bufbuild/protobuf";
-import { NetworkError } from "../network_error.ts";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { KeyType, PublicKeySchema } from "../proto/_gen/keys_pb.ts";
 import { decodeMessage } from "../proto/decode_message.ts";
+import { ed25519KeyOfMessage } from "./_public_key_message.ts";
 
 /** Length of a raw Ed25519 public key. */
 export const ED25519_PUBLIC_KEY_LENGTH = 32;
@@ -67,21 +67,5 @@ export function unmarshalPublicKey(bytes: Uint8Array): UnmarshalledPublicKey {
     maxBytes: MAX_PUBLIC_KEY_PROTOBUF_BYTES,
     what: "libp2p public key",
   });
-  if (
-    !isFieldSet(message, PublicKeySchema.field.Type) ||
-    !isFieldSet(message, PublicKeySchema.field.Data)
-  ) {
-    throw new NetworkError("PROTOCOL_VIOLATION", "libp2p public key lacks a required field");
-  }
-  if (message.Type !== KeyType.Ed25519) {
-    const name = KeyType[message.Type] ?? `#${message.Type}`;
-    throw new NetworkError("PROTOCOL_VIOLATION", `unsupported libp2p key type ${name}`);
-  }
-  if (message.Data.length !== ED25519_PUBLIC_KEY_LENGTH) {
-    throw new NetworkError(
-      "PROTOCOL_VIOLATION",
-      `Ed25519 public key must be 32 bytes, got ${message.Data.length}`,
-    );
-  }
-  return { type: "Ed25519", raw: message.Data.slice() };
+  return { type: "Ed25519", raw: ed25519KeyOfMessage(message) };
 }

@@ -5,6 +5,8 @@
  *
  * - `keys.proto`: libp2p's `PublicKey` / `PrivateKey` (peer-id spec).
  * - `noise_payload.proto`: libp2p-noise's `NoiseHandshakePayload`.
+ * - `envelope.proto`: the signed `Envelope` (libp2p RFC 0002).
+ * - `peer_record.proto`: the `PeerRecord` of listen addresses (libp2p RFC 0003).
  *
  * @module
  */
@@ -12,3 +14,13 @@
 export * from "./decode_message.ts";
 export * from "./_gen/keys_pb.ts";
 export * from "./_gen/noise_payload_pb.ts";
+export * from "./_gen/envelope_pb.ts";
+// Not `export *`: `PeerRecord` is the name of the identity module's verified
+// record, so the wire message's type is exported as `PeerRecordMessage`.
+export {
+  file_peer_record,
+  type PeerRecord as PeerRecordMessage,
+  type PeerRecord_AddressInfo,
+  PeerRecord_AddressInfoSchema,
+  PeerRecordSchema,
+} from "./_gen/peer_record_pb.ts";
