@@ -12,12 +12,10 @@
  * @module
  */
 
+import { Ed25519Identity, type PeerId } from "./netcore/identity/mod.ts";
 import { getCryptoBackend, type KeyPair } from "./netcore/noise/crypto.ts";
 import { TrustedPeerSet } from "./netcore/noise/trusted_peers.ts";
-import { validatorNoise, type ValidatorNoiseConnection } from "./netcore/noise/validator_noise.ts";
-import type { Yamux } from "./netcore/multiplexing/yamux.ts";
-import { yamuxUpgrade } from "./netcore/multiplexing/yamux_upgrade.ts";
-import { handleProtocol, selectProtocol } from "./netcore/negotiate/mod.ts";
+import { type PeerConnection, validatorUpgrade } from "./netcore/upgrade/mod.ts";
 import { andThen } from "./netcore/transport/and_then.ts";
 import { TcpTransport } from "./netcore/transport/tcp_transport.ts";
 import type { Listener } from "./netcore/transport/transport.ts";
@@ -37,39 +35,29 @@ function flag(name: string, fallback: number): number {
   return value;
 }
 
-type Muxed = Yamux<ValidatorNoiseConnection>;
-
 interface Validator {
   name: string;
+  peerId: PeerId;
   keys: KeyPair;
   transport: ReturnType<typeof validatorTransport>;
-  listener?: Listener<Muxed>;
+  listener?: Listener<PeerConnection>;
   addr?: Multiaddr;
 }
 
 /** TCP -> Noise IK (validator profile) -> yamux, for one validator's key. */
-function validatorTransport(
-  keys: KeyPair,
-  trusted: TrustedPeerSet,
-  keyOfAddr: (addr: Multiaddr) => Uint8Array | undefined,
-) {
-  const secure = andThen(
+function validatorTransport(keys: KeyPair, trusted: TrustedPeerSet) {
+  return andThen(
     new TcpTransport(),
-    validatorNoise(keys, {
-      trustedPeers: trusted,
-      remoteStaticKey: keyOfAddr,
-      networkId: NETWORK_ID,
-    }),
+    validatorUpgrade(keys, { noise: { trustedPeers: trusted, networkId: NETWORK_ID } }),
   );
-  return andThen(secure, yamuxUpgrade<ValidatorNoiseConnection>());
 }
 
-async function serve(listener: Listener<Muxed>): Promise<void> {
-  for await (const muxer of listener) {
+async function serve(listener: Listener<PeerConnection>): Promise<void> {
+  for await (const conn of listener) {
     (async () => {
-      for await (const stream of muxer) {
-        handleProtocol(stream, [PING_PROTOCOL])
-          .then(({ stream: negotiated }) => handlePing(negotiated))
+      for await (const stream of conn) {
+        conn.acceptStream(stream, [PING_PROTOCOL])
+          .then((negotiated) => handlePing(negotiated))
           .catch((err) => stream.abort(err));
       }
     })().catch(() => {});
@@ -84,14 +72,17 @@ async function main(): Promise<void> {
 
   // The validator set: every validator trusts every validator's static key.
   const trusted = new TrustedPeerSet();
-  const keyByAddr = new Map<string, Uint8Array>();
-  const keyOfAddr = (addr: Multiaddr) => keyByAddr.get(addr.withoutPeerId().toString());
   const validators: Validator[] = [];
   for (let i = 0; i < count; i++) {
     const keys = backend.dh.generateKeyPair();
-    const name = `validator-${i}`;
-    trusted.set(keys.publicKey, name);
-    validators.push({ name, keys, transport: validatorTransport(keys, trusted, keyOfAddr) });
+    const peerId = Ed25519Identity.generate().peerId;
+    trusted.set(keys.publicKey, peerId);
+    validators.push({
+      name: `validator-${i}`,
+      peerId,
+      keys,
+      transport: validatorTransport(keys, trusted),
+    });
   }
   const serving: Promise<void>[] = [];
   for (const v of validators) {
@@ -103,8 +94,7 @@ async function main(): Promise<void> {
           }`,
         ),
     });
-    v.addr = v.listener.addr;
-    keyByAddr.set(v.addr.toString(), v.keys.publicKey);
+    v.addr = v.listener.addr.withPeerId(v.peerId.toString());
     serving.push(serve(v.listener));
     console.log(`  ${v.name} listening on ${v.addr}`);
   }
@@ -113,7 +103,7 @@ async function main(): Promise<void> {
   console.log(`\nfull mesh, ${pings} pings per pair (round trip in microseconds, avg):`);
   const header = ["from \\ to", ...validators.map((v) => v.name)];
   const rows: string[][] = [];
-  const connections: Muxed[] = [];
+  const connections: PeerConnection[] = [];
   for (const from of validators) {
     const row = [from.name];
     for (const to of validators) {
@@ -121,14 +111,12 @@ async function main(): Promise<void> {
         row.push("-");
         continue;
       }
-      const muxer = await from.transport.dial(to.addr!);
-      connections.push(muxer);
-      if (muxer.connection.remotePeer !== to.name) {
-        throw new Error(`${from.name} reached ${muxer.connection.remotePeer}, not ${to.name}`);
+      const conn = await from.transport.dial(to.addr!);
+      connections.push(conn);
+      if (!conn.remotePeer.equals(to.peerId)) {
+        throw new Error(`${from.name} reached ${conn.remotePeer}, not ${to.name}`);
       }
-      const stream = await muxer.openStream();
-      const { stream: negotiated } = await selectProtocol(stream, [PING_PROTOCOL]);
-      const pinger = new Pinger(negotiated);
+      const pinger = new Pinger(await conn.openStream([PING_PROTOCOL]));
       let total = 0;
       for (let i = 0; i < pings; i++) total += await pinger.ping();
       await pinger.close();
@@ -144,7 +132,8 @@ async function main(): Promise<void> {
   // An intruder: a node with a key outside the validator set dials validator-0.
   console.log("\nan intruder with an unknown key dials validator-0:");
   const intruderKeys = backend.dh.generateKeyPair();
-  const intruder = validatorTransport(intruderKeys, new TrustedPeerSet(), keyOfAddr);
+  // It knows the validators' keys (they are public), but its own is not trusted.
+  const intruder = validatorTransport(intruderKeys, trusted);
   try {
     // IK's second message never comes: validator-0 refuses the key as soon as
     // it decrypts it, before any further DH work, and drops the connection.
@@ -155,16 +144,18 @@ async function main(): Promise<void> {
     console.log(`  intruder's dial failed: ${err.code}`);
   }
 
-  for (const muxer of connections) await muxer.close();
+  for (const conn of connections) await conn.close();
   for (const v of validators) await v.listener!.close();
   await Promise.all(serving);
 
-  const rejected = defaultRegistry.find("network_noise_rejected_total");
   console.log("\nmetrics:");
-  for (const { labels, value } of rejected?.entries() ?? []) {
-    console.log(`  network_noise_rejected_total${JSON.stringify(labels)} ${value}`);
-  }
-  for (const name of ["network_noise_handshakes_total", "yamux_bytes_total"]) {
+  for (
+    const name of [
+      "validator_network_noise_rejected_total",
+      "validator_network_noise_handshakes_total",
+      "validator_network_yamux_bytes_total",
+    ]
+  ) {
     for (const { labels, value } of defaultRegistry.find(name)?.entries() ?? []) {
       console.log(`  ${name}${JSON.stringify(labels)} ${value}`);
     }

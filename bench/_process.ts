@@ -11,7 +11,19 @@
  * `sealed` is the raw node with perf's bytes sealed by node:crypto (its
  * `--sealed` mode): the ceiling of a Noise stack on that cipher.
  */
-export type Implementation = "ours" | "js-libp2p" | "raw" | "sealed";
+export type Implementation = "ours" | "base" | "js-libp2p" | "raw" | "sealed";
+
+/**
+ * The checkout whose `cli.ts` the `base` implementation runs: another
+ * commit of this repository (a git worktree), to compare a change with the
+ * code before it in the same run.
+ */
+let baseCheckout: string | undefined;
+
+/** Sets the checkout `base` runs (see {@linkcode Implementation}). */
+export function setBaseCheckout(dir: string): void {
+  baseCheckout = dir.endsWith("/") ? dir : `${dir}/`;
+}
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -34,6 +46,8 @@ export function nodeCommand(impl: Implementation): string[] {
   switch (impl) {
     case "ours":
       return [Deno.execPath(), "run", "-A", repoPath("cli.ts")];
+    case "base":
+      return [Deno.execPath(), "run", "-A", `${baseCheckout ?? repoPath("")}cli.ts`];
     case "js-libp2p":
       // `manual` makes Deno resolve bare npm names from bench/js_libp2p/node_modules
       // (installed by bench/js_libp2p/install.ts) instead of its own cache.
@@ -62,6 +76,15 @@ export function nodeCommand(impl: Implementation): string[] {
  * ```
  */
 export async function isAvailable(impl: Implementation): Promise<boolean> {
+  if (impl === "base") {
+    if (baseCheckout === undefined) return false;
+    try {
+      await Deno.stat(`${baseCheckout}cli.ts`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
   const needed = impl === "ours"
     ? "cli.ts"
     : impl === "js-libp2p"

@@ -13,11 +13,13 @@
  * deno task bench:compare            # full run
  * deno task bench:compare --quick    # 32 MiB, 1 000 pings, 50 connections
  * deno run -A bench/compare.ts --impl js-libp2p,raw --runs 3
+ * deno task bench:compare --runs 5 --base ../before  # a change against a worktree of the commit before it
  * ```
  *
  * Options: `--quick`, `--perf-bytes N`, `--pings N`, `--connections N`,
  * `--runs N` (median of N runs, default 1), `--impl LIST` (default
- * `ours,js-libp2p,raw,sealed`). With several runs the implementations take turns
+ * `ours,js-libp2p,raw,sealed`), `--base DIR` (adds `base`: the `cli.ts` of
+ * another checkout, with the ratio ours/base). With several runs the implementations take turns
  * (run 1 of each, then run 2 of each...), so a shared machine whose speed
  * drifts over a minute weighs on all of them alike. Each figure is timed as described in
  * `protocols/cli_contract.ts`. The pinned js-libp2p packages are installed
@@ -28,7 +30,13 @@
  */
 
 import { parseConnectLine, parsePerfLine, parsePingLine } from "../protocols/cli_contract.ts";
-import { type Implementation, isAvailable, runClientOk, startListener } from "./_process.ts";
+import {
+  type Implementation,
+  isAvailable,
+  runClientOk,
+  setBaseCheckout,
+  startListener,
+} from "./_process.ts";
 import { ensureInstalled } from "./js_libp2p/install.ts";
 
 /** Sizes of one comparison run. */
@@ -280,10 +288,12 @@ function meets(m: Metric, r: number): boolean {
 export function formatTable(
   results: Partial<Record<Implementation, Figures>>,
 ): string {
+  const hasBase = results.base !== undefined;
   const header = [
     "metric",
     "better",
     "ours",
+    ...(hasBase ? ["base", "ours/base"] : []),
     "js-libp2p",
     "ours/js",
     "target",
@@ -295,6 +305,7 @@ export function formatTable(
   ];
   const rows = METRICS.map((m) => {
     const ours = results.ours ? m.pick(results.ours) : undefined;
+    const base = results.base ? m.pick(results.base) : undefined;
     const js = results["js-libp2p"] ? m.pick(results["js-libp2p"]) : undefined;
     const raw = results.raw ? m.pick(results.raw) : undefined;
     const sealed = results.sealed ? m.pick(results.sealed) : undefined;
@@ -304,6 +315,7 @@ export function formatTable(
       m.name,
       m.better,
       cell(ours, m.unit),
+      ...(hasBase ? [cell(base, m.unit), ratio(ours, base)] : []),
       cell(js, m.unit),
       ratio(ours, js),
       m.target,
@@ -352,11 +364,17 @@ function parseOptions(argv: string[]): CompareOptions {
         break;
       case "--impl":
         options.impls = (argv[++i] ?? "").split(",").map((s) => {
-          if (s !== "ours" && s !== "js-libp2p" && s !== "raw" && s !== "sealed") {
+          if (
+            s !== "ours" && s !== "base" && s !== "js-libp2p" && s !== "raw" && s !== "sealed"
+          ) {
             throw new Error(`unknown impl ${s}`);
           }
           return s;
         });
+        break;
+      case "--base":
+        setBaseCheckout(argv[++i] ?? "");
+        if (!options.impls.includes("base")) options.impls = [...options.impls, "base"];
         break;
       default:
         throw new Error(`unknown option ${arg}`);
@@ -387,6 +405,8 @@ async function main(): Promise<void> {
       console.log(
         impl === "ours"
           ? "skipping ours: cli.ts does not exist yet"
+          : impl === "base"
+          ? "skipping base: give --base DIR, a checkout with a cli.ts"
           : `skipping ${impl}: bench/js_libp2p/node_modules is missing`,
       );
     }

@@ -250,7 +250,7 @@ export class MemoryNetwork {
   partition(addr: MemoryAddress, mode: PartitionMode = "refuse"): void {
     const port = portOf(addr);
     this.#partitions.set(port, mode);
-    if (mode === "drop") for (const socket of this.#sockets.get(port) ?? []) socket.hold(true);
+    if (mode === "drop") { for (const socket of this.#sockets.get(port) ?? []) socket.hold(true); }
   }
 
   /** Ends the partition of `addr`: stalled connections deliver again. */

@@ -1,16 +1,18 @@
 /**
  * Test helpers: connected ends of in-memory connections, for tests of
  * protocols that only need a `Connection`, and the small fixtures around them.
+ * Every pair is made of the production `SocketConnection` over memsocket's
+ * sockets, the same code TCP connections run.
  */
 
-import {
-  MemoryConnection,
-  type MemoryConnectionOptions,
-  MemoryNetwork,
-  MemoryTransport,
-} from "../memsocket/mod.ts";
+import { MemoryNetwork, MemorySocket } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import type { Connection, ConnectionLifecycle } from "../netcore/transport/connection.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
+import {
+  SocketConnection,
+  type SocketConnectionOptions,
+} from "../netcore/transport/socket_connection.ts";
 import type { Listener, Role, UpgradeContext } from "../netcore/transport/transport.ts";
 
 /**
@@ -32,62 +34,64 @@ export async function connectedPair(): Promise<[Connection, Connection]> {
   return [dialer, accepted.value];
 }
 
-/** Options of {@linkcode memoryPair}. */
-export interface MemoryPairOptions extends MemoryConnectionOptions {
-  /** The second end's address, which the first end sees as its remote. Default "/memory/2". */
+/** Options for {@linkcode memoryPair}. */
+export interface MemoryPairOptions extends SocketConnectionOptions {
+  /** The second end's address (the first is `/memory/1`). Default `/memory/2`. */
   remoteAddr?: string;
-  /** Milliseconds each chunk takes to cross. Default 0. */
+  /** Delivery latency of every piece, in ms. Default 0. */
   latency?: number;
+  /** Bytes each direction buffers. Default 262_144. */
+  bufferSize?: number;
+}
+
+/** Two connected in-memory sockets (for fault injection and buffer inspection). */
+export function memorySocketPair(options: MemoryPairOptions = {}): [MemorySocket, MemorySocket] {
+  const { remoteAddr = "/memory/2", latency = 0, bufferSize = 262_144 } = options;
+  return MemorySocket.pair("/memory/1", remoteAddr, bufferSize, () => latency);
+}
+
+/** Wraps a memory socket as the production connection. */
+export function socketConnection(
+  socket: MemorySocket,
+  options: SocketConnectionOptions = {},
+): SocketConnection {
+  const local = Multiaddr.parse(socket.localAddr);
+  const remote = Multiaddr.parse(socket.remoteAddr);
+  return new SocketConnection(socket, () => local, () => remote, options);
 }
 
 /**
- * Two ends of one `MemoryConnection` pair, "/memory/1" and `remoteAddr`,
- * without a transport or a network (no listener, no dial).
+ * Two connected connections without any transport: the quickest fixture.
+ * With `sockets`, the memory sockets under them too.
  *
  * @example
  * ```ts
- * const [a, b] = memoryPair({ bufferSize: 1024 });
+ * const [a, b] = memoryPair({ latency: 5 });
  * ```
  */
-export function memoryPair(options: MemoryPairOptions = {}): [MemoryConnection, MemoryConnection] {
-  const { remoteAddr = "/memory/2", latency = 0, bufferSize, closeGracePeriod } = options;
+export function memoryPair(options: MemoryPairOptions = {}): [SocketConnection, SocketConnection] {
+  const [a, b] = memorySocketPair(options);
+  const connection: SocketConnectionOptions = {};
   // An explicit `undefined` must not override the connection's defaults.
-  const connection: MemoryConnectionOptions = {};
-  if (bufferSize !== undefined) connection.bufferSize = bufferSize;
-  if (closeGracePeriod !== undefined) connection.closeGracePeriod = closeGracePeriod;
-  return MemoryConnection.pair(
-    Multiaddr.parse("/memory/1"),
-    Multiaddr.parse(remoteAddr),
-    connection,
-    () => latency,
-  );
+  if (options.closeGracePeriod !== undefined) {
+    connection.closeGracePeriod = options.closeGracePeriod;
+  }
+  if (options.readChunkSize !== undefined) connection.readChunkSize = options.readChunkSize;
+  return [socketConnection(a, connection), socketConnection(b, connection)];
 }
 
-/**
- * The next inbound connection of `listener`; fails if the listener has ended.
- *
- * @example
- * ```ts
- * const [dialed, accepted] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
- * ```
- */
+/** Takes the first connection a listener yields. */
 export async function acceptOne<C extends ConnectionLifecycle>(listener: Listener<C>): Promise<C> {
   const next = await listener[Symbol.asyncIterator]().next();
   if (next.done) throw new Error("the listener ended before yielding a connection");
   return next.value;
 }
 
-/**
- * The `UpgradeContext` an upgrade gets for `role` when run by hand on a pair.
- *
- * @example
- * ```ts
- * const upgraded = libp2pNoise(identity)(a, upgradeContext("dialer"));
- * ```
- */
+/** An upgrade context for calling an upgrade directly. */
 export function upgradeContext(
   role: Role,
   signal: AbortSignal = new AbortController().signal,
+  dialedAddr?: Multiaddr,
 ): UpgradeContext {
-  return { role, signal };
+  return { role, signal, dialedAddr };
 }

@@ -1,57 +1,81 @@
 /**
- * Test helper: two `Duplex` ends joined by in-process pipes (a TransformStream
- * each way), for protocols that only need readable/writable pairs.
+ * A connected pair that records what each side writes: for tests that check
+ * the messages on the wire (how many writes, their bytes).
  */
 
-import type { Duplex } from "../netcore/transport/connection.ts";
+import type { Multiaddr } from "../netcore/multiaddr.ts";
+import { ByteConnection } from "../netcore/transport/byte_connection.ts";
+import type { Connection } from "../netcore/transport/connection.ts";
+import { memoryPair } from "./_pair.ts";
 
-/** Two joined ends, and copies of every chunk written each way. */
-export interface DuplexPair {
-  /** One end: reads what `b` writes. */
-  a: Duplex;
-  /** The other end: reads what `a` writes. */
-  b: Duplex;
-  /** A copy of each chunk `a` wrote, in order, chunk boundaries kept. */
+/** A connection that copies every chunk written into `log` before passing it on. */
+class RecordingConnection extends ByteConnection {
+  readonly #inner: Connection;
+  readonly #log: Uint8Array[];
+
+  constructor(inner: Connection, log: Uint8Array[]) {
+    super();
+    this.#inner = inner;
+    this.#log = log;
+  }
+  get localAddr(): Multiaddr {
+    return this.#inner.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.#inner.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.#inner.closed;
+  }
+  read(): Promise<Uint8Array | null> {
+    return this.#inner.read();
+  }
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    return this.#inner.readInto(buffer);
+  }
+  cancelRead(reason?: unknown): void {
+    this.#inner.cancelRead(reason);
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    this.#log.push(chunk.slice());
+    return this.#inner.write(chunk);
+  }
+  closeWrite(): Promise<void> {
+    return this.#inner.closeWrite();
+  }
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+  abort(reason?: unknown): void {
+    this.#inner.abort(reason);
+  }
+}
+
+/** Two connected ends and what each wrote, chunk by chunk. */
+export interface RecordingPair {
+  /** One end. */
+  a: Connection;
+  /** The other end. */
+  b: Connection;
+  /** Chunks `a` wrote, in order (copies). */
   aToB: Uint8Array[];
-  /** A copy of each chunk `b` wrote, in order, chunk boundaries kept. */
+  /** Chunks `b` wrote, in order (copies). */
   bToA: Uint8Array[];
 }
 
 /**
- * A pipe pair. Each direction buffers `highWaterMark` chunks (default 16), as
- * a socket does, so a write does not wait for the peer to read. Every chunk is
- * recorded (copied, since the writer may reuse its buffer) so tests can check
- * what went out in one write.
+ * A connected pair over memory whose writes are recorded.
  *
  * @example
  * ```ts
- * const { a, b, aToB } = duplexPair();
- * const writer = a.writable.getWriter();
- * await writer.write(new Uint8Array([1, 2]));
- * await b.readable.getReader().read(); // { value: Uint8Array [1, 2], done: false }
- * aToB; // [Uint8Array [1, 2]]
+ * const { a, b, aToB } = recordingPair();
+ * await a.write(new Uint8Array([1]));
+ * console.log(aToB.length); // 1
  * ```
  */
-export function duplexPair(highWaterMark = 16): DuplexPair {
+export function recordingPair(): RecordingPair {
+  const [x, y] = memoryPair();
   const aToB: Uint8Array[] = [];
   const bToA: Uint8Array[] = [];
-  const recorder = (log: Uint8Array[]) =>
-    new TransformStream<Uint8Array, Uint8Array>(
-      {
-        transform(chunk, controller) {
-          log.push(chunk.slice());
-          controller.enqueue(chunk);
-        },
-      },
-      { highWaterMark },
-      { highWaterMark },
-    );
-  const ab = recorder(aToB);
-  const ba = recorder(bToA);
-  return {
-    a: { readable: ba.readable, writable: ab.writable },
-    b: { readable: ab.readable, writable: ba.writable },
-    aToB,
-    bToA,
-  };
+  return { a: new RecordingConnection(x, aToB), b: new RecordingConnection(y, bToA), aToB, bToA };
 }

@@ -551,7 +551,12 @@ export class Yamux<C extends Connection = Connection>
    */
   #sendOpenFlag(stream: YamuxStream, flag: number): void {
     if (stream.initialWindowDelta === 0) stream.deferOpenFlag(flag);
-    else this.#writer.sendHeader(FrameType.WindowUpdate, flag, stream.id, stream.initialWindowDelta);
+    else {this.#writer.sendHeader(
+        FrameType.WindowUpdate,
+        flag,
+        stream.id,
+        stream.initialWindowDelta,
+      );}
   }
 
   #deferred(stream: YamuxStream): void {

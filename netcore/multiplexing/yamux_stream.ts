@@ -12,7 +12,13 @@ import { NetworkError } from "../network_error.ts";
 import { ByteConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
 import { ReceiveWindow, SendWindow, type WindowBudget } from "./_flow_control.ts";
-import { Flag, FrameType, HEADER_LENGTH, INITIAL_STREAM_WINDOW, writeFrameHeader } from "./frame.ts";
+import {
+  Flag,
+  FrameType,
+  HEADER_LENGTH,
+  INITIAL_STREAM_WINDOW,
+  writeFrameHeader,
+} from "./frame.ts";
 
 /**
  * The stream states of hashicorp/yamux, for the half-close part (whether the

@@ -63,11 +63,12 @@ export interface NegotiateOptions {
  * console.log(NEGOTIATE_DEFAULTS.maxLineLength); // 1024
  * ```
  */
-export const NEGOTIATE_DEFAULTS: Readonly<Required<Omit<NegotiateOptions, "signal" | "metrics">>> = {
-  timeout: 10_000,
-  maxLineLength: 1024,
-  maxAttempts: 16,
-};
+export const NEGOTIATE_DEFAULTS: Readonly<Required<Omit<NegotiateOptions, "signal" | "metrics">>> =
+  {
+    timeout: 10_000,
+    maxLineLength: 1024,
+    maxAttempts: 16,
+  };
 
 /**
  * The outcome of a successful negotiation.

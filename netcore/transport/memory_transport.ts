@@ -7,7 +7,7 @@
  */
 
 import { Deadline } from "../_async.ts";
-import { MemoryNetwork, type MemoryListener, type MemorySocket } from "../../memsocket/mod.ts";
+import { type MemoryListener, MemoryNetwork, type MemorySocket } from "../../memsocket/mod.ts";
 import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import { ioError } from "./_io_error.ts";
