@@ -8,13 +8,10 @@
  * interoperate with js-libp2p; validators add Noise IK with mutual
  * authentication against the validator set.
  *
- * Layers, lowest first, all re-exported here:
- * - `netcore/`: `NetworkError`, multiaddrs, the `Transport` API (TCP,
- *   combinators `andThen`, `withTimeout`, `choice`), identities and peer ids,
- *   the Noise framework with the libp2p XX and validator IK profiles,
- *   multistream-select, yamux, the libp2p upgrade pipeline and `Libp2pNode`;
- * - `memsocket/`: the in-memory transport with fault injection, for tests;
- * - `protocols/`: ping, perf, echo.
+ * This module exports what a validator node and a libp2p user need. Each
+ * layer's full API is a sub-path export of the package: `./transport`,
+ * `./identity`, `./noise`, `./negotiate`, `./multiplexing`, `./upgrade`,
+ * `./memsocket`, `./protocols`.
  *
  * @example
  * ```ts ignore
@@ -29,6 +26,80 @@
  * @module
  */
 
-export * from "./netcore/mod.ts";
-export * from "./memsocket/mod.ts";
-export * from "./protocols/mod.ts";
+// Errors and addresses.
+export { NetworkError, type NetworkErrorCode } from "./netcore/network_error.ts";
+export { Multiaddr } from "./netcore/multiaddr.ts";
+
+// Identities and keys.
+export { Ed25519Identity } from "./netcore/identity/ed25519_identity.ts";
+export { PeerId } from "./netcore/identity/peer_id.ts";
+export { getCryptoBackend, type KeyPair } from "./netcore/noise/crypto.ts";
+export { type TrustedPeers, TrustedPeerSet } from "./netcore/noise/trusted_peers.ts";
+
+// Transports: the byte connection, TCP, memory, and the combinators.
+export type {
+  ByteSink,
+  ByteSource,
+  Connection,
+  ConnectionLifecycle,
+} from "./netcore/transport/connection.ts";
+export type {
+  DialOptions,
+  Listener,
+  ListenOptions,
+  Role,
+  Transport,
+  Upgrade,
+  UpgradeContext,
+} from "./netcore/transport/transport.ts";
+export { TcpTransport, type TcpTransportOptions } from "./netcore/transport/tcp_transport.ts";
+export {
+  MemoryTransport,
+  type MemoryTransportOptions,
+} from "./netcore/transport/memory_transport.ts";
+export { MemoryNetwork } from "./memsocket/memory_network.ts";
+export { andThen, type AndThenOptions } from "./netcore/transport/and_then.ts";
+export { withTimeout } from "./netcore/transport/with_timeout.ts";
+export { choice } from "./netcore/transport/choice.ts";
+export { ByteReader } from "./netcore/byte_reader.ts";
+
+// The upgrade pipeline and the one connection type both profiles yield.
+export {
+  type Direction,
+  type OpenStreamOptions,
+  PeerConnection,
+  type ProtocolStream,
+  type SecurityProfile,
+} from "./netcore/upgrade/peer_connection.ts";
+export { libp2pUpgrade, type Libp2pUpgradeOptions } from "./netcore/upgrade/libp2p_upgrade.ts";
+export {
+  validatorUpgrade,
+  type ValidatorUpgradeOptions,
+} from "./netcore/upgrade/validator_upgrade.ts";
+export type { YamuxOptions } from "./netcore/multiplexing/yamux.ts";
+export type { YamuxStream } from "./netcore/multiplexing/yamux_stream.ts";
+export type { NegotiateOptions } from "./netcore/negotiate/options.ts";
+
+// A node over both transports.
+export { Libp2pNode, type Libp2pNodeOptions, type StreamHandler } from "./netcore/libp2p_node.ts";
+
+// Protocols.
+export { handlePing, PING_PROTOCOL, Pinger, type PingOptions } from "./protocols/ping.ts";
+export {
+  handlePerf,
+  PERF_PROTOCOL,
+  type PerfResult,
+  type PerfServerOptions,
+  runPerf,
+} from "./protocols/perf.ts";
+export { ECHO_PROTOCOL, handleEcho } from "./protocols/echo.ts";
+
+// Observability.
+export {
+  defaultMetrics,
+  defaultRegistry,
+  type Labels,
+  type Metrics,
+  MetricsRegistry,
+} from "./netcore/metrics.ts";
+export { type LogFields, Logger, type LogLevel, type LogSink, rootLogger } from "./netcore/log.ts";

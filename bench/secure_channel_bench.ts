@@ -9,7 +9,7 @@
  * Throughput = 8 MiB (native) or 1 MiB (noble) per iteration / time per iteration.
  */
 
-import { MemoryConnection } from "../memsocket/memory_connection.ts";
+import { MemorySocket } from "../memsocket/mod.ts";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
@@ -19,8 +19,10 @@ import { libp2pNoise } from "../netcore/noise/libp2p_noise.ts";
 import { SecureChannel } from "../netcore/noise/secure_channel.ts";
 import { TrustedPeerSet } from "../netcore/noise/trusted_peers.ts";
 import { validatorNoise } from "../netcore/noise/validator_noise.ts";
-import type { Connection } from "../netcore/transport/connection.ts";
+import type { ByteSink, ByteSource, Connection } from "../netcore/transport/connection.ts";
+import { SocketConnection } from "../netcore/transport/socket_connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
+import type { UpgradeContext } from "../netcore/transport/transport.ts";
 
 const MAX_PLAINTEXT = 65535 - 16;
 const EMPTY = new Uint8Array(0);
@@ -30,6 +32,19 @@ for (let i = 0; i < BLOCK.length; i += 65536) {
 }
 
 const signal = new AbortController().signal;
+const dialer: UpgradeContext = { role: "dialer", signal };
+const listener: UpgradeContext = { role: "listener", signal };
+
+/** Two connected in-memory connections: memsocket sockets under the production `SocketConnection`. */
+function memoryPair(): [Connection, Connection] {
+  const [a, b] = MemorySocket.pair("/memory/1", "/memory/2", 262_144);
+  const addrA = Multiaddr.parse(a.localAddr);
+  const addrB = Multiaddr.parse(b.localAddr);
+  return [
+    new SocketConnection(a, () => addrA, () => addrB),
+    new SocketConnection(b, () => addrB, () => addrA),
+  ];
+}
 
 // ---- handshakes ----
 
@@ -41,42 +56,29 @@ for (const backendName of ["native", "noble"] as const) {
     name: `XX handshake (libp2p-noise), ${backendName}, memory`,
     group: "handshake",
     async fn() {
-      const [a, b] = MemoryConnection.pair(
-        Multiaddr.parse("/memory/1"),
-        Multiaddr.parse("/memory/2"),
-      );
-      const [x, y] = await Promise.all([
-        alice(a, { role: "dialer", signal }),
-        bob(b, { role: "listener", signal }),
-      ]);
+      const [a, b] = memoryPair();
+      const [x, y] = await Promise.all([alice(a, dialer), bob(b, listener)]);
       x.abort();
       y.abort();
     },
   });
 
   const v1 = backend.dh.generateKeyPair(), v2 = backend.dh.generateKeyPair();
-  const trusted = new TrustedPeerSet([[v1.publicKey, "v1"], [
-    v2.publicKey,
-    "v2",
-  ]]);
-  const dialer = validatorNoise(v1, {
-    trustedPeers: trusted,
-    remoteStaticKey: v2.publicKey,
-    backend,
-  });
-  const responder = validatorNoise(v2, { trustedPeers: trusted, backend });
+  const p1 = Ed25519Identity.generate().peerId, p2 = Ed25519Identity.generate().peerId;
+  const trustedPeers = new TrustedPeerSet([[v1.publicKey, p1], [v2.publicKey, p2]]);
+  const initiator = validatorNoise(v1, { trustedPeers, backend });
+  const responder = validatorNoise(v2, { trustedPeers, backend });
+  // The dialer finds the responder's static key by the peer id it dials.
+  const toResponder: UpgradeContext = {
+    ...dialer,
+    dialedAddr: Multiaddr.parse(`/memory/2/p2p/${p2}`),
+  };
   Deno.bench({
     name: `IK handshake (validator), ${backendName}, memory`,
     group: "handshake",
     async fn() {
-      const [a, b] = MemoryConnection.pair(
-        Multiaddr.parse("/memory/1"),
-        Multiaddr.parse("/memory/2"),
-      );
-      const [x, y] = await Promise.all([
-        dialer(a, { role: "dialer", signal }),
-        responder(b, { role: "listener", signal }),
-      ]);
+      const [a, b] = memoryPair();
+      const [x, y] = await Promise.all([initiator(a, toResponder), responder(b, listener)]);
       x.abort();
       y.abort();
     },
@@ -88,12 +90,7 @@ for (const backendName of ["native", "noble"] as const) {
 type Kind = "memory" | "tcp" | "tcp-64k-reads";
 
 async function rawPair(kind: Kind): Promise<[Connection, Connection]> {
-  if (kind === "memory") {
-    return MemoryConnection.pair(
-      Multiaddr.parse("/memory/1"),
-      Multiaddr.parse("/memory/2"),
-    );
-  }
+  if (kind === "memory") return memoryPair();
   // The TCP transport's reads grow to 256 KiB while they come back full and
   // land next to each other in one buffer, so a 65537-byte Noise frame split
   // across two reads is joined without a copy; the second variant caps reads
@@ -118,8 +115,7 @@ function channelOn(
   const cipher = backend.cipher("ChaChaPoly");
   return new SecureChannel({
     connection: conn,
-    reader: new ByteReader(conn.readable),
-    writer: conn.writable.getWriter(),
+    reader: new ByteReader(conn),
     encrypter: new CipherState(cipher, send),
     decrypter: new CipherState(cipher, receive),
     remoteStaticKey: new Uint8Array(32),
@@ -127,22 +123,19 @@ function channelOn(
   });
 }
 
-/** Writes `bytes` on one writer and reads them on the other reader. */
-async function transfer(
-  writer: WritableStreamDefaultWriter<Uint8Array>,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  bytes: number,
-): Promise<void> {
+/** Writes `bytes` on `sink` and reads them from `source`, on the byte path every layer uses. */
+async function transfer(sink: ByteSink, source: ByteSource, bytes: number): Promise<void> {
   const reading = (async () => {
     let got = 0;
     while (got < bytes) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("stream ended early");
-      got += value.length;
+      const chunk = await source.read();
+      if (chunk === null) throw new Error("stream ended early");
+      got += chunk.length;
     }
   })();
   for (let sent = 0; sent < bytes; sent += BLOCK.length) {
-    await writer.write(BLOCK);
+    const room = sink.write(BLOCK);
+    if (room !== undefined) await room;
   }
   await reading;
 }
@@ -183,20 +176,18 @@ for (const backendName of ["native", "noble"] as const) {
     const k2 = crypto.getRandomValues(new Uint8Array(32));
     const sender = channelOn(a, k1, k2, backend);
     const receiver = channelOn(b, k2, k1, backend);
-    const writer = sender.writable.getWriter();
-    const reader = receiver.readable.getReader();
     Deno.bench({
       name: `secure channel, ${backendName}, ${kind}, ${mib} MiB`,
       group,
       async fn() {
-        await transfer(writer, reader, bytes);
+        await transfer(sender, receiver, bytes);
       },
     });
     Deno.bench({
       name: `raw connection (no Noise), ${kind}, ${mib} MiB`,
       group,
       async fn() {
-        // Fresh pair per backend group; its own streams, so the channel's stay untouched.
+        // A pair of its own, so the channel's connections stay untouched.
         await rawTransfers.get(kind)!(bytes);
       },
     });
@@ -207,7 +198,5 @@ for (const backendName of ["native", "noble"] as const) {
 const rawTransfers = new Map<string, (bytes: number) => Promise<void>>();
 for (const kind of ["memory", "tcp", "tcp-64k-reads"] as const) {
   const [a, b] = await rawPair(kind);
-  const writer = a.writable.getWriter();
-  const reader = b.readable.getReader();
-  rawTransfers.set(kind, (bytes) => transfer(writer, reader, bytes));
+  rawTransfers.set(kind, (bytes) => transfer(a, b, bytes));
 }

@@ -9,9 +9,10 @@
  * Run: `deno bench --allow-net bench/transport_bench.ts`
  */
 
-import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
+import { MemoryNetwork } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Transport } from "../netcore/transport/transport.ts";
 
@@ -22,59 +23,53 @@ const SMALL = new Uint8Array(64);
 
 /** Reads `BULK` bytes, then acknowledges with one byte, forever. */
 async function sink(conn: Connection): Promise<void> {
-  const writer = conn.writable.getWriter();
   let count = 0;
-  for await (const chunk of conn.readable) {
+  for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
     count += chunk.length;
     while (count >= BULK) {
       count -= BULK;
-      await writer.write(new Uint8Array([1]));
+      await conn.write(new Uint8Array([1]));
     }
   }
 }
 
 /** Echoes every chunk back. */
 async function echo(conn: Connection): Promise<void> {
-  await conn.readable.pipeTo(conn.writable);
+  for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
+    await conn.write(chunk);
+  }
+  await conn.closeWrite();
 }
 
-interface Pair {
-  writer: WritableStreamDefaultWriter<Uint8Array>;
-  reader: ReadableStreamDefaultReader<Uint8Array>;
-}
-
-/** Listens with `handler`, dials once and returns the client's reader and writer. */
+/** Listens with `handler`, dials once and returns the client's end. */
 async function connect(
   transport: Transport,
   addr: string,
   handler: (conn: Connection) => Promise<void>,
-): Promise<Pair> {
+): Promise<Connection> {
   const listener = await transport.listen(Multiaddr.parse(addr));
   (async () => {
     for await (const conn of listener) handler(conn).catch(() => conn.abort());
   })();
-  const conn = await transport.dial(listener.addr);
-  return {
-    writer: conn.writable.getWriter(),
-    reader: conn.readable.getReader(),
-  };
+  return await transport.dial(listener.addr);
 }
 
-async function bulk({ writer, reader }: Pair): Promise<void> {
+/** The byte path every layer above uses: a promise from `write` means wait. */
+async function bulk(conn: Connection): Promise<void> {
   for (let sent = 0; sent < BULK; sent += CHUNK.length) {
-    await writer.write(CHUNK);
+    await conn.write(CHUNK);
   }
-  const { value } = await reader.read();
-  if (value?.[0] !== 1) throw new Error("no acknowledgement");
+  const ack = await conn.read();
+  if (ack?.[0] !== 1) throw new Error("no acknowledgement");
 }
 
-async function roundTrip({ writer, reader }: Pair): Promise<void> {
-  await writer.write(SMALL);
+async function roundTrip(conn: Connection): Promise<void> {
+  await conn.write(SMALL);
   let received = 0;
   while (received < SMALL.length) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("echo ended");
-    received += value.length;
+    const chunk = await conn.read();
+    if (chunk === null) throw new Error("echo ended");
+    received += chunk.length;
   }
 }
 

@@ -7,48 +7,57 @@
  * bytes per iteration / time per iteration (16 MiB per iteration).
  */
 
-import { MemoryConnection } from "../memsocket/mod.ts";
+import { MemorySocket } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { Yamux, type YamuxStream } from "../netcore/multiplexing/mod.ts";
-import type { Connection } from "../netcore/transport/connection.ts";
+import type { ByteSource, Connection } from "../netcore/transport/connection.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
 import { libp2pNoise } from "../netcore/noise/libp2p_noise.ts";
+import { SocketConnection } from "../netcore/transport/socket_connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 
 const TOTAL = 16 * 1024 * 1024;
 const CHUNK = 256 * 1024;
 const payload = new Uint8Array(CHUNK).fill(7);
 
+/** Two connected in-memory connections: memsocket sockets under the production `SocketConnection`. */
 function pair(): [Connection, Connection] {
-  return MemoryConnection.pair(
-    Multiaddr.parse("/memory/1"),
-    Multiaddr.parse("/memory/2"),
-    { bufferSize: 1 << 20 },
-  );
+  const [a, b] = MemorySocket.pair("/memory/1", "/memory/2", 1 << 20);
+  const addrA = Multiaddr.parse(a.localAddr);
+  const addrB = Multiaddr.parse(b.localAddr);
+  return [
+    new SocketConnection(a, () => addrA, () => addrB),
+    new SocketConnection(b, () => addrB, () => addrA),
+  ];
+}
+
+/** Reads `bytes` bytes from `source`. */
+async function drain(source: ByteSource, bytes: number): Promise<void> {
+  let got = 0;
+  while (got < bytes) {
+    const chunk = await source.read();
+    if (chunk === null) throw new Error("ended early");
+    got += chunk.length;
+  }
+}
+
+/** Reads `source` to its end. */
+async function drainToEnd(source: ByteSource): Promise<void> {
+  while ((await source.read()) !== null) {
+    // discard
+  }
 }
 
 // ---- raw baseline -----------------------------------------------------------
 
 const [rawA, rawB] = pair();
-const rawWriter = rawA.writable.getWriter();
-const rawReader = rawB.readable.getReader();
-const rawBackWriter = rawB.writable.getWriter();
-const rawBackReader = rawA.readable.getReader();
-
-async function drainRaw(bytes: number): Promise<void> {
-  let got = 0;
-  while (got < bytes) {
-    const { value } = await rawReader.read();
-    got += value!.length;
-  }
-}
 
 Deno.bench("raw memsocket: 16 MiB one way", {
   group: "throughput",
   baseline: true,
 }, async () => {
-  const reading = drainRaw(TOTAL);
-  for (let at = 0; at < TOTAL; at += CHUNK) await rawWriter.write(payload);
+  const reading = drain(rawB, TOTAL);
+  for (let at = 0; at < TOTAL; at += CHUNK) await rawA.write(payload);
   await reading;
 });
 
@@ -64,39 +73,27 @@ server.start();
 (async () => {
   for await (const stream of server) {
     (async () => {
-      const reader = stream.readable.getReader();
-      const first = await reader.read();
-      if (first.done) return;
-      if (first.value[0] === 0x65 /* e */) {
-        const writer = stream.writable.getWriter();
-        await writer.write(first.value);
-        while (true) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          await writer.write(value);
+      const first = await stream.read();
+      if (first === null) return;
+      if (first[0] === 0x65 /* e */) {
+        for (let chunk: Uint8Array | null = first; chunk !== null; chunk = await stream.read()) {
+          await stream.write(chunk);
         }
-        await writer.close();
       } else {
-        while (!(await reader.read()).done) {
-          // drain
-        }
-        await stream.writable.close();
+        await drainToEnd(stream);
       }
+      await stream.closeWrite();
     })().catch(() => {});
   }
 })();
 
 async function sendOnStream(bytes: number): Promise<void> {
   const stream = await client.openStream();
-  const writer = stream.writable.getWriter();
   for (let at = 0; at < bytes; at += CHUNK) {
-    await writer.write(
-      bytes - at >= CHUNK ? payload : payload.subarray(0, bytes - at),
-    );
+    await stream.write(bytes - at >= CHUNK ? payload : payload.subarray(0, bytes - at));
   }
-  await writer.close();
-  writer.releaseLock();
-  await stream.readable.pipeTo(new WritableStream());
+  await stream.closeWrite();
+  await drainToEnd(stream);
   await stream.closed;
 }
 
@@ -122,28 +119,21 @@ Deno.bench("raw memsocket: 32-byte round trip", {
   group: "rtt",
   baseline: true,
 }, async () => {
-  await rawBackWriter.write(small);
-  const { value } = await rawBackReader.read();
-  await rawWriter.write(value!);
-  await rawReader.read();
+  await rawB.write(small);
+  const back = await rawA.read();
+  await rawA.write(back!);
+  await rawB.read();
 });
 
 let echoStream: YamuxStream | undefined;
-let echoWriter: WritableStreamDefaultWriter<Uint8Array>;
-let echoReader: ReadableStreamDefaultReader<Uint8Array>;
 
 Deno.bench(
   "yamux: 32-byte round trip on one stream",
   { group: "rtt" },
   async () => {
-    if (echoStream === undefined) {
-      echoStream = await client.openStream();
-      echoWriter = echoStream.writable.getWriter();
-      echoReader = echoStream.readable.getReader();
-    }
-    await echoWriter.write(small);
-    let got = 0;
-    while (got < small.length) got += (await echoReader.read()).value!.length;
+    echoStream ??= await client.openStream();
+    await echoStream.write(small);
+    await drain(echoStream, small.length);
   },
 );
 
@@ -181,17 +171,12 @@ for (const kind of ["memory", "tcp"] as const) {
     noiseA(plainA, { role: "dialer", signal }),
     noiseB(plainB, { role: "listener", signal }),
   ]);
-  const chanWriter = chanA.writable.getWriter();
-  const chanReader = chanB.readable.getReader();
   Deno.bench(`noise alone over ${kind}: 16 MiB`, {
     group: `noise ${kind}`,
     baseline: true,
   }, async () => {
-    const reading = (async () => {
-      let got = 0;
-      while (got < TOTAL) got += (await chanReader.read()).value!.length;
-    })();
-    for (let at = 0; at < TOTAL; at += CHUNK) await chanWriter.write(payload);
+    const reading = drain(chanB, TOTAL);
+    for (let at = 0; at < TOTAL; at += CHUNK) await chanA.write(payload);
     await reading;
   });
 
@@ -205,11 +190,8 @@ for (const kind of ["memory", "tcp"] as const) {
   (async () => {
     for await (const stream of muxB) {
       (async () => {
-        const reader = stream.readable.getReader();
-        while (!(await reader.read()).done) {
-          // drain
-        }
-        await stream.writable.close();
+        await drainToEnd(stream);
+        await stream.closeWrite();
       })().catch(() => {});
     }
   })();
@@ -217,11 +199,9 @@ for (const kind of ["memory", "tcp"] as const) {
     group: `noise ${kind}`,
   }, async () => {
     const stream = await muxA.openStream();
-    const writer = stream.writable.getWriter();
-    for (let at = 0; at < TOTAL; at += CHUNK) await writer.write(payload);
-    await writer.close();
-    writer.releaseLock();
-    await stream.readable.pipeTo(new WritableStream());
+    for (let at = 0; at < TOTAL; at += CHUNK) await stream.write(payload);
+    await stream.closeWrite();
+    await drainToEnd(stream);
   });
   Deno.bench(
     `noise+yamux over ${kind}: ping()`,

@@ -153,7 +153,10 @@ export class Deadline implements Disposable {
         controller.abort(parent.reason);
       } else {
         this.#parent = parent;
-        this.#onParentAbort = () => controller.abort(parent.reason);
+        this.#onParentAbort = () => {
+          clearTimeout(this.#timer);
+          controller.abort(parent.reason);
+        };
         parent.addEventListener("abort", this.#onParentAbort, { once: true });
       }
     }

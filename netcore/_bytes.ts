@@ -48,3 +48,53 @@ export function latin1(bytes: Uint8Array): string {
   }
   return text;
 }
+
+/**
+ * A few large buffers kept for reuse, so a bulk writer allocates none per
+ * write: a buffer taken goes back once its user is done with it (the layer
+ * below resolved the write that held it). Only buffers the pool made come
+ * back; others are left to the garbage collector.
+ *
+ * @example
+ * ```ts
+ * import { BufferPool } from "./_bytes.ts";
+ * const pool = new BufferPool(4, 64 * 1024);
+ * const frame = pool.take(70_000);
+ * pool.give(frame);
+ * console.log(pool.take(60_000).buffer === frame.buffer); // true
+ * ```
+ */
+export class BufferPool {
+  readonly #kept: ArrayBuffer[] = [];
+  readonly #made = new WeakSet<ArrayBuffer>();
+  readonly #maxKept: number;
+  readonly #minSize: number;
+
+  /** Keeps at most `maxKept` buffers, each at least `minSize` bytes. */
+  constructor(maxKept: number, minSize: number) {
+    this.#maxKept = maxKept;
+    this.#minSize = minSize;
+  }
+
+  /** A view of exactly `length` bytes (contents undefined) over a kept or new buffer. */
+  take(length: number): Uint8Array {
+    const kept = this.#kept;
+    for (let i = kept.length - 1; i >= 0; i--) {
+      if (kept[i].byteLength >= length) {
+        const buffer = kept[i];
+        kept[i] = kept[kept.length - 1];
+        kept.pop();
+        return new Uint8Array(buffer, 0, length);
+      }
+    }
+    const buffer = new ArrayBuffer(Math.max(length, this.#minSize));
+    this.#made.add(buffer);
+    return new Uint8Array(buffer, 0, length);
+  }
+
+  /** Gives back a view `take` returned; anything else is ignored. */
+  give(view: Uint8Array): void {
+    const buffer = view.buffer as ArrayBuffer;
+    if (this.#made.has(buffer) && this.#kept.length < this.#maxKept) this.#kept.push(buffer);
+  }
+}

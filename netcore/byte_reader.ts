@@ -8,9 +8,8 @@
  */
 
 import { NetworkError } from "./network_error.ts";
-import { ByteConnection } from "./transport/byte_connection.ts";
+import { ForwardingConnection } from "./transport/byte_connection.ts";
 import type { ByteSource, Connection } from "./transport/connection.ts";
-import type { Multiaddr } from "./multiaddr.ts";
 import { decodeVarint, MAX_VARINT_BYTES } from "./varint.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -324,44 +323,21 @@ export class ByteReader implements ByteSource {
 }
 
 /** A connection whose reads go through a {@linkcode ByteReader} that read ahead. */
-class ReadAheadConnection extends ByteConnection {
-  readonly #conn: Connection;
+class ReadAheadConnection extends ForwardingConnection {
   readonly #reader: ByteReader;
 
   constructor(conn: Connection, reader: ByteReader) {
-    super();
-    this.#conn = conn;
+    super(conn);
     this.#reader = reader;
   }
 
-  get localAddr(): Multiaddr {
-    return this.#conn.localAddr;
-  }
-  get remoteAddr(): Multiaddr {
-    return this.#conn.remoteAddr;
-  }
-  get closed(): Promise<void> {
-    return this.#conn.closed;
-  }
-  read(): Promise<Uint8Array | null> {
+  override read(): Promise<Uint8Array | null> {
     return this.#reader.read();
   }
-  readInto(buffer: Uint8Array): Promise<number | null> {
+  override readInto(buffer: Uint8Array): Promise<number | null> {
     return this.#reader.readInto(buffer);
   }
-  cancelRead(reason?: unknown): void {
+  override cancelRead(reason?: unknown): void {
     this.#reader.cancelRead(reason);
-  }
-  write(chunk: Uint8Array): Promise<void> | undefined {
-    return this.#conn.write(chunk);
-  }
-  closeWrite(): Promise<void> {
-    return this.#conn.closeWrite();
-  }
-  close(): Promise<void> {
-    return this.#conn.close();
-  }
-  abort(reason?: unknown): void {
-    this.#conn.abort(reason);
   }
 }

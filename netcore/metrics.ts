@@ -125,7 +125,7 @@ export type SeriesOf<K extends MetricKind> = K extends "histogram" ? HistogramSe
  */
 export class MetricFamily<K extends MetricKind> {
   /** Every series by its joined label values. */
-  readonly series = new Map<string, { labels: Labels; series: SeriesOf<K> }>();
+  readonly series: Map<string, { labels: Labels; series: SeriesOf<K> }> = new Map();
   /** Made by {@linkcode MetricsRegistry.family}. */
   constructor(
     /** The metric name. */
@@ -314,7 +314,7 @@ export class MetricsRegistry implements Metrics {
    * The family of `name`, registered on first use. Internal: for
    * {@linkcode MetricsRegistry.scope}.
    *
-   * @throws {TypeError} when `name` is registered as another kind
+   * @throws {TypeError} when `name` is registered as another kind or with other labels
    */
   family(
     name: string,
@@ -326,6 +326,13 @@ export class MetricsRegistry implements Metrics {
     const existing = this.#families.get(name);
     if (existing !== undefined) {
       if (existing.kind !== kind) throw new TypeError(`metric ${name} is a ${existing.kind}`);
+      // A scope's labels must be there: a family declared without them would
+      // merge the series of every scope.
+      if (existing.labelNames.join() !== labelNames.join()) {
+        throw new TypeError(
+          `metric ${name} has labels [${existing.labelNames}], not [${labelNames}]`,
+        );
+      }
       return existing;
     }
     const family = new MetricFamily(name, help, kind, labelNames, buckets);
@@ -345,25 +352,24 @@ export class MetricsRegistry implements Metrics {
    * `registry.scope({ network })` to its components).
    */
   scope(labels: Labels): Metrics {
-    const registry = this;
     const names = Object.keys(labels);
     const constant = { ...labels };
     return {
       counter: (name, help, labelNames = []) =>
         new Metric(
-          registry.family(name, help, "counter", [...names, ...labelNames]) as MetricFamily<
+          this.family(name, help, "counter", [...names, ...labelNames]) as MetricFamily<
             "counter"
           >,
           constant,
         ),
       gauge: (name, help, labelNames = []) =>
         new Metric(
-          registry.family(name, help, "gauge", [...names, ...labelNames]) as MetricFamily<"gauge">,
+          this.family(name, help, "gauge", [...names, ...labelNames]) as MetricFamily<"gauge">,
           constant,
         ),
       histogram: (name, help, labelNames = [], buckets = LATENCY_BUCKETS_MS) =>
         new Metric(
-          registry.family(
+          this.family(
             name,
             help,
             "histogram",
@@ -427,3 +433,27 @@ export const defaultRegistry: MetricsRegistry = new MetricsRegistry();
  * ```
  */
 export const defaultMetrics: Metrics = defaultRegistry.scope({ network: "default" });
+
+/**
+ * Resolves a component's series once per {@linkcode Metrics} scope, so the
+ * many sessions or streams of one node share them and creating one costs
+ * no metric lookups. `build` runs the first time a scope is seen.
+ *
+ * @example
+ * ```ts
+ * import { defaultMetrics, perScope } from "./metrics.ts";
+ * const dials = perScope((m) => m.counter("validator_network_dials_total", "Dials").labels());
+ * dials(defaultMetrics).inc();
+ * ```
+ */
+export function perScope<T>(build: (metrics: Metrics) => T): (metrics: Metrics) => T {
+  const resolved = new WeakMap<Metrics, T>();
+  return (metrics) => {
+    let value = resolved.get(metrics);
+    if (value === undefined) {
+      value = build(metrics);
+      resolved.set(metrics, value);
+    }
+    return value;
+  };
+}

@@ -3,51 +3,22 @@
  * the messages on the wire (how many writes, their bytes).
  */
 
-import type { Multiaddr } from "../netcore/multiaddr.ts";
-import { ByteConnection } from "../netcore/transport/byte_connection.ts";
+import { ForwardingConnection } from "../netcore/transport/byte_connection.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { memoryPair } from "./_pair.ts";
 
 /** A connection that copies every chunk written into `log` before passing it on. */
-class RecordingConnection extends ByteConnection {
-  readonly #inner: Connection;
+class RecordingConnection extends ForwardingConnection {
   readonly #log: Uint8Array[];
 
   constructor(inner: Connection, log: Uint8Array[]) {
-    super();
-    this.#inner = inner;
+    super(inner);
     this.#log = log;
   }
-  get localAddr(): Multiaddr {
-    return this.#inner.localAddr;
-  }
-  get remoteAddr(): Multiaddr {
-    return this.#inner.remoteAddr;
-  }
-  get closed(): Promise<void> {
-    return this.#inner.closed;
-  }
-  read(): Promise<Uint8Array | null> {
-    return this.#inner.read();
-  }
-  readInto(buffer: Uint8Array): Promise<number | null> {
-    return this.#inner.readInto(buffer);
-  }
-  cancelRead(reason?: unknown): void {
-    this.#inner.cancelRead(reason);
-  }
-  write(chunk: Uint8Array): Promise<void> | undefined {
+
+  override write(chunk: Uint8Array): Promise<void> | undefined {
     this.#log.push(chunk.slice());
-    return this.#inner.write(chunk);
-  }
-  closeWrite(): Promise<void> {
-    return this.#inner.closeWrite();
-  }
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-  abort(reason?: unknown): void {
-    this.#inner.abort(reason);
+    return super.write(chunk);
   }
 }
 

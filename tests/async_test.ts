@@ -3,9 +3,10 @@
  * NetworkError, no timer outlives the operation it guards, and backoff follows
  * its documented formula.
  *
- * Deno's test sanitizers stay on. They do not see timers (nor unref'd ones),
- * so timer leaks are checked by counting the timers armed through
- * `setTimeout` and not yet fired or cleared.
+ * Timer leaks are checked two ways: by counting the timers armed through
+ * `setTimeout` and not yet fired or cleared, and, for `Deadline`'s clear and
+ * dispose, with Deno's op sanitizer switched on (it is off by default), which
+ * fails a test that leaves a timer running.
  */
 
 import fc from "fast-check";
@@ -14,12 +15,11 @@ import {
   abortError,
   backoff,
   BACKOFF_DEFAULTS,
-  deadline,
-  deadlineSignal,
+  Deadline,
   delay,
 } from "../netcore/_async.ts";
 import { NetworkError } from "../netcore/network_error.ts";
-import { assertEquals, assertRejectsCode } from "./_assert.ts";
+import { assert, assertEquals, assertRejectsCode, assertThrowsCode } from "./_assert.ts";
 
 /**
  * Counts timers armed through the global `setTimeout` until disposed. The
@@ -161,64 +161,171 @@ Deno.test("abortable maps AbortSignal.timeout to TIMEOUT", async () => {
   await assertRejectsCode(abortable(never(), AbortSignal.timeout(5)), "TIMEOUT");
 });
 
-// --- deadline ---
+// --- Deadline ---
 
-Deno.test("deadline returns the value when the promise wins", async () => {
-  assertEquals(await deadline(delay(5).then(() => "pong"), 10_000), "pong");
+/** A test with the op sanitizer on: it fails if a timer outlives the test. */
+const sanitized = (name: string, fn: () => void | Promise<void>) =>
+  Deno.test({ name, fn, sanitizeOps: true, sanitizeResources: true });
+
+Deno.test("Deadline fires after ms with TIMEOUT, naming what timed out", async () => {
+  using deadline = new Deadline(10, { what: "ping" });
+  assertEquals([deadline.expired, deadline.signal.aborted], [false, false]);
+  deadline.check(); // not yet: no throw
+  const started = performance.now();
+  const err = await assertRejectsCode(delay(60_000, { signal: deadline.signal }), "TIMEOUT");
+  const elapsed = performance.now() - started;
+  assert(elapsed >= 8, `fired after ${elapsed} ms`);
+  if (err !== deadline.signal.reason) throw new Error("expected the signal's reason");
+  assert(err.message.includes("ping timed out after 10 ms"), `message: ${err.message}`);
+  assertEquals(deadline.expired, true);
+  if (deadline.error !== err) throw new Error("error is the reason the signal fired with");
 });
 
-Deno.test("deadline passes the promise's own rejection through", async () => {
-  const failure = new NetworkError("CONNECTION_RESET", "reset");
-  const err = await assertRejectsCode(
-    deadline(Promise.reject(failure), 10_000),
-    "CONNECTION_RESET",
-  );
-  if (err !== failure) throw new Error("expected the same error");
+Deno.test("Deadline fires with the given code", async () => {
+  using deadline = new Deadline(5, { code: "HANDSHAKE_FAILED", what: "handshake" });
+  const err = await assertRejectsCode(deadline.race(never()), "HANDSHAKE_FAILED");
+  assert(err.message.includes("handshake timed out after 5 ms"), `message: ${err.message}`);
+  assertEquals(deadline.error.code, "HANDSHAKE_FAILED");
 });
 
-Deno.test("deadline rejects with TIMEOUT naming what timed out", async () => {
-  const err = await assertRejectsCode(deadline(never(), 10, { what: "ping" }), "TIMEOUT");
-  if (!err.message.includes("ping")) throw new Error(`message: ${err.message}`);
+Deno.test("Deadline defaults to TIMEOUT and to 'operation' in the message", async () => {
+  using deadline = new Deadline(5);
+  const err = await assertRejectsCode(deadline.race(never()), "TIMEOUT");
+  assert(err.message.includes("operation timed out after 5 ms"), `message: ${err.message}`);
 });
 
-Deno.test("deadline rejects with the custom code when given one", async () => {
-  await assertRejectsCode(deadline(never(), 10, { code: "DIAL_TIMEOUT" }), "DIAL_TIMEOUT");
+Deno.test("Deadline follows the caller's signal: it fires with the caller's reason", () => {
+  const parent = new AbortController();
+  using deadline = new Deadline(60_000, { signal: parent.signal });
+  assertEquals(deadline.expired, false);
+  parent.abort("caller gave up");
+  assertEquals(deadline.signal.aborted, true);
+  assertEquals(deadline.signal.reason, "caller gave up");
+  assertEquals(deadline.expired, true);
+  const err = assertThrowsCode(() => deadline.check(), "ABORTED");
+  assertEquals(err.cause, "caller gave up");
+  assertEquals(deadline.error.code, "ABORTED");
+  // A NetworkError reason is passed through as is.
+  const failing = new AbortController();
+  const reason = new NetworkError("CONNECTION_CLOSED", "connection went away");
+  using second = new Deadline(60_000, { signal: failing.signal });
+  failing.abort(reason);
+  if (second.error !== reason) throw new Error("expected the caller's NetworkError itself");
 });
 
-Deno.test("deadline rejects with ABORTED when its parent signal fires first", async () => {
-  const controller = new AbortController();
-  const waiting = deadline(never(), 60_000, { signal: controller.signal });
-  controller.abort();
-  await assertRejectsCode(waiting, "ABORTED");
-});
-
-Deno.test("deadline leaves no timer armed once it settles, whichever way", async () => {
+Deno.test("Deadline with an already aborted caller's signal is expired and arms no lasting timer", () => {
   using timers = trackTimers();
-  await deadline(Promise.resolve(1), 60_000);
-  assertEquals(timers.live, 0, "after resolving:");
-  await deadline(Promise.reject(new Error("x")), 60_000).catch(() => {});
-  assertEquals(timers.live, 0, "after rejecting:");
-  await assertRejectsCode(deadline(never(), 5), "TIMEOUT");
-  assertEquals(timers.live, 0, "after timing out:");
-  const controller = new AbortController();
-  const waiting = deadline(never(), 60_000, { signal: controller.signal });
-  controller.abort();
-  await assertRejectsCode(waiting, "ABORTED");
-  assertEquals(timers.live, 0, "after the parent aborted:");
+  const parent = new AbortController();
+  parent.abort("early");
+  const deadline = new Deadline(60_000, { signal: parent.signal });
+  assertEquals(deadline.expired, true);
+  assertEquals(deadline.signal.reason, "early");
+  assertEquals(timers.live, 0);
+  assertThrowsCode(() => deadline.check(), "ABORTED");
 });
 
-Deno.test("a settled deadline does not hold the process; an unwatched deadlineSignal never does", async () => {
-  // The child settles a 60 s deadline, arms a 60 s deadlineSignal nobody
-  // waits on, and must then exit at once. It also runs the JSDoc example:
-  // a deadline that is awaited fires even when nothing else keeps the
-  // process alive.
+sanitized(
+  "Deadline.clear() disarms the timer: the test leaks nothing and the signal never fires",
+  async () => {
+    using timers = trackTimers();
+    const deadline = new Deadline(5);
+    assertEquals(timers.live, 1, "armed");
+    deadline.clear();
+    assertEquals(timers.live, 0, "cleared");
+    deadline.clear(); // idempotent
+    await delay(20);
+    assertEquals(deadline.expired, false, "a cleared deadline never fires");
+    deadline.check();
+  },
+);
+
+sanitized("Deadline with `using` is cleared at the end of its block", () => {
+  using timers = trackTimers();
+  let signal: AbortSignal;
+  {
+    using deadline = new Deadline(60_000);
+    signal = deadline.signal;
+    assertEquals(timers.live, 1, "armed inside the block");
+  }
+  assertEquals(timers.live, 0, "cleared by dispose");
+  assertEquals(signal.aborted, false);
+});
+
+sanitized("Deadline.clear() detaches from the caller's signal", () => {
+  const parent = new AbortController();
+  const deadline = new Deadline(60_000, { signal: parent.signal });
+  deadline.clear();
+  parent.abort("too late");
+  assertEquals(deadline.expired, false, "the caller's signal no longer reaches a cleared deadline");
+});
+
+sanitized("Deadline whose caller's signal fired leaves no timer once cleared", () => {
+  using timers = trackTimers();
+  const parent = new AbortController();
+  const deadline = new Deadline(60_000, { signal: parent.signal });
+  parent.abort();
+  assertEquals(deadline.expired, true);
+  deadline.clear();
+  assertEquals(timers.live, 0);
+});
+
+sanitized("Deadline.race: the value or the promise's own rejection when it wins", async () => {
+  using timers = trackTimers();
+  {
+    using deadline = new Deadline(60_000);
+    assertEquals(await deadline.race(delay(5).then(() => "pong")), "pong");
+    const failure = new NetworkError("CONNECTION_RESET", "reset");
+    const err = await assertRejectsCode(deadline.race(Promise.reject(failure)), "CONNECTION_RESET");
+    if (err !== failure) throw new Error("expected the same error");
+    assertEquals(deadline.expired, false);
+  }
+  assertEquals(timers.live, 0, "nothing left armed");
+});
+
+Deno.test("Deadline.race rejects with the deadline's error when it passes first; a late rejection stays handled", async () => {
+  using deadline = new Deadline(10, { code: "DIAL_TIMEOUT", what: "dial" });
+  let rejectInner!: (err: unknown) => void;
+  const inner = new Promise<never>((_, reject) => (rejectInner = reject));
+  const err = await assertRejectsCode(deadline.race(inner), "DIAL_TIMEOUT");
+  if (err !== deadline.error) throw new Error("expected the deadline's error");
+  rejectInner(new Error("late")); // Deno fails the test on an unhandled rejection
+  await delay(0);
+  // Once expired, race rejects at once.
+  await assertRejectsCode(deadline.race(Promise.resolve(1)), "DIAL_TIMEOUT");
+});
+
+Deno.test("Deadline.race rejects with ABORTED when the caller's signal fires first", async () => {
+  const parent = new AbortController();
+  using deadline = new Deadline(60_000, { signal: parent.signal });
+  const waiting = deadline.race(never());
+  parent.abort();
+  await assertRejectsCode(waiting, "ABORTED");
+});
+
+Deno.test("Deadline.check throws the deadline's error once it passed", async () => {
+  using deadline = new Deadline(5, { code: "TIMEOUT", what: "negotiation" });
+  deadline.check();
+  await delay(20);
+  const err = assertThrowsCode(() => deadline.check(), "TIMEOUT");
+  assert(err.message.includes("negotiation"), err.message);
+});
+
+Deno.test("a cleared Deadline does not hold the process; a pending one keeps it alive until it fires", async () => {
+  // The child clears one 60 s deadline, disposes another, and must then exit
+  // at once. A deadline that is awaited fires even when nothing else keeps
+  // the process alive (the JSDoc example).
   const url = new URL("../netcore/_async.ts", import.meta.url).href;
   const script = `
-    import { deadline, deadlineSignal } from ${JSON.stringify(url)};
-    console.log(await deadline(Promise.resolve("settled"), 60_000));
-    deadlineSignal(60_000);
+    import { Deadline } from ${JSON.stringify(url)};
+    new Deadline(60_000).clear();
+    { using d = new Deadline(60_000); }
+    const parent = new AbortController();
+    const followed = new Deadline(60_000, { signal: parent.signal });
+    parent.abort();
+    followed.clear();
     try {
-      await deadline(new Promise(() => {}), 10, { what: "ping" });
+      using d = new Deadline(10, { what: "ping" });
+      await d.race(new Promise(() => {}));
     } catch (err) {
       console.log(err.code);
     }
@@ -233,56 +340,8 @@ Deno.test("a settled deadline does not hold the process; an unwatched deadlineSi
   const elapsed = performance.now() - start;
   const stderr = new TextDecoder().decode(output.stderr);
   assertEquals(output.code, 0, stderr);
-  assertEquals(new TextDecoder().decode(output.stdout), "settled\nTIMEOUT\n");
+  assertEquals(new TextDecoder().decode(output.stdout), "TIMEOUT\n");
   if (elapsed > 15_000) throw new Error(`child took ${elapsed} ms to exit`);
-});
-
-// --- deadlineSignal ---
-
-Deno.test("deadlineSignal fires after ms with a NetworkError of the given code", async () => {
-  const signal = deadlineSignal(10, { code: "HANDSHAKE_FAILED", what: "handshake" });
-  assertEquals(signal.aborted, false);
-  // Its timer is unref'd, so something else must keep the test alive: a
-  // delay that the signal cuts short. The helper reports that error as is.
-  const err = await assertRejectsCode(delay(60_000, { signal }), "HANDSHAKE_FAILED");
-  if (err !== signal.reason) throw new Error("expected the signal's reason");
-  if (!err.message.includes("handshake timed out after 10 ms")) {
-    throw new Error(`message: ${err.message}`);
-  }
-});
-
-Deno.test("deadlineSignal defaults to TIMEOUT", async () => {
-  await assertRejectsCode(delay(60_000, { signal: deadlineSignal(5) }), "TIMEOUT");
-});
-
-Deno.test("deadlineSignal fires with the parent's reason when the parent fires first, and disarms", () => {
-  using timers = trackTimers();
-  const parent = new AbortController();
-  const signal = deadlineSignal(60_000, { signal: parent.signal });
-  assertEquals(timers.live, 1);
-  parent.abort("caller gave up");
-  assertEquals(signal.aborted, true);
-  assertEquals(signal.reason, "caller gave up");
-  assertEquals(timers.live, 0);
-});
-
-Deno.test("deadlineSignal with an already aborted parent is aborted and arms nothing lasting", () => {
-  using timers = trackTimers();
-  const parent = new AbortController();
-  parent.abort("early");
-  const signal = deadlineSignal(60_000, { signal: parent.signal });
-  assertEquals(signal.aborted, true);
-  assertEquals(signal.reason, "early");
-  assertEquals(timers.live, 0);
-});
-
-Deno.test("deadlineSignal's timer is gone once it has fired", async () => {
-  using timers = trackTimers();
-  const signal = deadlineSignal(5);
-  const keepAlive = delay(60_000, { signal }); // ref'd until the signal fires
-  assertEquals(timers.live, 2);
-  await assertRejectsCode(keepAlive, "TIMEOUT");
-  assertEquals(timers.live, 0);
 });
 
 // --- backoff ---

@@ -3,11 +3,12 @@
  * timeouts, concurrency), withTimeout and choice.
  */
 
-import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
+import { MemoryNetwork } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { andThen } from "../netcore/transport/and_then.ts";
 import { choice } from "../netcore/transport/choice.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Role, Transport, UpgradeContext } from "../netcore/transport/transport.ts";

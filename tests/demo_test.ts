@@ -29,6 +29,6 @@ Deno.test("demo: a 3-validator testnet pings in a full mesh and refuses an intru
   // Each row of the table: a validator, "-" for itself and two round trips.
   assertEquals(out.match(/^\s+validator-\d(\s+(-|\d+)){3}$/gm)?.length, 3, out);
   assert(out.includes("refused an inbound connection: UNAUTHORIZED"), out);
-  assert(/network_noise_rejected_total\{[^}]*"unknown_peer"\} 1/.test(out), out);
+  assert(/^\s+validator_network_noise_rejected_total\{[^}]*"unknown_peer"\} 1$/m.test(out), out);
   assert(out.includes("demo complete"), out);
 });

@@ -14,12 +14,16 @@ import {
 } from "./_assert.ts";
 import { echoThrough, settlesWithin } from "./_streams.ts";
 import { randomBytes, readAll } from "./_bytes.ts";
-import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
+import { MemoryNetwork } from "../memsocket/mod.ts";
+import { delay } from "../netcore/_async.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
 import { Libp2pNode, type Libp2pNodeOptions } from "../netcore/libp2p_node.ts";
-import type { Libp2pConnection } from "../netcore/libp2p_upgrade.ts";
-import { defaultRegistry } from "../netcore/metrics.ts";
+import { MetricsRegistry } from "../netcore/metrics.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
+import { getCryptoBackend } from "../netcore/noise/crypto.ts";
+import { TrustedPeerSet } from "../netcore/noise/trusted_peers.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
+import { type PeerConnection, validatorUpgrade } from "../netcore/upgrade/mod.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../protocols/echo.ts";
 import { handlePerf, PERF_PROTOCOL, runPerf } from "../protocols/perf.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "../protocols/ping.ts";
@@ -30,6 +34,7 @@ type Kind = "memory" | "tcp";
 async function twoNodes(
   kind: Kind,
   serverOptions: Libp2pNodeOptions = {},
+  clientOptions: Libp2pNodeOptions = {},
 ): Promise<{ server: Libp2pNode; client: Libp2pNode }> {
   if (kind === "memory") {
     const network = new MemoryNetwork();
@@ -38,15 +43,32 @@ async function twoNodes(
       listen: [Multiaddr.parse("/memory/0")],
       transports: [new MemoryTransport({ network })],
     });
-    const client = await Libp2pNode.create({ transports: [new MemoryTransport({ network })] });
+    const client = await Libp2pNode.create({
+      ...clientOptions,
+      transports: [new MemoryTransport({ network })],
+    });
     return { server, client };
   }
   const server = await Libp2pNode.create({
     ...serverOptions,
     listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")],
   });
-  const client = await Libp2pNode.create();
+  const client = await Libp2pNode.create(clientOptions);
   return { server, client };
+}
+
+/** Waits (up to 1 s) until `server` holds `count` connections from `peer`; returns them. */
+async function inboundFrom(
+  server: Libp2pNode,
+  client: Libp2pNode,
+  count: number,
+): Promise<PeerConnection[]> {
+  for (let i = 0; i < 100 && server.connectionsTo(client.peerId).length < count; i++) {
+    await delay(10);
+  }
+  const conns = server.connectionsTo(client.peerId);
+  assertEquals(conns.length, count, "inbound connections on the server");
+  return conns;
 }
 
 async function withNodes(
@@ -60,6 +82,25 @@ async function withNodes(
     await client.close();
     await server.close();
   }
+}
+
+/** A validator node listening and one dialing over `kind`, each trusting the other's static key. */
+function validatorNodes(kind: Kind): Promise<{ server: Libp2pNode; client: Libp2pNode }> {
+  const { dh } = getCryptoBackend();
+  const serverIdentity = Ed25519Identity.generate();
+  const clientIdentity = Ed25519Identity.generate();
+  const serverKey = dh.generateKeyPair();
+  const clientKey = dh.generateKeyPair();
+  const trustedPeers = new TrustedPeerSet([
+    [serverKey.publicKey, serverIdentity.peerId],
+    [clientKey.publicKey, clientIdentity.peerId],
+  ]);
+  const noise = { trustedPeers, networkId: "node-test" };
+  return twoNodes(
+    kind,
+    { identity: serverIdentity, upgrade: validatorUpgrade(serverKey, { noise }) },
+    { identity: clientIdentity, upgrade: validatorUpgrade(clientKey, { noise }) },
+  );
 }
 
 for (const kind of ["memory", "tcp"] as const) {
@@ -79,7 +120,7 @@ for (const kind of ["memory", "tcp"] as const) {
       const seen: { protocol: string; peer: string }[] = [];
       for (const protocol of ["/a/1.0.0", "/b/1.0.0"]) {
         server.handle(protocol, async (stream, conn) => {
-          seen.push({ protocol: stream.protocol, peer: conn.remotePeerId.toString() });
+          seen.push({ protocol: stream.protocol, peer: conn.remotePeer.toString() });
           const writer = stream.writable.getWriter();
           await writer.write(new TextEncoder().encode(stream.protocol));
           await writer.close();
@@ -160,7 +201,7 @@ for (const kind of ["memory", "tcp"] as const) {
       assertEquals(client.connectionsTo(server.peerId), []);
       // The right id still works afterwards.
       const conn = await client.dial(addr);
-      assertEquals(conn.remotePeerId.toString(), server.peerId.toString());
+      assertEquals(conn.remotePeer.toString(), server.peerId.toString());
     });
   });
 
@@ -176,7 +217,7 @@ for (const kind of ["memory", "tcp"] as const) {
     await withNodes(kind, async (server, client, addr) => {
       server.handle(ECHO_PROTOCOL, handleEcho);
       const first = await client.dial(addr);
-      assertEquals(first.remotePeerId.toString(), server.peerId.toString());
+      assertEquals(first.remotePeer.toString(), server.peerId.toString());
       assert(await client.dial(addr) === first, "a second dial reuses the connection");
       const stream = await client.newStream(addr, [ECHO_PROTOCOL]);
       assertEquals(client.connectionsTo(server.peerId).length, 1);
@@ -188,7 +229,7 @@ for (const kind of ["memory", "tcp"] as const) {
       // Without a /p2p/ id the node cannot know whom it reaches: it dials anew.
       const anonymous = await client.dial(addr.withoutPeerId());
       assert(anonymous !== first && anonymous !== fresh, "no peer id, no reuse");
-      assertEquals(anonymous.remotePeerId.toString(), server.peerId.toString());
+      assertEquals(anonymous.remotePeer.toString(), server.peerId.toString());
       assertEquals(client.connectionsTo(server.peerId).length, 3);
 
       // The server tracks them under the client's id.
@@ -200,6 +241,112 @@ for (const kind of ["memory", "tcp"] as const) {
       await fresh.close();
       await anonymous.close();
       assertEquals(client.connectionsTo(server.peerId), [first]);
+    });
+  });
+
+  Deno.test(`node over ${kind}: every connection has an id of its own`, async () => {
+    await withNodes(kind, async (server, client, addr) => {
+      const dialed = [
+        await client.dial(addr),
+        await client.dial(addr, { reuse: false }),
+        await client.dial(addr, { reuse: false }),
+      ];
+      const accepted = await inboundFrom(server, client, 3);
+      const ids = [...dialed, ...accepted].map((c) => c.id);
+      assert(ids.every((id) => Number.isInteger(id)), `${ids}`);
+      assertEquals(new Set(ids).size, 6, `ids ${ids}`);
+      assertEquals(
+        client.connectionsTo(server.peerId).map((c) => c.id),
+        dialed.map((c) => c.id),
+      );
+      // A connection made after one closed does not take its id.
+      await dialed[1].close();
+      const later = await client.dial(addr, { reuse: false });
+      assert(!ids.includes(later.id), `id ${later.id} was used before: ${ids}`);
+      assertEquals(client.connectionsTo(server.peerId).map((c) => c.id), [
+        dialed[0].id,
+        dialed[2].id,
+        later.id,
+      ]);
+    });
+  });
+
+  Deno.test(`node over ${kind}: the libp2p profile (the default) yields libp2p PeerConnections`, async () => {
+    await withNodes(kind, async (server, client, addr) => {
+      const conn = await client.dial(addr);
+      assertEquals([conn.profile, conn.direction], ["libp2p", "outbound"]);
+      assert(conn.remotePeer.equals(server.peerId));
+      assertEquals(conn.remoteAddr.peerId, server.peerId.toString());
+      const [inbound] = await inboundFrom(server, client, 1);
+      assertEquals([inbound.profile, inbound.direction], ["libp2p", "inbound"]);
+      assert(inbound.remotePeer.equals(client.peerId));
+    });
+  });
+
+  Deno.test(`node over ${kind}: the validator profile: Noise IK against the trusted set, dialed by /p2p/ id`, async () => {
+    const { server, client } = await validatorNodes(kind);
+    try {
+      server.handle(ECHO_PROTOCOL, handleEcho);
+      const addr = server.listenAddrs[0];
+      assertEquals(addr.peerId, server.peerId.toString());
+      const conn = await client.dial(addr);
+      assertEquals([conn.profile, conn.direction], ["validator", "outbound"]);
+      assert(conn.remotePeer.equals(server.peerId));
+      assertEquals(conn.remoteAddr.peerId, server.peerId.toString());
+      const data = randomBytes(100_000);
+      assertEquals(await echoThrough(await conn.openStream([ECHO_PROTOCOL]), data), data);
+      const [inbound] = await inboundFrom(server, client, 1);
+      assertEquals([inbound.profile, inbound.direction], ["validator", "inbound"]);
+      assert(inbound.remotePeer.equals(client.peerId));
+      assert(await client.dial(addr) === conn, "reused by peer id like any connection");
+      // A validator is dialed by its peer id: an address naming none, or one
+      // outside the trusted set, is refused before anything is sent.
+      await assertRejectsCode(() => client.dial(addr.withoutPeerId()), "BAD_ADDRESS");
+      const stranger = Ed25519Identity.generate().peerId.toString();
+      await assertRejectsCode(
+        () => client.dial(addr.withoutPeerId().withPeerId(stranger)),
+        "UNAUTHORIZED",
+      );
+      assertEquals(client.connectionsTo(server.peerId), [conn]);
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  });
+
+  Deno.test(`node over ${kind}: dial() does not reuse a connection the peer sent GoAway on`, async () => {
+    await withNodes(kind, async (server, client, addr) => {
+      server.handle(ECHO_PROTOCOL, handleEcho);
+      const old = await client.dial(addr);
+      // A stream left open keeps the connection up after the peer's GoAway:
+      // only the GoAway says it is going away.
+      const open = await old.openStream([ECHO_PROTOCOL]);
+      await open.write(new Uint8Array([1, 2, 3]));
+      assertEquals(await open.read(), new Uint8Array([1, 2, 3]));
+      assertEquals(old.goingAway, false);
+      const [theirs] = await inboundFrom(server, client, 1);
+      const closing = theirs.close();
+      for (let i = 0; i < 100 && !old.goingAway; i++) await delay(10);
+      assert(old.goingAway, "the peer's GoAway reached us");
+      assertEquals(client.connectionsTo(server.peerId), [old], "still open while its stream is");
+
+      const fresh = await client.dial(addr);
+      assert(fresh !== old && fresh.id !== old.id, "a new connection, not the one going away");
+      assertEquals(fresh.goingAway, false);
+      assertEquals(client.connectionsTo(server.peerId), [old, fresh]);
+      assert(await client.dial(addr) === fresh, "the new one is reused");
+      const data = randomBytes(1000);
+      assertEquals(await echoThrough(await fresh.openStream([ECHO_PROTOCOL]), data), data);
+
+      // The old stream finishes, then the old connection ends.
+      await open.closeWrite();
+      assertEquals(await open.read(), null);
+      await closing;
+      assertEquals(await settlesWithin(old.closed, 5_000), true);
+      for (let i = 0; i < 100 && client.connectionsTo(server.peerId).length > 1; i++) {
+        await delay(10);
+      }
+      assertEquals(client.connectionsTo(server.peerId), [fresh]);
     });
   });
 
@@ -236,7 +383,7 @@ for (const kind of ["memory", "tcp"] as const) {
     try {
       server.handle(ECHO_PROTOCOL, handleEcho);
       const addr = server.listenAddrs[0];
-      const conns: Libp2pConnection[] = [
+      const conns: PeerConnection[] = [
         await client.dial(addr),
         await client.dial(addr, { reuse: false }),
       ];
@@ -265,24 +412,28 @@ for (const kind of ["memory", "tcp"] as const) {
   });
 }
 
-Deno.test("node: libp2p_connections_open counts connections by direction", async () => {
-  const gauge = defaultRegistry.find("libp2p_connections_open");
-  assert(gauge !== undefined, "the gauge is registered when the node module loads");
-  const outbound = () => gauge.get({ direction: "outbound" });
-  const inbound = () => gauge.get({ direction: "inbound" });
-  await withNodes("memory", async (server, client, addr) => {
-    const [out0, in0] = [outbound(), inbound()];
-    const conn = await client.dial(addr);
-    assertEquals(outbound(), out0 + 1);
-    for (let i = 0; i < 50 && inbound() === in0; i++) await new Promise((r) => setTimeout(r, 10));
-    assertEquals(inbound(), in0 + 1);
+Deno.test("node: validator_network_connections_open counts connections by direction", async () => {
+  const registry = new MetricsRegistry();
+  const metrics = registry.scope({ network: "node-test" });
+  const { server, client } = await twoNodes("memory", { metrics }, { metrics });
+  const gauge = registry.find("validator_network_connections_open");
+  assert(gauge !== undefined, "the gauge is registered when a node is made");
+  const outbound = () => gauge.get({ network: "node-test", direction: "outbound" });
+  const inbound = () => gauge.get({ network: "node-test", direction: "inbound" });
+  try {
+    assertEquals([outbound(), inbound()], [0, 0]);
+    const conn = await client.dial(server.listenAddrs[0]);
+    assertEquals(outbound(), 1);
+    for (let i = 0; i < 50 && inbound() === 0; i++) await delay(10);
+    assertEquals(inbound(), 1);
     await conn.close();
-    for (let i = 0; i < 100 && (outbound() !== out0 || inbound() !== in0); i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assertEquals([outbound(), inbound()], [out0, in0]);
+    for (let i = 0; i < 100 && (outbound() !== 0 || inbound() !== 0); i++) await delay(10);
+    assertEquals([outbound(), inbound()], [0, 0]);
     assertNotEquals(server.peerId.toString(), client.peerId.toString());
-  });
+  } finally {
+    await client.close();
+    await server.close();
+  }
 });
 
 Deno.test("node: a handler that throws synchronously resets its stream too", async () => {

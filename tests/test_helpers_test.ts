@@ -17,8 +17,9 @@ import {
 } from "./_assert.ts";
 import { concat, fromHex, readAll, toHex } from "./_bytes.ts";
 import { msg } from "./_multistream.ts";
-import { memoryPair } from "./_pair.ts";
-import { duplexPair } from "./_pipe.ts";
+import { memoryPair, memorySocketPair, socketConnection } from "./_pair.ts";
+import { recordingPair } from "./_pipe.ts";
+import { echoThrough, readAllFrom, settlesWithin } from "./_streams.ts";
 
 /** Fails unless `fn` throws an AssertionError whose message includes `includes`. */
 function fails(fn: () => unknown, includes = ""): void {
@@ -142,21 +143,104 @@ Deno.test("msg frames a multistream line as the spec's own na example", () => {
   assertEquals(toHex(msg("x".repeat(127)).subarray(0, 2)), "8001");
 });
 
-Deno.test("duplexPair carries and records each write; memoryPair connects /memory/1 to remoteAddr", async () => {
-  const { a, b, aToB } = duplexPair();
-  const writer = a.writable.getWriter();
+Deno.test("recordingPair carries each write and records a copy of it, one entry per write call", async () => {
+  const { a, b, aToB, bToA } = recordingPair();
   const chunk = fromHex("0102");
-  await writer.write(chunk);
-  await writer.close();
-  assertEquals(await readAll(b.readable), fromHex("0102"));
+  assertEquals(a.write(chunk), undefined, "a small write is taken at once");
   chunk[0] = 9; // the writer reuses its buffer: the record is a copy
-  assertEquals(aToB, [fromHex("0102")]);
+  await a.write(fromHex("03"));
+  await a.closeWrite();
+  assertEquals(await readAllFrom(b), fromHex("010203"));
+  // Two writes of one turn leave in one socket write, but are recorded apart.
+  assertEquals(aToB, [fromHex("0102"), fromHex("03")]);
+  assertEquals(bToA, [], "only what b wrote is in bToA");
+  await b.write(fromHex("04"));
+  assertEquals(bToA, [fromHex("04")]);
+  assertEquals(aToB.length, 2, "b's writes are not recorded as a's");
+  a.abort();
+  b.abort();
+});
 
-  const [x, y] = memoryPair({ bufferSize: undefined, remoteAddr: "/memory/5" });
+Deno.test("memoryPair connects /memory/1 to remoteAddr; undefined options keep the defaults", async () => {
+  const [x, y] = memoryPair({
+    bufferSize: undefined,
+    closeGracePeriod: undefined,
+    readChunkSize: undefined,
+    remoteAddr: "/memory/5",
+  });
   assertEquals([x.remoteAddr.toString(), y.remoteAddr.toString()], ["/memory/5", "/memory/1"]);
-  const w = x.writable.getWriter();
-  await w.write(new Uint8Array(1024));
-  await w.close();
-  assertEquals((await readAll(y.readable)).length, 1024);
+  assertEquals([x.localAddr.toString(), y.localAddr.toString()], ["/memory/1", "/memory/5"]);
+  await x.write(new Uint8Array(1024));
+  await x.closeWrite();
+  assertEquals((await readAllFrom(y)).length, 1024);
+  await y.closeWrite();
+  assertEquals(await x.read(), null);
   await Promise.all([x.close(), y.close()]);
+});
+
+Deno.test("memorySocketPair and socketConnection: the connection writes through the socket given", async () => {
+  const [s, t] = memorySocketPair({ bufferSize: 4 });
+  const conn = socketConnection(s);
+  assertEquals(conn.remoteAddr.toString(), t.localAddr);
+  await conn.write(fromHex("0102030405"));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  // Only 4 bytes fit in the socket's buffer: the peer has not read them yet.
+  assertEquals(s.bufferedOutbound, 4);
+  const buffer = new Uint8Array(8);
+  assertEquals(await t.read(buffer), 4);
+  conn.abort();
+  t.close();
+});
+
+Deno.test("readAllFrom joins every chunk until the end, and fails when the connection fails", async () => {
+  const [a, b] = memoryPair();
+  await a.write(fromHex("01"));
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  await a.write(fromHex("0203"));
+  await a.closeWrite();
+  assertEquals(await readAllFrom(b), fromHex("010203"));
+  const [c, d] = memoryPair();
+  const reading = readAllFrom(d);
+  await c.write(fromHex("01"));
+  c.abort(new NetworkError("CONNECTION_RESET", "gone"));
+  await assertRejectsCode(reading, "CONNECTION_RESET");
+  a.abort();
+  b.abort();
+  d.abort();
+});
+
+Deno.test("echoThrough returns what came back, and fails when the connection fails", async () => {
+  const data = fromHex("0102030405");
+  // A faithful echo.
+  const [a, b] = memoryPair();
+  const echoing = (async () => {
+    for (let chunk = await b.read(); chunk !== null; chunk = await b.read()) await b.write(chunk);
+    await b.closeWrite();
+  })();
+  assertEquals(await echoThrough(a, data), data);
+  await echoing;
+  // A peer that answers something else: what it sent is what comes back.
+  const [c, d] = memoryPair();
+  const lying = (async () => {
+    await readAllFrom(d);
+    await d.write(fromHex("ff"));
+    await d.closeWrite();
+  })();
+  assertEquals(await echoThrough(c, data), fromHex("ff"));
+  await lying;
+  // A peer that resets.
+  const [e, f] = memoryPair();
+  const resetting = (async () => {
+    await f.read();
+    f.abort(new NetworkError("CONNECTION_RESET", "gone"));
+  })();
+  await assertRejectsCode(echoThrough(e, data), "CONNECTION_RESET", "CONNECTION_CLOSED");
+  await resetting;
+  for (const conn of [a, b, c, d, e]) conn.abort();
+});
+
+Deno.test("settlesWithin: true for a promise that settles either way in time, false otherwise", async () => {
+  assertEquals(await settlesWithin(Promise.resolve(), 50), true);
+  assertEquals(await settlesWithin(Promise.reject(new Error("x")), 50), true);
+  assertEquals(await settlesWithin(new Promise(() => {}), 20), false);
 });

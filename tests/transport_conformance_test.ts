@@ -1,19 +1,23 @@
 /**
  * One conformance suite for every byte transport, run against TCP on
- * loopback and against the in-memory transport.
+ * loopback and against the in-memory transport: mostly through the byte
+ * methods the layers above use (read, write, closeWrite), and through the
+ * Web Streams edge (readable, writable) where noted.
  */
 
-import { MemoryNetwork, MemoryTransport } from "../memsocket/mod.ts";
+import { MemoryNetwork } from "../memsocket/mod.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 import { andThen } from "../netcore/transport/and_then.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Listener, Transport } from "../netcore/transport/transport.ts";
 import { withTimeout } from "../netcore/transport/with_timeout.ts";
 import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
 import { readAll } from "./_bytes.ts";
 import { acceptOne } from "./_pair.ts";
+import { readAllFrom } from "./_streams.ts";
 
 /** What the suite needs to know about a transport. */
 interface Subject {
@@ -37,7 +41,14 @@ interface Subject {
 const text = (s: string) => new TextEncoder().encode(s);
 const str = (b: Uint8Array) => new TextDecoder().decode(b);
 
+/** Writes `bytes` and half-closes, through the byte methods. */
 async function writeAndClose(conn: Connection, bytes: Uint8Array): Promise<void> {
+  await conn.write(bytes);
+  await conn.closeWrite();
+}
+
+/** Writes `bytes` and half-closes, through the Web Streams edge. */
+async function writeAndCloseStream(conn: Connection, bytes: Uint8Array): Promise<void> {
   const writer = conn.writable.getWriter();
   await writer.write(bytes);
   await writer.close();
@@ -66,7 +77,16 @@ async function serve(
   };
 }
 
+/** Echoes through the byte methods: each chunk read is written back, then the end. */
 const echo = async (conn: Connection) => {
+  for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
+    await conn.write(chunk);
+  }
+  await conn.close();
+};
+
+/** Echoes through the Web Streams edge. */
+const streamEcho = async (conn: Connection) => {
   await conn.readable.pipeTo(conn.writable);
   await conn.closed;
 };
@@ -75,17 +95,32 @@ function conformance(subject: Subject): void {
   const test = (name: string, fn: () => Promise<void>) =>
     Deno.test({ name: `${subject.name}: ${name}`, fn });
 
-  test("dial, listen and echo", async () => {
+  test("dial, listen and echo through the byte methods", async () => {
     const transport = subject.make();
     const server = await serve(transport, subject.listenAddr, echo);
     assert(server.listener.addr.toString() !== subject.listenAddr, "port 0 is resolved");
     const conn = await transport.dial(server.listener.addr);
     assert(conn.remoteAddr.equals(server.listener.addr), "remoteAddr is the listener's");
+    const [, back] = await Promise.all([writeAndClose(conn, text("hello")), readAllFrom(conn)]);
+    assertEquals(str(back), "hello");
+    await conn.closed;
+    await server.stop();
+  });
+
+  test("dial, listen and echo through readable and writable", async () => {
+    const transport = subject.make();
+    const server = await serve(transport, subject.listenAddr, streamEcho);
+    const conn = await transport.dial(server.listener.addr);
     const [, back] = await Promise.all([
-      writeAndClose(conn, text("hello")),
+      (async () => {
+        const writer = conn.writable.getWriter();
+        await writer.write(text("hello, "));
+        await writer.write(text("streams"));
+        await writer.close();
+      })(),
       readAll(conn.readable),
     ]);
-    assertEquals(str(back), "hello");
+    assertEquals(str(back), "hello, streams");
     await conn.closed;
     await server.stop();
   });
@@ -95,25 +130,34 @@ function conformance(subject: Subject): void {
     const size = 64 * 1024 * 1024;
     const server = await serve(transport, subject.listenAddr, async (conn) => {
       const received = new Uint8Array(size);
+      // Straight into one buffer, with readInto.
       let offset = 0;
-      for await (const chunk of conn.readable) {
-        received.set(chunk, offset);
-        offset += chunk.length;
+      while (offset < size) {
+        const n = await conn.readInto(received.subarray(offset));
+        if (n === null) break;
+        offset += n;
       }
+      assertEquals(offset, size, "bytes received");
+      assertEquals(await conn.read(), null, "then the end");
       const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", received));
       await writeAndClose(conn, digest);
-      await conn.closed;
+      await conn.close();
     });
     const data = new Uint8Array(size);
     for (let i = 0; i < size; i += 65536) crypto.getRandomValues(data.subarray(i, i + 65536));
     const expected = new Uint8Array(await crypto.subtle.digest("SHA-256", data));
     const conn = await transport.dial(server.listener.addr);
     const sending = (async () => {
-      const writer = conn.writable.getWriter();
-      for (let i = 0; i < size; i += 65536) await writer.write(data.subarray(i, i + 65536));
-      await writer.close();
+      // Mixed sizes: small writes are copied into the cork, large ones written in place.
+      const sizes = [65536, 100, 4096, 20_000, 1];
+      for (let i = 0, k = 0; i < size; k++) {
+        const n = Math.min(sizes[k % sizes.length], size - i);
+        await conn.write(data.subarray(i, i + n));
+        i += n;
+      }
+      await conn.closeWrite();
     })();
-    const [, digest] = await Promise.all([sending, readAll(conn.readable)]);
+    const [, digest] = await Promise.all([sending, readAllFrom(conn)]);
     assertEquals([...digest], [...expected], "digest");
     await conn.closed;
     await server.stop();
@@ -123,13 +167,12 @@ function conformance(subject: Subject): void {
     const transport = subject.make();
     const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
     const [conn, peer] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
-    const writer = conn.writable.getWriter();
     const chunk = new Uint8Array(65536);
     let accepted = 0;
     let pending: Promise<void> | undefined;
     while (accepted <= subject.maxBuffered) {
-      const write = writer.write(chunk);
-      const stalled = await Promise.race([
+      const write = conn.write(chunk);
+      const stalled = write !== undefined && await Promise.race([
         write.then(() => false),
         new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 200)),
       ]);
@@ -143,9 +186,9 @@ function conformance(subject: Subject): void {
     assert(accepted > 0, "some bytes were accepted before the stall");
     assert(accepted <= subject.maxBuffered, `accepted ${accepted} <= ${subject.maxBuffered}`);
     // Once the peer reads, the stalled write completes and every byte arrives.
-    const draining = readAll(peer.readable);
+    const draining = readAllFrom(peer);
     await pending;
-    await writer.close();
+    await conn.closeWrite();
     assertEquals((await draining).length, accepted + chunk.length, "bytes received");
     await Promise.all([conn.close(), peer.close()]);
     await listener.close();
@@ -156,8 +199,20 @@ function conformance(subject: Subject): void {
     const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
     const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
     await writeAndClose(a, text("ping"));
-    assertEquals(str(await readAll(b.readable)), "ping", "B read to the end");
+    assertEquals(str(await readAllFrom(b)), "ping", "B read to the end");
     await writeAndClose(b, text("pong"));
+    assertEquals(str(await readAllFrom(a)), "pong", "A read the reply");
+    await Promise.all([a.closed, b.closed]);
+    await listener.close();
+  });
+
+  test("half-close through the Web Streams edge: writable.close() ends the peer's readable", async () => {
+    const transport = subject.make();
+    const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
+    const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
+    await writeAndCloseStream(a, text("ping"));
+    assertEquals(str(await readAll(b.readable)), "ping", "B read to the end");
+    await writeAndCloseStream(b, text("pong"));
     assertEquals(str(await readAll(a.readable)), "pong", "A read the reply");
     await Promise.all([a.closed, b.closed]);
     await listener.close();
@@ -167,11 +222,17 @@ function conformance(subject: Subject): void {
     const transport = subject.make();
     const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
     const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
-    const writer = a.writable.getWriter();
-    await writer.write(text("last words"));
-    writer.releaseLock();
-    const closing = a.close();
-    assertEquals(str(await readAll(b.readable)), "last words");
+    a.write(text("last "));
+    const big = new Uint8Array(100_000).fill(0x61);
+    a.write(big);
+    a.write(text(" words"));
+    const closing = a.close(); // in the same turn: everything corked goes first
+    const got = await readAllFrom(b);
+    const expected = `last ${str(big)} words`;
+    assert(
+      str(got) === expected,
+      `the peer read ${got.length} of ${expected.length} bytes in order`,
+    );
     await b.close();
     await closing;
     await Promise.all([a.closed, b.closed]);
@@ -182,20 +243,17 @@ function conformance(subject: Subject): void {
     const transport = subject.make();
     const listener = await transport.listen(Multiaddr.parse(subject.listenAddr));
     const [a, b] = await Promise.all([transport.dial(listener.addr), acceptOne(listener)]);
-    const bWriter = b.writable.getWriter();
-    await bWriter.write(text("never read")); // left unread in A
+    b.write(text("never read")); // left unread in A
     await new Promise((resolve) => setTimeout(resolve, 20));
-    const aReader = a.readable.getReader();
     a.abort(new Error("test abort"));
-    await assertRejectsCode(aReader.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+    await assertRejectsCode(a.read(), "CONNECTION_RESET", "CONNECTION_CLOSED");
+    await assertRejectsCode(a.write(text("late")) ?? Promise.resolve(), "CONNECTION_RESET");
     await a.closed;
-    const bReader = b.readable.getReader();
     if (subject.abortRejectsPeerRead) {
-      await assertRejectsCode(bReader.read(), "CONNECTION_RESET");
+      await assertRejectsCode(b.read(), "CONNECTION_RESET");
     } else {
       try {
-        const result = await bReader.read();
-        assert(result.done, "no data arrives after an abort");
+        assertEquals(await b.read(), null, "no data arrives after an abort");
       } catch (err) {
         assert(NetworkError.is(err, "CONNECTION_RESET"), `read failed with a reset: ${err}`);
       }
@@ -204,7 +262,7 @@ function conformance(subject: Subject): void {
     await assertRejectsCode(
       (async () => {
         for (let i = 0; i < 100; i++) {
-          await bWriter.write(text("anyone there?"));
+          await b.write(text("anyone there?"));
           await new Promise((resolve) => setTimeout(resolve, 10));
         }
       })(),
@@ -225,7 +283,7 @@ function conformance(subject: Subject): void {
     const transport = subject.make();
     const server = await serve(transport, subject.listenAddr, async (conn) => {
       // The dialer's deadline aborts its raw connection: this side sees it end.
-      await readAll(conn.readable).catch(() => {});
+      await readAllFrom(conn).catch(() => {});
       await conn.close();
     });
     const addr = server.listener.addr;
@@ -267,10 +325,7 @@ function conformance(subject: Subject): void {
       Array.from({ length: 500 }, async (_, i) => {
         const conn = await transport.dial(server.listener.addr);
         const message = `connection ${i} `.repeat(20);
-        const [, back] = await Promise.all([
-          writeAndClose(conn, text(message)),
-          readAll(conn.readable),
-        ]);
+        const [, back] = await Promise.all([writeAndClose(conn, text(message)), readAllFrom(conn)]);
         await conn.closed;
         return str(back) === message;
       }),
@@ -312,10 +367,7 @@ Deno.test("tcp: dns addresses are resolved by the dial; unsupported addresses ar
   const server = await serve(tcp, "/ip4/127.0.0.1/tcp/0", echo);
   const port = server.listener.addr.tcpEndpoint()!.port;
   const conn = await tcp.dial(Multiaddr.parse(`/dns4/localhost/tcp/${port}`));
-  const [, back] = await Promise.all([
-    writeAndClose(conn, text("by name")),
-    readAll(conn.readable),
-  ]);
+  const [, back] = await Promise.all([writeAndClose(conn, text("by name")), readAllFrom(conn)]);
   assertEquals(str(back), "by name");
   await conn.closed;
   assert(!tcp.supports(Multiaddr.parse("/memory/1")), "memory is not TCP");

@@ -1,13 +1,15 @@
 /**
- * The validator handshake: Noise_IK_25519_ChaChaPoly_SHA256 where the dialer
- * knows the responder's static key, the responder admits only trusted static
- * keys (refusing an unknown one before the `ss` DH), and the dialer's
- * timestamp defeats replays.
+ * The validator handshake: Noise_IK_25519_ChaChaPoly_SHA256 with mutual
+ * authentication. The dialer finds the responder's static key in the
+ * trusted set by the peer id of the address it dials; the responder admits
+ * only trusted static keys (refusing an unknown one before the `ss` DH); the
+ * dialer's timestamp defeats replays.
  */
 
-import { MemoryNetwork } from "../memsocket/memory_network.ts";
-import { MemoryTransport } from "../memsocket/memory_transport.ts";
-import { defaultRegistry } from "../netcore/metrics.ts";
+import { Ed25519Identity, type PeerId } from "../netcore/identity/mod.ts";
+import { MemoryNetwork } from "../memsocket/mod.ts";
+import { Logger } from "../netcore/log.ts";
+import { type Metrics, MetricsRegistry } from "../netcore/metrics.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { type CryptoBackend, getCryptoBackend, type KeyPair } from "../netcore/noise/crypto.ts";
@@ -18,76 +20,121 @@ import {
   type ValidatorNoiseConnection,
   type ValidatorNoiseOptions,
 } from "../netcore/noise/validator_noise.ts";
+import { ByteReader } from "../netcore/byte_reader.ts";
 import { andThen } from "../netcore/transport/and_then.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
+import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
 import type { Transport } from "../netcore/transport/transport.ts";
-import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
+import { assert, assertEquals, assertRejectsCode, assertThrows } from "./_assert.ts";
 import { memoryPair, upgradeContext } from "./_pair.ts";
+import { recordingPair } from "./_pipe.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const dh = getCryptoBackend().dh;
 
-function rejections(reason: string): number {
-  return defaultRegistry.find("network_noise_rejected_total")
-    ?.get({ profile: "validator", reason }) ?? 0;
+/**
+ * A fresh registry, seen as the components of network "test" see it, and a
+ * logger whose lines are kept (parsed) instead of printed.
+ */
+function observed() {
+  const logs: Record<string, unknown>[] = [];
+  const logger = new Logger({}, "warn", (line) => logs.push(JSON.parse(line)));
+  const registry = new MetricsRegistry();
+  const metrics: Metrics = registry.scope({ network: "test" });
+  /** A validator-profile series of `validator_network_noise_<name>_total`. */
+  const count = (name: "handshakes" | "rejected", labels: Record<string, string>) =>
+    registry.find(`validator_network_noise_${name}_total`)
+      ?.get({ network: "test", profile: "validator", ...labels }) ?? 0;
+  /** Every rejection counted, by reason. */
+  const rejections = () => {
+    const out: Record<string, number> = {};
+    for (
+      const { labels, value } of registry.find("validator_network_noise_rejected_total")
+        ?.entries() ?? []
+    ) {
+      if (value > 0) out[labels.reason] = value;
+    }
+    return out;
+  };
+  return { registry, metrics, count, rejections, logger, logs };
 }
 
-/** Two validators that trust each other, and an outsider. */
+interface Validator {
+  /** Its static X25519 key. */
+  key: KeyPair;
+  /** Its peer id. */
+  id: PeerId;
+}
+
+function validator(): Validator {
+  return { key: dh.generateKeyPair(), id: Ed25519Identity.generate().peerId };
+}
+
+/** Two validators that trust each other, and an outsider nobody trusts. */
 function validators() {
-  const alice = dh.generateKeyPair();
-  const bob = dh.generateKeyPair();
-  const outsider = dh.generateKeyPair();
-  const trusted = new TrustedPeerSet([[alice.publicKey, "alice"], [bob.publicKey, "bob"]]);
+  const alice = validator();
+  const bob = validator();
+  const outsider = validator();
+  const trusted = new TrustedPeerSet([[alice.key.publicKey, alice.id], [
+    bob.key.publicKey,
+    bob.id,
+  ]]);
   return { alice, bob, outsider, trusted };
 }
 
-/** Runs a dialer and a responder upgrade on the two ends of a fresh pair. */
+/** The address a dialer dials to reach `peer`. */
+function addrOf(peer: Validator | PeerId, base = "/memory/2"): Multiaddr {
+  const id = "id" in peer ? peer.id : peer;
+  return Multiaddr.parse(`${base}/p2p/${id}`);
+}
+
+/** Runs a dialer (dialing `dialed`) and a responder upgrade on the two ends of a fresh pair. */
 function handshake(
   dialer: { key: KeyPair; options: ValidatorNoiseOptions },
   responder: { key: KeyPair; options: ValidatorNoiseOptions },
+  dialed: Multiaddr,
   pair: [Connection, Connection] = memoryPair(),
 ) {
   const [a, b] = pair;
   return {
-    dial: validatorNoise(dialer.key, dialer.options)(a, upgradeContext("dialer")),
+    dial: validatorNoise(dialer.key, dialer.options)(
+      a,
+      upgradeContext("dialer", undefined, dialed),
+    ),
     accept: validatorNoise(responder.key, responder.options)(b, upgradeContext("listener")),
     raw: pair,
   };
 }
 
 async function exchange(a: Connection, b: Connection): Promise<void> {
-  const aw = a.writable.getWriter();
-  await aw.write(encoder.encode("proposal"));
-  const br = b.readable.getReader();
-  assertEquals(decoder.decode((await br.read()).value), "proposal");
-  const bw = b.writable.getWriter();
-  await bw.write(encoder.encode("vote"));
-  const ar = a.readable.getReader();
-  assertEquals(decoder.decode((await ar.read()).value), "vote");
-  for (const lock of [aw, bw, ar, br]) lock.releaseLock();
+  await a.write(encoder.encode("proposal"));
+  assertEquals(decoder.decode((await b.read())!), "proposal");
+  await b.write(encoder.encode("vote"));
+  assertEquals(decoder.decode((await a.read())!), "vote");
 }
 
 // ---- over real transports ----
 
 async function overTransport(raw: () => Transport, listenAddr: string): Promise<void> {
   const { alice, bob, trusted } = validators();
-  const dialer = andThen(
-    raw(),
-    validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: bob.publicKey }),
-  );
-  const listening = andThen(raw(), validatorNoise(bob, { trustedPeers: trusted }));
+  const { metrics, count } = observed();
+  const dialer = andThen(raw(), validatorNoise(alice.key, { trustedPeers: trusted, metrics }));
+  const listening = andThen(raw(), validatorNoise(bob.key, { trustedPeers: trusted, metrics }));
   const listener = await listening.listen(Multiaddr.parse(listenAddr));
   const accepted = listener[Symbol.asyncIterator]().next();
-  const a = await dialer.dial(listener.addr);
+  // andThen hands the dialed address, with its /p2p/ part, to the upgrade.
+  const a = await dialer.dial(listener.addr.withPeerId(bob.id.toString()));
   const b = (await accepted).value as ValidatorNoiseConnection;
   await listener.close();
-  assertEquals(a.remotePeer, "bob");
-  assertEquals(b.remotePeer, "alice");
-  assertEquals(a.remoteStaticKey, bob.publicKey);
-  assertEquals(b.remoteStaticKey, alice.publicKey);
+  assert(a.remotePeer.equals(bob.id), `the dialer sees ${a.remotePeer}`);
+  assert(b.remotePeer.equals(alice.id), `the responder sees ${b.remotePeer}`);
+  assertEquals(a.remoteStaticKey, bob.key.publicKey);
+  assertEquals(b.remoteStaticKey, alice.key.publicKey);
   assertEquals(a.handshakeHash, b.handshakeHash);
+  assertEquals(count("handshakes", { role: "dialer" }), 1);
+  assertEquals(count("handshakes", { role: "listener" }), 1);
   await exchange(a, b);
   a.abort();
   b.abort();
@@ -103,38 +150,72 @@ Deno.test("IK over TCP on loopback: trusted validators connect and talk", async 
   await overTransport(() => tcp, "/ip4/127.0.0.1/tcp/0");
 });
 
-Deno.test("the dialer's responder key may be looked up by the dialed address", async () => {
+// ---- whom the dialer dials ----
+
+Deno.test("the dialer finds the responder's key by the /p2p/ peer id of the dialed address", async () => {
   const { alice, bob, trusted } = validators();
-  const keys = new Map([["/memory/2", bob.publicKey]]);
   const { dial, accept } = handshake(
-    {
-      key: alice,
-      options: { trustedPeers: trusted, remoteStaticKey: (addr) => keys.get(addr.toString()) },
-    },
-    { key: bob, options: { trustedPeers: trusted } },
+    { key: alice.key, options: { trustedPeers: trusted } },
+    { key: bob.key, options: { trustedPeers: trusted } },
+    addrOf(bob),
   );
   const [a, b] = await Promise.all([dial, accept]);
-  assertEquals(a.remotePeer, "bob");
+  assert(a.remotePeer.equals(bob.id));
+  assertEquals(a.remoteStaticKey, bob.key.publicKey);
   a.abort();
   b.abort();
-  // No key known for the address: the dial fails before sending anything.
-  const [raw] = memoryPair();
-  await assertRejectsCode(
-    validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: () => undefined })(
-      raw,
-      upgradeContext("dialer"),
+});
+
+Deno.test("a dialed address without /p2p/ is a BAD_ADDRESS: nothing is sent, the connection is aborted", async () => {
+  const { alice, trusted } = validators();
+  const { metrics, count } = observed();
+  for (const dialedAddr of [undefined, Multiaddr.parse("/memory/2")]) {
+    const { a, b, aToB } = recordingPair();
+    const err = await assertRejectsCode(
+      validatorNoise(alice.key, { trustedPeers: trusted, metrics })(
+        a,
+        upgradeContext("dialer", undefined, dialedAddr),
+      ),
+      "BAD_ADDRESS",
+    );
+    assert(err.message.includes("peer id"), err.message);
+    assertEquals(aToB.length, 0, `${dialedAddr}: nothing was written`);
+    await assertRejectsCode(b.read(), "CONNECTION_RESET");
+  }
+  assertEquals(count("rejected", { reason: "bad_address" }), 2);
+});
+
+Deno.test("a peer not in the trusted set is refused with UNAUTHORIZED on the dialer, before anything is sent", async () => {
+  const { alice, outsider, trusted } = validators();
+  const { metrics, count } = observed();
+  const { a, b, aToB } = recordingPair();
+  const err = await assertRejectsCode(
+    validatorNoise(alice.key, { trustedPeers: trusted, metrics })(
+      a,
+      upgradeContext("dialer", undefined, addrOf(outsider)),
     ),
-    "HANDSHAKE_FAILED",
+    "UNAUTHORIZED",
   );
+  assert(err.message.includes(outsider.id.toString()), err.message);
+  assertEquals(aToB.length, 0, "nothing was written");
+  await assertRejectsCode(b.read(), "CONNECTION_RESET");
+  assertEquals(count("rejected", { reason: "unauthorized" }), 1);
+  assertEquals(count("handshakes", { role: "dialer" }), 0);
 });
 
 // ---- who may connect ----
 
 Deno.test("a dialer with the wrong responder key fails the handshake", async () => {
   const { alice, bob, outsider, trusted } = validators();
+  // The dialer believes bob's key is the outsider's.
+  const mistaken = new TrustedPeerSet([[alice.key.publicKey, alice.id], [
+    outsider.key.publicKey,
+    bob.id,
+  ]]);
   const { dial, accept } = handshake(
-    { key: alice, options: { trustedPeers: trusted, remoteStaticKey: outsider.publicKey } },
-    { key: bob, options: { trustedPeers: trusted } },
+    { key: alice.key, options: { trustedPeers: mistaken } },
+    { key: bob.key, options: { trustedPeers: trusted } },
+    addrOf(bob),
   );
   await assertRejectsCode(accept, "HANDSHAKE_FAILED");
   await assertRejectsCode(dial, "HANDSHAKE_FAILED");
@@ -165,117 +246,134 @@ function countingBackend(): { backend: CryptoBackend; dhCalls: () => number } {
 Deno.test("an unknown dialer is refused with UNAUTHORIZED right after es, before the ss DH", async () => {
   const { bob, outsider, trusted } = validators();
   const counting = countingBackend();
-  const before = rejections("unknown_peer");
+  const { metrics, count, rejections, logger, logs } = observed();
+  // The outsider knows bob's key; bob does not know the outsider's.
+  const outsiderView = new TrustedPeerSet([[bob.key.publicKey, bob.id]]);
   const { dial, accept } = handshake(
-    { key: outsider, options: { mode: "accept-any-dialer", remoteStaticKey: bob.publicKey } },
-    { key: bob, options: { trustedPeers: trusted, backend: counting.backend } },
+    { key: outsider.key, options: { trustedPeers: outsiderView } },
+    {
+      key: bob.key,
+      options: { trustedPeers: trusted, backend: counting.backend, metrics, logger },
+    },
+    addrOf(bob),
   );
   const err = await assertRejectsCode(accept, "UNAUTHORIZED");
   assert(err.message.includes("not trusted"), err.message);
   assertEquals(counting.dhCalls(), 1, "only es was computed: no ss, no ee, no se");
-  assertEquals(rejections("unknown_peer"), before + 1);
+  assertEquals(rejections(), { unknown_peer: 1 });
+  // Logged with the refused key.
+  const keyHex = Array.from(outsider.key.publicKey, (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+  assertEquals(logs.map((l) => [l.level, l.reason, l.staticKey]), [[
+    "warn",
+    "unknown_peer",
+    keyHex,
+  ]]);
+  assertEquals(count("handshakes", { role: "listener" }), 0);
   await assertRejectsCode(dial, "HANDSHAKE_FAILED");
 });
 
 Deno.test("the trusted set is read live: a key removed is refused by the next handshake", async () => {
   const { alice, bob, trusted } = validators();
-  const first = handshake(
-    { key: alice, options: { trustedPeers: trusted, remoteStaticKey: bob.publicKey } },
-    { key: bob, options: { trustedPeers: trusted } },
-  );
+  const { logger } = observed();
+  const run = () =>
+    handshake(
+      { key: alice.key, options: { trustedPeers: trusted, logger } },
+      { key: bob.key, options: { trustedPeers: trusted, logger } },
+      addrOf(bob),
+    );
+  const first = run();
   const [a, b] = await Promise.all([first.dial, first.accept]);
   a.abort();
   b.abort();
-  trusted.delete(alice.publicKey);
-  const second = handshake(
-    { key: alice, options: { trustedPeers: trusted, remoteStaticKey: bob.publicKey } },
-    { key: bob, options: { trustedPeers: trusted } },
-  );
+  // The responder no longer trusts the dialer.
+  trusted.delete(alice.key.publicKey);
+  const second = run();
   await assertRejectsCode(second.accept, "UNAUTHORIZED");
   await assertRejectsCode(second.dial, "HANDSHAKE_FAILED");
+  // The dialer no longer trusts the responder: it refuses to dial it at all.
+  trusted.set(alice.key.publicKey, alice.id);
+  trusted.delete(bob.key.publicKey);
+  const third = run();
+  await assertRejectsCode(third.dial, "UNAUTHORIZED");
+  await assertRejectsCode(third.accept, "HANDSHAKE_FAILED");
+  // A new epoch's set, as a whole: both back in, and it works again.
+  trusted.replace([[alice.key.publicKey, alice.id], [bob.key.publicKey, bob.id]]);
+  const fourth = run();
+  const [c, d] = await Promise.all([fourth.dial, fourth.accept]);
+  assert(d.remotePeer.equals(alice.id));
+  c.abort();
+  d.abort();
 });
 
-Deno.test('"accept-any-dialer" mode admits an unknown key (for public full nodes)', async () => {
-  const { bob, outsider, trusted } = validators();
-  const { dial, accept } = handshake(
-    { key: outsider, options: { mode: "accept-any-dialer", remoteStaticKey: bob.publicKey } },
-    { key: bob, options: { mode: "accept-any-dialer", trustedPeers: trusted } },
+Deno.test("TrustedPeerSet: static key <-> peer id, one key per peer, checked keys", () => {
+  const alice = validator(), bob = validator();
+  const set = new TrustedPeerSet([[alice.key.publicKey, alice.id]]);
+  assertEquals(set.size, 1);
+  assert(set.get(alice.key.publicKey)?.equals(alice.id));
+  assertEquals(set.staticKeyOf(alice.id), alice.key.publicKey);
+  assertEquals(set.get(bob.key.publicKey), undefined);
+  assertEquals(set.staticKeyOf(bob.id), undefined);
+  // Alice under a new key: the old one is forgotten.
+  const rotated = dh.generateKeyPair().publicKey;
+  set.set(rotated, alice.id);
+  assertEquals(set.size, 1);
+  assertEquals(set.get(alice.key.publicKey), undefined);
+  assertEquals(set.staticKeyOf(alice.id), rotated);
+  // The set keeps its own copy of a key.
+  const key = bob.key.publicKey.slice();
+  set.set(key, bob.id);
+  key.fill(0);
+  assertEquals(set.staticKeyOf(bob.id), bob.key.publicKey);
+  assertEquals(
+    [...set.entries()].map(([k, id]) => [k, id.toString()]),
+    [[rotated, alice.id.toString()], [bob.key.publicKey, bob.id.toString()]],
   );
-  const [a, b] = await Promise.all([dial, accept]);
-  assertEquals(b.remotePeer, undefined, "an anonymous dialer has no name");
-  assertEquals(b.remoteStaticKey, outsider.publicKey);
-  await exchange(a, b);
-  a.abort();
-  b.abort();
-});
-
-Deno.test('"mutual" mode without a trusted set is a configuration error', () => {
-  let threw = false;
-  try {
-    validatorNoise(dh.generateKeyPair());
-  } catch (err) {
-    threw = err instanceof TypeError;
-  }
-  assert(threw);
+  assert(set.delete(rotated));
+  assert(!set.delete(rotated));
+  assertEquals(set.staticKeyOf(alice.id), undefined);
+  assertThrows(() => set.set(new Uint8Array(31), alice.id), RangeError);
+  // replace() checks every key before it touches the set.
+  assertThrows(() => set.replace([[new Uint8Array(33), alice.id]]), RangeError);
+  assertEquals(set.size, 1);
 });
 
 // ---- replays and clocks ----
 
-/** A pair whose dialer-to-responder bytes are also recorded. */
-function tappedPair(): { pair: [Connection, Connection]; sent: Uint8Array[] } {
-  const [dialerEnd, relayA] = memoryPair();
-  const [relayB, responderEnd] = memoryPair();
-  const sent: Uint8Array[] = [];
-  relayA.readable.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        sent.push(chunk.slice());
-        controller.enqueue(chunk);
-      },
-    }),
-  ).pipeTo(relayB.writable).catch(() => relayA.abort());
-  relayB.readable.pipeTo(relayA.writable).catch(() => relayB.abort());
-  return { pair: [dialerEnd, responderEnd], sent };
-}
-
 Deno.test("a replayed first message is refused with UNAUTHORIZED (reason replay)", async () => {
   const { alice, bob, trusted } = validators();
-  const responder = validatorNoise(bob, { trustedPeers: trusted });
-  const tap = tappedPair();
+  const { metrics, rejections, logger } = observed();
+  const responder = validatorNoise(bob.key, { trustedPeers: trusted, metrics, logger });
+  const tap = recordingPair();
   const [a, b] = await Promise.all([
-    validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: bob.publicKey })(
-      tap.pair[0],
-      upgradeContext("dialer"),
+    validatorNoise(alice.key, { trustedPeers: trusted })(
+      tap.a,
+      upgradeContext("dialer", undefined, addrOf(bob)),
     ),
-    responder(tap.pair[1], upgradeContext("listener")),
+    responder(tap.b, upgradeContext("listener")),
   ]);
   a.abort();
   b.abort();
-  const captured = new Uint8Array(tap.sent.reduce((n, c) => n + c.length, 0));
-  let offset = 0;
-  for (const c of tap.sent) captured.set(c, offset), offset += c.length;
+  assertEquals(tap.aToB.length, 1, "the dialer wrote one message");
+  const captured = tap.aToB[0];
   assertEquals(captured.length, 2 + 104, "the dialer sent exactly one 104-byte message");
 
-  const before = rejections("replay");
   const [attacker, victim] = memoryPair();
   const accepting = responder(victim, upgradeContext("listener"));
-  await attacker.writable.getWriter().write(captured);
+  await attacker.write(captured);
   const err = await assertRejectsCode(accepting, "UNAUTHORIZED");
   assert(err.message.includes("not newer"), err.message);
-  assertEquals(rejections("replay"), before + 1);
+  assertEquals(rejections(), { replay: 1 });
   // Refused before answering: the attacker's end is reset without a message 2.
-  await assertRejectsCode(attacker.readable.getReader().read(), "CONNECTION_RESET");
+  await assertRejectsCode(attacker.read(), "CONNECTION_RESET");
 });
 
 Deno.test("two dials in the same millisecond are not mistaken for a replay", async () => {
   const { alice, bob, trusted } = validators();
   const frozen = () => 1_700_000_000_000;
-  const dialer = validatorNoise(alice, {
-    trustedPeers: trusted,
-    remoteStaticKey: bob.publicKey,
-    clock: frozen,
-  });
-  const responder = validatorNoise(bob, {
+  const dialer = validatorNoise(alice.key, { trustedPeers: trusted, clock: frozen });
+  const responder = validatorNoise(bob.key, {
     trustedPeers: trusted,
     clock: frozen,
     replayGuard: new ReplayGuard(),
@@ -283,7 +381,7 @@ Deno.test("two dials in the same millisecond are not mistaken for a replay", asy
   for (let i = 0; i < 3; i++) {
     const [x, y] = memoryPair();
     const [a, b] = await Promise.all([
-      dialer(x, upgradeContext("dialer")),
+      dialer(x, upgradeContext("dialer", undefined, addrOf(bob))),
       responder(y, upgradeContext("listener")),
     ]);
     a.abort();
@@ -294,35 +392,23 @@ Deno.test("two dials in the same millisecond are not mistaken for a replay", asy
 Deno.test("a timestamp outside the clock window is refused with UNAUTHORIZED (reason clock_skew)", async () => {
   for (const offset of [-120_000, +120_000]) {
     const { alice, bob, trusted } = validators();
-    const before = rejections("clock_skew");
+    const { metrics, rejections, logger } = observed();
     const { dial, accept } = handshake(
-      {
-        key: alice,
-        options: {
-          trustedPeers: trusted,
-          remoteStaticKey: bob.publicKey,
-          clock: () => Date.now() + offset,
-        },
-      },
-      { key: bob, options: { trustedPeers: trusted, maxClockSkew: 60_000 } },
+      { key: alice.key, options: { trustedPeers: trusted, clock: () => Date.now() + offset } },
+      { key: bob.key, options: { trustedPeers: trusted, maxClockSkew: 60_000, metrics, logger } },
+      addrOf(bob),
     );
     const err = await assertRejectsCode(accept, "UNAUTHORIZED");
     assert(err.message.includes("off our clock"), err.message);
-    assertEquals(rejections("clock_skew"), before + 1);
+    assertEquals(rejections(), { clock_skew: 1 }, `offset ${offset}`);
     await assertRejectsCode(dial, "HANDSHAKE_FAILED");
   }
   // Inside the window: accepted.
   const { alice, bob, trusted } = validators();
   const { dial, accept } = handshake(
-    {
-      key: alice,
-      options: {
-        trustedPeers: trusted,
-        remoteStaticKey: bob.publicKey,
-        clock: () => Date.now() - 30_000,
-      },
-    },
-    { key: bob, options: { trustedPeers: trusted, maxClockSkew: 60_000 } },
+    { key: alice.key, options: { trustedPeers: trusted, clock: () => Date.now() - 30_000 } },
+    { key: bob.key, options: { trustedPeers: trusted, maxClockSkew: 60_000 } },
+    addrOf(bob),
   );
   const [a, b] = await Promise.all([dial, accept]);
   a.abort();
@@ -332,39 +418,74 @@ Deno.test("a timestamp outside the clock window is refused with UNAUTHORIZED (re
 Deno.test("the prologue binds the network: a handshake across networks fails", async () => {
   const { alice, bob, trusted } = validators();
   const { dial, accept } = handshake(
-    {
-      key: alice,
-      options: { trustedPeers: trusted, remoteStaticKey: bob.publicKey, networkId: "testnet" },
-    },
-    { key: bob, options: { trustedPeers: trusted, networkId: "mainnet" } },
+    { key: alice.key, options: { trustedPeers: trusted, networkId: "testnet" } },
+    { key: bob.key, options: { trustedPeers: trusted, networkId: "mainnet" } },
+    addrOf(bob),
   );
   await assertRejectsCode(accept, "HANDSHAKE_FAILED");
   await assertRejectsCode(dial, "HANDSHAKE_FAILED");
+});
+
+// ---- metrics ----
+
+Deno.test("handshakes and refusals are counted as validator_network_noise_* with the network label of the registry given", async () => {
+  const { alice, bob, outsider, trusted } = validators();
+  const { registry, metrics, count, logger } = observed();
+  const ok = handshake(
+    { key: alice.key, options: { trustedPeers: trusted, metrics } },
+    { key: bob.key, options: { trustedPeers: trusted, metrics } },
+    addrOf(bob),
+  );
+  const [a, b] = await Promise.all([ok.dial, ok.accept]);
+  a.abort();
+  b.abort();
+  const refused = handshake(
+    {
+      key: outsider.key,
+      options: { trustedPeers: new TrustedPeerSet([[bob.key.publicKey, bob.id]]) },
+    },
+    { key: bob.key, options: { trustedPeers: trusted, metrics, logger } },
+    addrOf(bob),
+  );
+  await assertRejectsCode(refused.accept, "UNAUTHORIZED");
+  await refused.dial.catch(() => {});
+  assertEquals(count("handshakes", { role: "dialer" }), 1);
+  assertEquals(count("handshakes", { role: "listener" }), 1);
+  assertEquals(count("rejected", { reason: "unknown_peer" }), 1);
+  const text = registry.render();
+  for (
+    const line of [
+      'validator_network_noise_handshakes_total{network="test",profile="validator",role="dialer"} 1',
+      'validator_network_noise_handshakes_total{network="test",profile="validator",role="listener"} 1',
+      'validator_network_noise_rejected_total{network="test",profile="validator",reason="unknown_peer"} 1',
+    ]
+  ) {
+    assert(text.includes(line), `missing ${line} in\n${text}`);
+  }
 });
 
 // ---- malformed messages ----
 
 /** Message 1 of a real dialer, captured, for tampering. */
 async function capturedMessage1(
-  alice: KeyPair,
-  bob: KeyPair,
+  alice: Validator,
+  bob: Validator,
   trusted: TrustedPeerSet,
 ): Promise<Uint8Array> {
   const [x, y] = memoryPair();
-  validatorNoise(alice, { trustedPeers: trusted, remoteStaticKey: bob.publicKey })(
+  validatorNoise(alice.key, { trustedPeers: trusted })(
     x,
-    upgradeContext("dialer"),
+    upgradeContext("dialer", undefined, addrOf(bob)),
   ).catch(() => {});
-  const reader = y.readable.getReader();
-  const { value } = await reader.read();
+  const message = await new ByteReader(y).readExactly(2 + 104);
   x.abort();
-  return value!.slice();
+  return message.slice();
 }
 
 Deno.test("tampered, truncated, oversized and out-of-order first messages fail with HANDSHAKE_FAILED", async () => {
   const { alice, bob, trusted } = validators();
   const message1 = await capturedMessage1(alice, bob, trusted);
-  assertEquals(message1.length, 106);
+  assertEquals([message1[0], message1[1]], [0, 104]);
   const flipped = (at: number) => {
     const m = message1.slice();
     m[at] ^= 0x01;
@@ -386,13 +507,12 @@ Deno.test("tampered, truncated, oversized and out-of-order first messages fail w
   ];
   for (const [what, bytes, thenClose] of cases) {
     const [x, y] = memoryPair();
-    const accepting = validatorNoise(bob, { trustedPeers: trusted, handshakeTimeout: 1_000 })(
+    const accepting = validatorNoise(bob.key, { trustedPeers: trusted, handshakeTimeout: 1_000 })(
       y,
       upgradeContext("listener"),
     );
-    const writer = x.writable.getWriter();
-    await writer.write(bytes);
-    if (thenClose) await writer.close();
+    await x.write(bytes);
+    if (thenClose) await x.closeWrite();
     const err = await assertRejectsCode(accepting, "HANDSHAKE_FAILED").catch((e) => {
       throw new Error(`${what}: ${e.message}`);
     });
@@ -410,13 +530,12 @@ Deno.test("a tampered or unexpected reply fails the dialer with HANDSHAKE_FAILED
     ] as const
   ) {
     const [x, y] = memoryPair();
-    const dialing = validatorNoise(alice, {
-      trustedPeers: trusted,
-      remoteStaticKey: bob.publicKey,
-    })(x, upgradeContext("dialer"));
-    const reader = y.readable.getReader();
-    await reader.read(); // message 1
-    await y.writable.getWriter().write(reply);
+    const dialing = validatorNoise(alice.key, { trustedPeers: trusted })(
+      x,
+      upgradeContext("dialer", undefined, addrOf(bob)),
+    );
+    await new ByteReader(y).readExactly(2 + 104); // message 1
+    await y.write(reply);
     await assertRejectsCode(dialing, "HANDSHAKE_FAILED").catch((e) => {
       throw new Error(`${what}: ${e.message}`);
     });
@@ -425,17 +544,48 @@ Deno.test("a tampered or unexpected reply fails the dialer with HANDSHAKE_FAILED
 
 Deno.test("a dialer that goes silent mid-handshake: TIMEOUT, and its connection is reset", async () => {
   const { bob, trusted } = validators();
+  const { metrics, rejections } = observed();
   const [x, y] = memoryPair();
   const started = performance.now();
-  const accepting = validatorNoise(bob, { trustedPeers: trusted, handshakeTimeout: 150 })(
+  const accepting = validatorNoise(bob.key, {
+    trustedPeers: trusted,
+    handshakeTimeout: 150,
+    metrics,
+  })(
     y,
     upgradeContext("listener"),
   );
-  await x.writable.getWriter().write(new Uint8Array([0, 104])); // a length, then silence
+  await x.write(new Uint8Array([0, 104])); // a length, then silence
   await assertRejectsCode(accepting, "TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 140 && elapsed < 2_000, `timed out after ${elapsed} ms`);
-  await assertRejectsCode(x.readable.getReader().read(), "CONNECTION_RESET");
+  assertEquals(rejections(), { timeout: 1 });
+  await assertRejectsCode(x.read(), "CONNECTION_RESET");
+});
+
+Deno.test("a responder that never answers: TIMEOUT on the dialer, and its connection is reset", async () => {
+  const { alice, bob, trusted } = validators();
+  const [x, y] = memoryPair();
+  const dialing = validatorNoise(alice.key, { trustedPeers: trusted, handshakeTimeout: 150 })(
+    x,
+    upgradeContext("dialer", undefined, addrOf(bob)),
+  );
+  const reader = new ByteReader(y);
+  await reader.readExactly(2 + 104); // message 1, then silence
+  await assertRejectsCode(dialing, "TIMEOUT");
+  await assertRejectsCode(reader.readExactly(1), "CONNECTION_RESET");
+});
+
+Deno.test("the upgrade context's signal cancels the handshake with ABORTED", async () => {
+  const { bob, trusted } = validators();
+  const [, y] = memoryPair();
+  const controller = new AbortController();
+  const accepting = validatorNoise(bob.key, { trustedPeers: trusted })(
+    y,
+    upgradeContext("listener", controller.signal),
+  );
+  controller.abort(new Error("shutting down"));
+  await assertRejectsCode(accepting, "ABORTED");
 });
 
 Deno.test("the replay memory is bounded, and forgetting a key never re-opens its replays", () => {

@@ -6,8 +6,6 @@
  */
 
 import fc from "fast-check";
-import { MemoryConnection } from "../memsocket/mod.ts";
-import { Multiaddr } from "../netcore/multiaddr.ts";
 import {
   Flag,
   FrameDecoder,
@@ -20,6 +18,7 @@ import { NetworkError } from "../netcore/network_error.ts";
 import { Logger } from "../netcore/log.ts";
 import { assert } from "./_assert.ts";
 import { concat } from "./_bytes.ts";
+import { memoryPair } from "./_pair.ts";
 
 const quiet = new Logger({}, "off");
 
@@ -84,11 +83,7 @@ function encodeFrames(frames: FuzzFrame[]): Uint8Array {
 }
 
 async function feedSession(wire: Uint8Array, cuts: number[]): Promise<void> {
-  const [raw, end] = MemoryConnection.pair(
-    Multiaddr.parse("/memory/1"),
-    Multiaddr.parse("/memory/2"),
-    { closeGracePeriod: 200 },
-  );
+  const [raw, end] = memoryPair({ closeGracePeriod: 200 });
   const muxer = Yamux.create(end, {
     role: "listener",
     keepAliveInterval: 0,

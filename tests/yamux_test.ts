@@ -3,7 +3,11 @@
  * `yamux/README.md`), two sessions talking over an in-memory connection.
  */
 
-import { defaultRegistry } from "../netcore/metrics.ts";
+import type { MemorySocket } from "../memsocket/mod.ts";
+import { Deadline, delay } from "../netcore/_async.ts";
+import { Ed25519Identity } from "../netcore/identity/mod.ts";
+import { Logger } from "../netcore/log.ts";
+import { MetricsRegistry } from "../netcore/metrics.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import {
   encodeFrameHeader,
@@ -16,12 +20,14 @@ import {
   type YamuxOptions,
   type YamuxStream,
 } from "../netcore/multiplexing/mod.ts";
+import { ByteConnection } from "../netcore/transport/byte_connection.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
-import { Logger } from "../netcore/log.ts";
-import { deadline, delay } from "../netcore/_async.ts";
+import type { SocketConnection } from "../netcore/transport/socket_connection.ts";
+import { libp2pUpgrade, type PeerConnection } from "../netcore/upgrade/mod.ts";
 import { assert, assertEquals, assertRejectsCode } from "./_assert.ts";
 import { readAll } from "./_bytes.ts";
-import { memoryPair } from "./_pair.ts";
+import { memoryPair, memorySocketPair, socketConnection, upgradeContext } from "./_pair.ts";
+import { readAllFrom, settlesWithin } from "./_streams.ts";
 
 /** Session failures are expected here; their warnings would only clutter the output. */
 const quiet = new Logger({}, "off");
@@ -29,7 +35,7 @@ const quiet = new Logger({}, "off");
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-function connectionPair(latency = 0, bufferSize = 1 << 20): [Connection, Connection] {
+function connectionPair(latency = 0, bufferSize = 1 << 20): [SocketConnection, SocketConnection] {
   return memoryPair({ latency, bufferSize, closeGracePeriod: 1_000 });
 }
 
@@ -190,6 +196,115 @@ Deno.test("yamux: backpressure: an unread stream stalls its writer; the receiver
   await close();
 });
 
+/** A connection whose writes can be held: a held write waits (a promise) and goes through on release. */
+class GatedConnection extends ByteConnection {
+  /** Write calls made while held. */
+  heldWrites = 0;
+  readonly #inner: Connection;
+  #held = false;
+  #waiting: { chunk: Uint8Array; done: PromiseWithResolvers<void> }[] = [];
+
+  constructor(inner: Connection) {
+    super();
+    this.#inner = inner;
+  }
+  hold(): void {
+    this.#held = true;
+  }
+  /** Passes the held chunks on, in order, and lets their writers go on. */
+  async release(): Promise<void> {
+    this.#held = false;
+    for (const { chunk, done } of this.#waiting.splice(0)) {
+      await this.#inner.write(chunk);
+      done.resolve();
+    }
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    if (!this.#held) return this.#inner.write(chunk);
+    this.heldWrites++;
+    const done = Promise.withResolvers<void>();
+    this.#waiting.push({ chunk, done });
+    return done.promise;
+  }
+  get localAddr(): Multiaddr {
+    return this.#inner.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.#inner.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.#inner.closed;
+  }
+  read(): Promise<Uint8Array | null> {
+    return this.#inner.read();
+  }
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    return this.#inner.readInto(buffer);
+  }
+  cancelRead(reason?: unknown): void {
+    this.#inner.cancelRead(reason);
+  }
+  closeWrite(): Promise<void> {
+    return this.#inner.closeWrite();
+  }
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+  abort(reason?: unknown): void {
+    this.#inner.abort(reason);
+  }
+}
+
+Deno.test("yamux: write scheduler: a stream writer waits while the connection below asks to wait; nothing is lost", async () => {
+  const [a, b] = connectionPair();
+  const gate = new GatedConnection(a);
+  const client = Yamux.create(gate, { role: "dialer", keepAliveInterval: 0, logger: quiet });
+  // A window far larger than the scheduler's 1 MiB high-water mark: only the
+  // connection below can hold the writer back.
+  const window = 16 << 20;
+  const server = Yamux.create(b, {
+    role: "listener",
+    keepAliveInterval: 0,
+    logger: quiet,
+    initialStreamWindow: window,
+    maxStreamWindow: window,
+  });
+  client.start();
+  server.start();
+  const total = 4 << 20;
+  const piece = 64 * 1024;
+  const stream = await client.openStream();
+  await stream.write(pattern(0, piece));
+  const { value: remote } = await server[Symbol.asyncIterator]().next();
+  assert(remote !== undefined);
+  while (stream.stats().sendWindow < total) await delay(1);
+
+  gate.hold();
+  let accepted = piece;
+  const writing = (async () => {
+    for (let at = piece; at < total; at += piece) {
+      await stream.write(pattern(at, piece));
+      accepted += piece;
+    }
+    await stream.closeWrite();
+  })();
+  await delay(50);
+  // One write reached the connection, which asked to wait: the scheduler
+  // writes nothing more until it may, and queues up to its high-water mark.
+  assertEquals(gate.heldWrites, 1);
+  assert(accepted >= 1 << 20 && accepted < 2 << 20, `writer accepted ${accepted} bytes`);
+  assert(stream.stats().sendWindow > 0, "the window did not stop the writer");
+  assertEquals(await settlesWithin(writing, 0), false);
+
+  const releasing = gate.release();
+  const received = await readAllFrom(remote);
+  await Promise.all([writing, releasing]);
+  assertEquals(received.length, total);
+  assertEquals(received, pattern(0, total));
+  await remote.close();
+  await Promise.all([client.close(), server.close()]);
+});
+
 Deno.test("yamux: window updates and auto-tuning: the window grows under load on a slow link", async () => {
   // 10 ms each way: 256 KiB per 20 ms round trip would cap a stream at ~13 MB/s.
   const { client, server, close } = sessionPair({}, {}, 10, 64 << 20);
@@ -236,6 +351,43 @@ Deno.test("yamux: auto-tuning never grows past maxStreamWindow", async () => {
   for (let i = 0; i < 4; i++) await writer.write(new Uint8Array(1 << 20));
   await writer.close();
   assertEquals(await received, { length: 4 << 20, window: INITIAL_STREAM_WINDOW });
+  await close();
+});
+
+Deno.test("yamux: auto-tuning grows windows only within the connection budget, given back when a stream ends", async () => {
+  const metrics = new MetricsRegistry().scope({ network: "yamux-budget" });
+  const grown = () => metrics.counter("validator_network_yamux_window_grown_bytes_total", "").get();
+  // Room for one stream's initial window and two more of its size: the
+  // first growth doubles 256 KiB to 512 KiB, the second would double it
+  // again but gets only what is left.
+  const budget = 3 * INITIAL_STREAM_WINDOW;
+  const { client, server, close } = sessionPair(
+    {},
+    { maxConnectionWindow: budget, metrics },
+    10,
+    64 << 20,
+  );
+  const windows = (async () => {
+    const seen: number[] = [];
+    for await (const stream of server) {
+      await readAllFrom(stream);
+      seen.push(stream.stats().receiveWindow);
+      await stream.close();
+      if (seen.length === 2) return seen;
+    }
+    return seen;
+  })();
+  // One stream after the other: the second may grow as far as the first
+  // only if the first gave its window back.
+  for (let i = 0; i < 2; i++) {
+    const stream = await client.openStream();
+    for (let at = 0; at < 8 << 20; at += 1 << 20) await stream.write(new Uint8Array(1 << 20));
+    await stream.closeWrite();
+    assertEquals(await readAllFrom(stream), new Uint8Array(0));
+    await stream.closed;
+  }
+  assertEquals(await windows, [budget, budget]);
+  assertEquals(grown(), 2 * (budget - INITIAL_STREAM_WINDOW));
   await close();
 });
 
@@ -316,18 +468,18 @@ Deno.test("yamux: GoAway on close: new streams are refused, existing ones finish
 });
 
 Deno.test("yamux: inbound stream limit: the excess stream is reset and counted; the connection survives", async () => {
-  const refused = defaultRegistry.find("yamux_streams_refused_total");
-  const before = refused?.get({ reason: "inbound_limit" }) ?? 0;
-  const { client, server, close } = sessionPair({}, { maxInboundStreams: 2 });
+  const metrics = new MetricsRegistry().scope({ network: "yamux-test" });
+  const refused = (reason: string) =>
+    metrics.counter("validator_network_yamux_streams_refused_total", "", ["reason"]).get({
+      reason,
+    });
+  const { client, server, close } = sessionPair({}, { maxInboundStreams: 2, metrics });
   const serving = serveEcho(server);
   const first = await client.openStream();
   const second = await client.openStream();
   const third = await client.openStream();
   await assertRejectsCode(third.readable.getReader().read(), "CONNECTION_RESET");
-  assertEquals(
-    defaultRegistry.find("yamux_streams_refused_total")!.get({ reason: "inbound_limit" }),
-    before + 1,
-  );
+  assertEquals(refused("inbound_limit"), 1);
   assertEquals(await echoOnce(first, "one"), "one");
   await first.closed;
   // A slot is free again.
@@ -414,6 +566,15 @@ function rawPeer(options: Partial<YamuxOptions> = {}, bufferSize?: number) {
       buffered = buffered.subarray(Math.min(skip, buffered.length));
       return frame;
     },
+    /** The next frame that is not a Ping (session-level, checked by tests of their own). */
+    async nextStreamFrame(): Promise<
+      { type: number; flags: number; id: number; length: number } | undefined
+    > {
+      while (true) {
+        const frame = await this.nextFrame();
+        if (frame === undefined || frame.type !== FrameType.Ping) return frame;
+      }
+    },
   };
 }
 
@@ -495,12 +656,17 @@ Deno.test("yamux: the raw wire: the ACK rides on the listener's first answer", a
   const reader = stream!.readable.getReader();
   assertEquals((await reader.read()).value?.length, 3);
   await stream!.writable.getWriter().write(new Uint8Array(4));
-  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 4 });
+  assertEquals(await peer.nextStreamFrame(), {
+    type: FrameType.Data,
+    flags: Flag.ACK,
+    id: 1,
+    length: 4,
+  });
   // A listener that waits to read before answering acknowledges at once.
   await peer.write(synFrame(3));
   const { value: waiting } = await peer.muxer[Symbol.asyncIterator]().next();
   const pending = waiting!.readable.getReader().read();
-  assertEquals(await peer.nextFrame(), {
+  assertEquals(await peer.nextStreamFrame(), {
     type: FrameType.WindowUpdate,
     flags: Flag.ACK,
     id: 3,
@@ -511,32 +677,31 @@ Deno.test("yamux: the raw wire: the ACK rides on the listener's first answer", a
   peer.raw.abort();
 });
 
-Deno.test("yamux: the raw wire: bytes prepended to the next write lead it, or go alone by the end of the turn", async () => {
+Deno.test("yamux: the raw wire: a short exchange sends no ping; the RTT is measured when a window update asks for it", async () => {
   const peer = rawPeer();
   await peer.write(synFrame(1, 3));
-  const inbound = peer.muxer[Symbol.asyncIterator]();
-  const { value: stream } = await inbound.next();
-  stream!.prependToNextWrite(new Uint8Array(7));
-  await stream!.writable.getWriter().write(new Uint8Array(4));
-  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 7 });
-  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: 0, id: 1, length: 4 });
-  // Nothing written after it: the prepended bytes go out on their own.
-  await peer.write(synFrame(3));
-  const { value: quiet } = await inbound.next();
-  quiet!.prependToNextWrite(new Uint8Array(5));
-  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 3, length: 5 });
-  // And before a FIN.
-  await peer.write(synFrame(5));
-  const { value: closing } = await inbound.next();
-  closing!.prependToNextWrite(new Uint8Array(2));
-  await closing!.writable.close();
-  assertEquals(await peer.nextFrame(), { type: FrameType.Data, flags: Flag.ACK, id: 5, length: 2 });
-  assertEquals(await peer.nextFrame(), {
-    type: FrameType.WindowUpdate,
-    flags: Flag.FIN,
-    id: 5,
-    length: 0,
-  });
+  const { value: stream } = await peer.muxer[Symbol.asyncIterator]().next();
+  assert(stream !== undefined);
+  assertEquals((await stream.read())?.length, 3);
+  await stream.write(new Uint8Array(4));
+  await stream.closeWrite();
+  // Our own ping marks the end: whatever the session sent comes before its answer.
+  await peer.write(
+    encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: 77 }),
+  );
+  const frames = [];
+  while (true) {
+    const frame = await peer.nextFrame();
+    assert(frame !== undefined, "the session answers our ping");
+    frames.push(frame);
+    if (frame.type === FrameType.Ping && frame.flags === Flag.ACK) break;
+  }
+  assertEquals(frames, [
+    { type: FrameType.Data, flags: Flag.ACK, id: 1, length: 4 },
+    { type: FrameType.WindowUpdate, flags: Flag.FIN, id: 1, length: 0 },
+    { type: FrameType.Ping, flags: Flag.ACK, id: 0, length: 77 },
+  ]);
+  assertEquals(peer.muxer.rtt, undefined);
   peer.muxer.abort();
   peer.raw.abort();
 });
@@ -572,7 +737,7 @@ Deno.test("yamux: the raw wire: SYN opens, ACK acknowledges when accepted, ping 
   peer.raw.abort();
 });
 
-Deno.test("yamux: keepalive pings run periodically; an unanswered one aborts the session with TIMEOUT", async () => {
+Deno.test("yamux: keepalive pings run periodically while they are answered", async () => {
   // A raw peer that answers pings and counts them.
   const peer = rawPeer({ keepAliveInterval: 20 });
   let pings = 0;
@@ -598,21 +763,36 @@ Deno.test("yamux: keepalive pings run periodically; an unanswered one aborts the
   assertEquals(peer.muxer.state, "open");
   peer.muxer.abort();
   peer.raw.abort();
+});
 
-  // A peer that never answers pings.
-  const [a, b] = connectionPair();
-  const muxer = Yamux.create(b, {
-    role: "listener",
-    keepAliveInterval: 20,
-    pingTimeout: 50,
-    logger: quiet,
+Deno.test("yamux: keepalive: an unanswered ping aborts the session with TIMEOUT and GoAway(internal error)", async () => {
+  const peer = rawPeer({ keepAliveInterval: 20, pingTimeout: 50 });
+  // A stream is open, its reader waiting, when the peer stops answering.
+  await peer.write(synFrame(1));
+  const { value: stream } = await peer.muxer[Symbol.asyncIterator]().next();
+  assert(stream !== undefined);
+  const reading = stream.read();
+  reading.catch(() => {});
+  const frames: { type: number; flags: number; id: number; length: number }[] = [];
+  while (true) {
+    const frame = await peer.nextFrame();
+    if (frame === undefined) break;
+    frames.push(frame);
+    if (frame.type === FrameType.GoAway) break;
+  }
+  const pings = frames.filter((f) => f.type === FrameType.Ping && f.flags === Flag.SYN);
+  // The keepalive waits for its answer: one ping, not one every 20 ms.
+  assertEquals(pings.length, 1, JSON.stringify(frames));
+  assertEquals(frames.at(-1), {
+    type: FrameType.GoAway,
+    flags: 0,
+    id: 0,
+    length: GoAwayCode.InternalError,
   });
-  muxer.start();
-  const draining = a.readable.pipeTo(new WritableStream()).catch(() => {});
-  await muxer.closed;
-  assertEquals(muxer.error?.code, "TIMEOUT");
-  a.abort();
-  await draining;
+  await peer.muxer.closed;
+  assertEquals([peer.muxer.state, peer.muxer.error?.code], ["closed", "TIMEOUT"]);
+  await assertRejectsCode(reading, "TIMEOUT");
+  peer.raw.abort();
 });
 
 Deno.test("yamux: the peer aborting the connection ends open streams with CONNECTION_RESET", async () => {
@@ -664,7 +844,10 @@ Deno.test("yamux: window updates on the wire grant what the application consumed
 
 Deno.test("yamux: a peer that floods pings without reading the answers is dropped with LIMIT_EXCEEDED", async () => {
   const peer = rawPeer({}, 16 * 1024);
-  const pings = 100_000;
+  // The answers fill the socket's buffer (16 KiB), then the connection's cork
+  // (its 1 MiB high-water mark: about 87 000 answers), then the session's
+  // queue of control frames (64 Ki frames): 300 000 pings overflow all three.
+  const pings = 300_000;
   const flood = new Uint8Array(pings * HEADER_LENGTH);
   for (let i = 0; i < pings; i++) {
     flood.set(
@@ -673,9 +856,87 @@ Deno.test("yamux: a peer that floods pings without reading the answers is droppe
     );
   }
   await peer.write(flood).catch(() => {});
-  await deadline(peer.muxer.closed, 5_000, { what: "the flooded session to end" });
+  using limit = new Deadline(5_000, { what: "the flooded session to end" });
+  await limit.race(peer.muxer.closed);
   assertEquals(peer.muxer.error?.code, "LIMIT_EXCEEDED");
   peer.raw.abort();
+});
+
+// ---- over a socket: corking ---------------------------------------------------
+
+/** Records every write call of `socket` (on a real socket, each is one system call). */
+function recordWrites(socket: MemorySocket): Uint8Array[] {
+  const writes: Uint8Array[] = [];
+  const write = socket.write.bind(socket);
+  socket.write = (data: Uint8Array) => {
+    writes.push(data.slice());
+    return write(data);
+  };
+  return writes;
+}
+
+/** The Noise transport messages in one socket write (each behind its 2-byte length). */
+function noiseMessages(bytes: Uint8Array): number {
+  let count = 0;
+  for (let at = 0; at < bytes.length; count++) at += 2 + ((bytes[at] << 8) | bytes[at + 1]);
+  return count;
+}
+
+Deno.test("yamux over a socket: an inbound stream's protocol agreement and the handler's first answer leave in one socket write", async () => {
+  const [dialerSocket, listenerSocket] = memorySocketPair();
+  const dialerWrites = recordWrites(dialerSocket);
+  const listenerWrites = recordWrites(listenerSocket);
+  const options = { yamux: { keepAliveInterval: 0 }, logger: quiet };
+  const [dialer, listener]: PeerConnection[] = await Promise.all([
+    libp2pUpgrade(Ed25519Identity.generate(), options)(
+      socketConnection(dialerSocket),
+      upgradeContext("dialer"),
+    ),
+    libp2pUpgrade(Ed25519Identity.generate(), options)(
+      socketConnection(listenerSocket),
+      upgradeContext("listener"),
+    ),
+  ]);
+  const protocol = "/echo/1.0.0";
+  const serving = (async () => {
+    for await (const inbound of listener) {
+      const stream = await listener.acceptStream(inbound, [protocol]);
+      // The handler answers as soon as it has the request.
+      const request = await stream.read();
+      assert(request !== null);
+      await stream.write(request);
+      assertEquals(await stream.read(), null);
+      await stream.closeWrite();
+      return;
+    }
+  })();
+  // The handshake's last messages are out.
+  await delay(20);
+  const [dialerBefore, listenerBefore] = [dialerWrites.length, listenerWrites.length];
+
+  // Optimistic: the proposal leaves with the request.
+  const stream = await dialer.openStream([protocol], { negotiateFully: false });
+  await stream.write(encoder.encode("request"));
+  let answer = "";
+  while (answer.length < "request".length) {
+    const chunk = await stream.read();
+    assert(chunk !== null, `the stream ended after ${JSON.stringify(answer)}`);
+    answer += decoder.decode(chunk);
+  }
+  assertEquals([answer, stream.protocol], ["request", protocol]);
+  const listenerSent = listenerWrites.slice(listenerBefore);
+  const dialerSent = dialerWrites.slice(dialerBefore);
+  // Written by different layers and calls (the agreement by acceptStream,
+  // the answer by the handler, each in its own yamux frame and Noise
+  // message), they left together.
+  assertEquals(listenerSent.length, 1, "socket writes of the listener");
+  assert(noiseMessages(listenerSent[0]) >= 2, "the agreement and the answer in one write");
+  assertEquals(dialerSent.length, 1, "socket writes of the dialer");
+
+  await stream.closeWrite();
+  assertEquals(await stream.read(), null);
+  await serving;
+  await Promise.all([dialer.close(), listener.close()]);
 });
 
 // ---- interop with js-libp2p ----------------------------------------------------
@@ -695,43 +956,90 @@ function jsBytes(evt: Event): Uint8Array {
 }
 
 /** One end of js-libp2p's in-memory connection pair as our `Connection`. */
-function connectionFromJs(end: JsMessageStream): Connection {
-  const closed = Promise.withResolvers<void>();
-  const readable = new ReadableStream<Uint8Array>({
-    start(controller) {
-      // js-libp2p may reuse what it emits: copy into a chunk we own.
-      end.addEventListener("message", (evt) => controller.enqueue(jsBytes(evt).slice()));
-      const finish = () => {
-        try {
-          controller.close();
-        } catch {
-          // already closed
-        }
-      };
-      end.addEventListener("remoteCloseWrite", finish);
-      end.addEventListener("close", () => {
-        finish();
-        closed.resolve();
-      });
-    },
-  });
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      if (!end.send(chunk.slice())) await end.onDrain();
-    },
-    close: () => end.close(),
-    abort: () => end.abort(new Error("aborted")),
-  });
-  const addr = Multiaddr.parse("/memory/9");
-  return {
-    readable,
-    writable,
-    localAddr: addr,
-    remoteAddr: addr,
-    close: () => end.close(),
-    abort: () => end.abort(new Error("aborted")),
-    closed: closed.promise,
-  };
+class JsConnection extends ByteConnection {
+  readonly localAddr = Multiaddr.parse("/memory/9");
+  readonly remoteAddr = Multiaddr.parse("/memory/9");
+  readonly closed: Promise<void>;
+  readonly #end: JsMessageStream;
+  readonly #queue: Uint8Array[] = [];
+  #partial: Uint8Array | undefined;
+  #ended = false;
+  #waiting: PromiseWithResolvers<void> | undefined;
+
+  constructor(end: JsMessageStream) {
+    super();
+    this.#end = end;
+    const closed = Promise.withResolvers<void>();
+    this.closed = closed.promise;
+    // js-libp2p may reuse what it emits: copy into a chunk we own.
+    end.addEventListener("message", (evt) => {
+      this.#queue.push(jsBytes(evt).slice());
+      this.#wake();
+    });
+    end.addEventListener("remoteCloseWrite", () => this.#finish());
+    end.addEventListener("close", () => {
+      this.#finish();
+      closed.resolve();
+    });
+  }
+
+  #finish(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.resolve();
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    while (true) {
+      const partial = this.#partial;
+      if (partial !== undefined) {
+        this.#partial = undefined;
+        return partial;
+      }
+      const next = this.#queue.shift();
+      if (next !== undefined) return next;
+      if (this.#ended) return null;
+      this.#waiting ??= Promise.withResolvers<void>();
+      await this.#waiting.promise;
+    }
+  }
+
+  async readInto(buffer: Uint8Array): Promise<number | null> {
+    const chunk = await this.read();
+    if (chunk === null) return null;
+    const n = Math.min(buffer.length, chunk.length);
+    buffer.set(chunk.subarray(0, n));
+    if (n < chunk.length) this.#partial = chunk.subarray(n);
+    return n;
+  }
+
+  cancelRead(): void {
+    this.#queue.length = 0;
+    this.#partial = undefined;
+  }
+
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    // Sent as a copy: the chunk is ours again at once, unless js asks us to wait.
+    return this.#end.send(chunk.slice()) ? undefined : this.#end.onDrain();
+  }
+
+  closeWrite(): Promise<void> {
+    // js's in-memory connection has no half-close.
+    return this.#end.close();
+  }
+
+  close(): Promise<void> {
+    return this.#end.close();
+  }
+
+  abort(): void {
+    this.#end.abort(new Error("aborted"));
+  }
 }
 
 Deno.test("interop: @chainsafe/libp2p-yamux 8 (js-libp2p) and ours: streams both ways, 8 MiB, pings, GoAway", async () => {
@@ -743,7 +1051,7 @@ Deno.test("interop: @chainsafe/libp2p-yamux 8 (js-libp2p) and ours: streams both
   // deno-lint-ignore no-explicit-any
   const js: any = (yamux({ enableKeepAlive: false }) as any)({ logger: defaultLogger() })
     .createStreamMuxer(inbound as never);
-  const ours = Yamux.create(connectionFromJs(outbound as unknown as JsMessageStream), {
+  const ours = Yamux.create(new JsConnection(outbound as unknown as JsMessageStream), {
     role: "dialer",
     keepAliveInterval: 0,
     logger: quiet,

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { BufferPool } from "../_bytes.ts";
 import type { Series } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { ByteSink } from "../transport/connection.ts";
@@ -61,14 +62,14 @@ export class WriteScheduler {
   #closed = false;
   #drain: PromiseWithResolvers<void> | undefined;
   #idle: PromiseWithResolvers<void> | undefined;
-  /** Frame buffers free for reuse, and every buffer the pool ever made. */
-  readonly #pool: ArrayBuffer[] = [];
-  readonly #pooled = new WeakSet<ArrayBuffer>();
+  /** Large frame buffers for reuse. */
+  readonly #pool: BufferPool;
 
   /** Writes frames to `sink` (the connection under the session). */
   constructor(sink: ByteSink, options: WriteSchedulerOptions) {
     this.#sink = sink;
     this.#options = options;
+    this.#pool = new BufferPool(FRAME_POOL_SIZE, HEADER_LENGTH + options.maxFrameSize);
   }
 
   /** Queues a complete frame (header and body in one buffer) for the wire. */
@@ -101,19 +102,7 @@ export class WriteScheduler {
    * allocate no frame per write. Its contents are undefined.
    */
   frameBuffer(length: number): Uint8Array {
-    if (length < POOLED_FRAME_MIN) return new Uint8Array(length);
-    const pool = this.#pool;
-    for (let i = pool.length - 1; i >= 0; i--) {
-      if (pool[i].byteLength >= length) {
-        const buffer = pool[i];
-        pool[i] = pool[pool.length - 1];
-        pool.pop();
-        return new Uint8Array(buffer, 0, length);
-      }
-    }
-    const buffer = new ArrayBuffer(Math.max(length, HEADER_LENGTH + this.#options.maxFrameSize));
-    this.#pooled.add(buffer);
-    return new Uint8Array(buffer, 0, length);
+    return length < POOLED_FRAME_MIN ? new Uint8Array(length) : this.#pool.take(length);
   }
 
   /** A promise while the queue is above its high-water mark, else `undefined`. */
@@ -176,10 +165,7 @@ export class WriteScheduler {
   }
 
   #recycle(frame: Uint8Array): void {
-    const buffer = frame.buffer as ArrayBuffer;
-    if (frame.byteOffset === 0 && this.#pooled.has(buffer) && this.#pool.length < FRAME_POOL_SIZE) {
-      this.#pool.push(buffer);
-    }
+    if (frame.length >= POOLED_FRAME_MIN) this.#pool.give(frame);
   }
 
   /** Resolves when everything queued was handed to the connection. */

@@ -14,7 +14,7 @@
 import { setImmediate } from "node:timers";
 import { Deadline } from "../_async.ts";
 import { type Logger, rootLogger } from "../log.ts";
-import { defaultMetrics, type Metric, type Metrics, type Series } from "../metrics.ts";
+import { defaultMetrics, type Metric, type Metrics, perScope, type Series } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection, ConnectionLifecycle } from "../transport/connection.ts";
@@ -145,11 +145,7 @@ interface YamuxMetrics {
   sessionErrors: Metric;
 }
 
-const metricsByScope = new WeakMap<Metrics, YamuxMetrics>();
-
-function yamuxMetrics(metrics: Metrics): YamuxMetrics {
-  let resolved = metricsByScope.get(metrics);
-  if (resolved !== undefined) return resolved;
+const yamuxMetrics = perScope((metrics): YamuxMetrics => {
   const bytes = metrics.counter(
     "validator_network_yamux_bytes_total",
     "Bytes of yamux frames, headers included",
@@ -158,7 +154,7 @@ function yamuxMetrics(metrics: Metrics): YamuxMetrics {
   const frames = metrics.counter("validator_network_yamux_frames_total", "Yamux frames", [
     "direction",
   ]);
-  resolved = {
+  return {
     bytesIn: bytes.labels({ direction: "in" }),
     bytesOut: bytes.labels({ direction: "out" }),
     framesIn: frames.labels({ direction: "in" }),
@@ -184,9 +180,7 @@ function yamuxMetrics(metrics: Metrics): YamuxMetrics {
       ["code"],
     ),
   };
-  metricsByScope.set(metrics, resolved);
-  return resolved;
-}
+});
 
 /**
  * A yamux session over a {@linkcode Connection}: open streams, accept

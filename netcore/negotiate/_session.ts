@@ -22,7 +22,11 @@ export type ResolvedOptions = Required<Omit<NegotiateOptions, "signal">> & {
 
 /** Fills in {@linkcode NEGOTIATE_DEFAULTS} and checks the numbers. */
 export function resolveOptions(options: NegotiateOptions = {}): ResolvedOptions {
-  const resolved = { metrics: defaultMetrics, ...NEGOTIATE_DEFAULTS, ...options };
+  const resolved = {
+    ...NEGOTIATE_DEFAULTS,
+    ...options,
+    metrics: options.metrics ?? defaultMetrics,
+  };
   for (const key of ["timeout", "maxLineLength", "maxAttempts"] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {

@@ -6,8 +6,7 @@
  */
 
 import { NetworkError } from "../network_error.ts";
-import type { Multiaddr } from "../multiaddr.ts";
-import { ByteConnection } from "../transport/byte_connection.ts";
+import { ForwardingConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
 import { checkProtocolName, encodeMessages, expectMultistreamHeader, NA } from "./_message.ts";
 import { resolveOptions, Session } from "./_session.ts";
@@ -27,8 +26,7 @@ type State = "idle" | "proposed" | "agreed" | "failed";
  * One optimistic stream: a connection over `conn` that proposes with its
  * first write and checks the answer before its first read.
  */
-class OptimisticStream extends ByteConnection {
-  readonly #conn: Connection;
+class OptimisticStream extends ForwardingConnection {
   readonly #session: Session;
   readonly #protocol: string;
   #state: State = "idle";
@@ -40,22 +38,11 @@ class OptimisticStream extends ByteConnection {
   #cancelled: { reason: unknown } | undefined;
 
   constructor(conn: Connection, session: Session, protocol: string) {
-    super();
-    this.#conn = conn;
+    super(conn);
     this.#session = session;
     this.#protocol = protocol;
     this.#failed = new Promise<never>((_, reject) => this.#rejectFailed = reject);
     this.#failed.catch(() => {});
-  }
-
-  get localAddr(): Multiaddr {
-    return this.#conn.localAddr;
-  }
-  get remoteAddr(): Multiaddr {
-    return this.#conn.remoteAddr;
-  }
-  get closed(): Promise<void> {
-    return this.#conn.closed;
   }
 
   /**
@@ -112,36 +99,36 @@ class OptimisticStream extends ByteConnection {
     return this.#answer!;
   }
 
-  async read(): Promise<Uint8Array | null> {
+  override async read(): Promise<Uint8Array | null> {
     if (this.#state !== "agreed") await this.#negotiated();
     return await this.#session.reader.read();
   }
 
-  async readInto(buffer: Uint8Array): Promise<number | null> {
+  override async readInto(buffer: Uint8Array): Promise<number | null> {
     if (this.#state !== "agreed") await this.#negotiated();
     return await this.#session.reader.readInto(buffer);
   }
 
-  cancelRead(reason?: unknown): void {
+  override cancelRead(reason?: unknown): void {
     // Before agreement the answer still has to be read, so that the writer
     // learns of a refusal; only the data after it is unwanted.
     if (this.#state === "idle" || this.#state === "proposed") this.#cancelled = { reason };
     else if (this.#state === "agreed") this.#session.reader.cancelRead(reason);
   }
 
-  write(chunk: Uint8Array): Promise<void> | undefined {
-    if (this.#state === "agreed") return this.#conn.write(chunk);
+  override write(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#state === "agreed") return this.inner.write(chunk);
     if (this.#state === "failed") return Promise.reject(this.#failure);
     // The proposal's buffer takes a copy of the chunk: the caller may reuse it at once.
     if (this.#state === "idle") return this.#propose(chunk);
-    return this.#beforeAgreement(() => this.#conn.write(chunk));
+    return this.#beforeAgreement(() => this.inner.write(chunk));
   }
 
-  async closeWrite(): Promise<void> {
+  override async closeWrite(): Promise<void> {
     if (this.#state === "failed") throw this.#failure;
     if (this.#state === "idle") await this.#propose();
-    if (this.#state === "agreed") return await this.#conn.closeWrite();
-    await this.#beforeAgreement(() => this.#conn.closeWrite());
+    if (this.#state === "agreed") return await this.inner.closeWrite();
+    await this.#beforeAgreement(() => this.inner.closeWrite());
   }
 
   /** A write or close before agreement: a failed negotiation ends it. */
@@ -152,14 +139,6 @@ class OptimisticStream extends ByteConnection {
     } catch (err) {
       throw NetworkError.wrap(err, "CONNECTION_RESET", "write failed");
     }
-  }
-
-  close(): Promise<void> {
-    return this.#conn.close();
-  }
-
-  abort(reason?: unknown): void {
-    this.#conn.abort(reason);
   }
 }
 
@@ -185,8 +164,7 @@ class OptimisticStream extends ByteConnection {
  * @example
  * ```ts ignore
  * import { selectProtocolOptimistic } from "./select_protocol_optimistic.ts";
- * import type { Multiaddr } from "../multiaddr.ts";
-import { ByteConnection } from "../transport/byte_connection.ts";
+ * import { ForwardingConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
  * declare const substream: Duplex;
  * const { stream } = selectProtocolOptimistic(substream, "/ipfs/ping/1.0.0");

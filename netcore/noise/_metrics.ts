@@ -4,8 +4,7 @@
  * @module
  */
 
-import type { Metric, Metrics } from "../metrics.ts";
-import type { Series } from "../metrics.ts";
+import { type Metrics, perScope, type Series } from "../metrics.ts";
 
 /** A profile's handshake counters, with the `profile` label already given. */
 export interface NoiseMetrics {
@@ -15,18 +14,22 @@ export interface NoiseMetrics {
   rejected: { labels(labels: { reason: string }): Series };
 }
 
-/** The handshake counters of `profile` (`libp2p`, `validator`) in `metrics`. */
-export function noiseMetrics(metrics: Metrics, profile: string): NoiseMetrics {
-  const completed: Metric = metrics.counter(
+const families = perScope((metrics) => ({
+  completed: metrics.counter(
     "validator_network_noise_handshakes_total",
     "Noise handshakes completed, by profile and role",
     ["profile", "role"],
-  );
-  const rejected: Metric = metrics.counter(
+  ),
+  rejected: metrics.counter(
     "validator_network_noise_rejected_total",
     "Noise handshakes refused or failed, by profile and reason",
     ["profile", "reason"],
-  );
+  ),
+}));
+
+/** The handshake counters of `profile` (`libp2p`, `validator`) in `metrics`. */
+export function noiseMetrics(metrics: Metrics, profile: string): NoiseMetrics {
+  const { completed, rejected } = families(metrics);
   return {
     completed: { labels: ({ role }) => completed.labels({ profile, role }) },
     rejected: { labels: ({ reason }) => rejected.labels({ profile, reason }) },

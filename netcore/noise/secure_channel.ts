@@ -23,6 +23,7 @@
  * @module
  */
 
+import { BufferPool } from "../_bytes.ts";
 import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Multiaddr } from "../multiaddr.ts";
@@ -143,8 +144,8 @@ export class SecureChannel extends ByteConnection {
   /** A decrypted message `readInto` could not fit, and how far it was read. */
   #leftover: Uint8Array | undefined;
 
-  /** Write buffers free for reuse. */
-  readonly #pool: Uint8Array[] = [];
+  /** Write buffers for reuse. */
+  readonly #pool = new BufferPool(POOL_SIZE, MIN_BUFFER);
   /** Encrypted bytes the connection below holds (its writes not yet resolved). */
   #held = 0;
   /** The writes the connection below holds, to wait for on close. */
@@ -340,7 +341,7 @@ export class SecureChannel extends ByteConnection {
   #sealAndSend(chunk: Uint8Array): void {
     const frames = Math.ceil(chunk.length / MAX_PLAINTEXT);
     const needed = chunk.length + frames * (LENGTH_PREFIX + TAG_LENGTH);
-    const buffer = this.#takeBuffer(needed);
+    const buffer = this.#pool.take(needed);
     let offset = 0;
     for (let start = 0; start < chunk.length; start += MAX_PLAINTEXT) {
       const plaintext = chunk.subarray(start, Math.min(chunk.length, start + MAX_PLAINTEXT));
@@ -359,7 +360,7 @@ export class SecureChannel extends ByteConnection {
       pending = Promise.reject(err);
     }
     if (pending === undefined) {
-      this.#giveBack(buffer);
+      this.#pool.give(buffer);
       return;
     }
     // The connection below keeps the buffer until its write resolves.
@@ -368,7 +369,7 @@ export class SecureChannel extends ByteConnection {
       () => {
         this.#held -= offset;
         this.#inFlight.delete(tracked);
-        this.#giveBack(buffer);
+        this.#pool.give(buffer);
         this.#wakeWriter();
       },
       (err) => {
@@ -377,23 +378,6 @@ export class SecureChannel extends ByteConnection {
       },
     );
     this.#inFlight.add(tracked);
-  }
-
-  #takeBuffer(needed: number): Uint8Array {
-    const pool = this.#pool;
-    for (let i = pool.length - 1; i >= 0; i--) {
-      if (pool[i].length >= needed) {
-        const buffer = pool[i];
-        pool[i] = pool[pool.length - 1];
-        pool.pop();
-        return buffer;
-      }
-    }
-    return new Uint8Array(Math.max(needed, MIN_BUFFER));
-  }
-
-  #giveBack(buffer: Uint8Array): void {
-    if (this.#pool.length < POOL_SIZE) this.#pool.push(buffer);
   }
 
   #wakeWriter(): void {

@@ -35,3 +35,19 @@ export function ioError(err: unknown, context: string, fallback: NetworkErrorCod
   ) code = "CONNECTION_CLOSED";
   return NetworkError.wrap(err, code, context);
 }
+
+/**
+ * A dial's failure as the dial reports it: a time-out, whoever set the
+ * deadline (ours or the caller's `AbortSignal.timeout`), is `DIAL_TIMEOUT`.
+ *
+ * @example
+ * ```ts
+ * import { dialError } from "./_io_error.ts";
+ * import { NetworkError } from "../network_error.ts";
+ * console.log(dialError(new NetworkError("TIMEOUT", "slow")).code); // "DIAL_TIMEOUT"
+ * ```
+ */
+export function dialError(error: NetworkError): NetworkError {
+  if (error.code !== "TIMEOUT") return error;
+  return new NetworkError("DIAL_TIMEOUT", error.message, { cause: error });
+}

@@ -113,3 +113,71 @@ export abstract class ByteConnection implements Connection {
     return this.#readable !== undefined;
   }
 }
+
+/**
+ * A {@linkcode Connection} that forwards everything to another one: the base
+ * of the layers that change one part of a connection and keep the rest (a
+ * reader that read ahead, a negotiation in progress, a negotiated stream).
+ *
+ * @example
+ * ```ts ignore
+ * class Counting extends ForwardingConnection {
+ *   written = 0;
+ *   override write(chunk: Uint8Array) {
+ *     this.written += chunk.length;
+ *     return super.write(chunk);
+ *   }
+ * }
+ * ```
+ */
+export class ForwardingConnection extends ByteConnection {
+  /** The connection forwarded to. */
+  protected readonly inner: Connection;
+
+  /** Forwards to `inner`. */
+  constructor(inner: Connection) {
+    super();
+    this.inner = inner;
+  }
+
+  /** The inner connection's local address. */
+  get localAddr(): Multiaddr {
+    return this.inner.localAddr;
+  }
+  /** The inner connection's remote address. */
+  get remoteAddr(): Multiaddr {
+    return this.inner.remoteAddr;
+  }
+  /** Settles when the inner connection is released. */
+  get closed(): Promise<void> {
+    return this.inner.closed;
+  }
+  /** Reads from the inner connection. */
+  read(): Promise<Uint8Array | null> {
+    return this.inner.read();
+  }
+  /** Reads into `buffer` from the inner connection. */
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    return this.inner.readInto(buffer);
+  }
+  /** Stops reading the inner connection. */
+  cancelRead(reason?: unknown): void {
+    this.inner.cancelRead(reason);
+  }
+  /** Writes to the inner connection. */
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.inner.write(chunk);
+  }
+  /** Half-closes the inner connection. */
+  closeWrite(): Promise<void> {
+    return this.inner.closeWrite();
+  }
+  /** Closes the inner connection. */
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  /** Aborts the inner connection. */
+  abort(reason?: unknown): void {
+    this.inner.abort(reason);
+  }
+}

@@ -10,7 +10,7 @@ import { Deadline } from "../_async.ts";
 import { type MemoryListener, MemoryNetwork, type MemorySocket } from "../../memsocket/mod.ts";
 import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
-import { ioError } from "./_io_error.ts";
+import { dialError, ioError } from "./_io_error.ts";
 import {
   SOCKET_CONNECTION_DEFAULTS,
   SocketConnection,
@@ -105,7 +105,7 @@ export class MemoryTransport implements Transport<SocketConnection> {
         bufferSize: this.#options.bufferSize,
       });
     } catch (err) {
-      if (deadline.expired) throw deadline.error;
+      if (deadline.expired) throw dialError(deadline.error);
       throw ioError(err, `memory dial to ${addr} failed`, "DIAL_REFUSED");
     }
     return this.#wrap(socket);

@@ -139,6 +139,8 @@ export class SocketConnection extends ByteConnection {
   #readSize: number;
   /** Someone reads this connection (and so will see the peer's end). */
   #hasReader = false;
+  /** The reader left: what arrives is dropped. */
+  #discarding = false;
 
   // ---- write side: the cork ----
   /** Corked pieces in order: copy buffers and large chunks of the callers'. */
@@ -246,10 +248,27 @@ export class SocketConnection extends ByteConnection {
     return n;
   }
 
-  /** Stops reading: what the peer sends from now on is not read. */
+  /**
+   * Stops reading: what the peer sends from now on is read and dropped, so
+   * its writes never stall on us.
+   */
   cancelRead(): void {
+    if (this.#hasReader && this.#discarding) return;
     this.#hasReader = true;
+    this.#discarding = true;
     this.#lifecycle.endRead();
+    void this.#discard();
+  }
+
+  async #discard(): Promise<void> {
+    const scratch = new Uint8Array(MIN_READ);
+    try {
+      while (!this.#lifecycle.released && (await this.#socket.read(scratch)) !== null) {
+        // dropped
+      }
+    } catch {
+      // released or reset: nothing more will arrive
+    }
   }
 
   // ---- writing: the cork ----
@@ -339,6 +358,13 @@ export class SocketConnection extends ByteConnection {
         }
         this.#pending -= written;
         if (copy !== undefined && copy.length === COPY_BUFFER) this.#spareCopy = copy;
+        round?.resolve();
+      }
+      // Everything is written: a round made while the last write was under
+      // way (by a closeWrite waiting for it) has nothing left to wait for.
+      if (this.#corked.length === 0 && this.#failure === undefined) {
+        const round = this.#round;
+        this.#round = undefined;
         round?.resolve();
       }
     } finally {

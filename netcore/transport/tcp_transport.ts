@@ -7,7 +7,7 @@
 import { Deadline } from "../_async.ts";
 import { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
-import { ioError } from "./_io_error.ts";
+import { dialError, ioError } from "./_io_error.ts";
 import {
   SOCKET_CONNECTION_DEFAULTS,
   SocketConnection,
@@ -116,7 +116,7 @@ export class TcpTransport implements Transport<SocketConnection> {
     } catch (err) {
       // A connect that succeeds after we gave up must not leak its socket.
       connecting.then((late) => late.close(), () => {});
-      throw ioError(err, `TCP dial to ${addr} failed`, "DIAL_REFUSED");
+      throw dialError(ioError(err, `TCP dial to ${addr} failed`, "DIAL_REFUSED"));
     }
     return this.#wrap(raw);
   }

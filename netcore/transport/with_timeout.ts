@@ -6,6 +6,8 @@
 
 import { Deadline } from "../_async.ts";
 import type { Multiaddr } from "../multiaddr.ts";
+import { NetworkError } from "../network_error.ts";
+import { dialError } from "./_io_error.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
 import type { DialOptions, Transport } from "./transport.ts";
 
@@ -43,7 +45,7 @@ export function withTimeout<C extends ConnectionLifecycle>(
       } catch (err) {
         // A dial that completes after we gave up must not leak its connection.
         dialing.then((late) => late.abort(err), () => {});
-        throw err;
+        throw NetworkError.is(err) ? dialError(err) : err;
       }
     },
   };

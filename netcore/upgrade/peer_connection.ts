@@ -7,7 +7,7 @@
  */
 
 import type { PeerId } from "../identity/peer_id.ts";
-import { defaultMetrics, type Metric, type Metrics } from "../metrics.ts";
+import { defaultMetrics, type Metric, type Metrics, perScope } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { Yamux, type YamuxOptions } from "../multiplexing/yamux.ts";
 import type { YamuxStream } from "../multiplexing/yamux_stream.ts";
@@ -18,7 +18,7 @@ import {
   selectProtocolOptimistic,
 } from "../negotiate/mod.ts";
 import type { SecureChannel } from "../noise/secure_channel.ts";
-import { ByteConnection } from "../transport/byte_connection.ts";
+import { ForwardingConnection } from "../transport/byte_connection.ts";
 import type { Connection, ConnectionLifecycle } from "../transport/connection.ts";
 import type { Role } from "../transport/transport.ts";
 
@@ -101,31 +101,23 @@ interface StreamMetrics {
   bytes: Metric;
 }
 
-const streamMetricsByScope = new WeakMap<Metrics, StreamMetrics>();
-
-function streamMetrics(metrics: Metrics): StreamMetrics {
-  let resolved = streamMetricsByScope.get(metrics);
-  if (resolved !== undefined) return resolved;
-  resolved = {
-    open: metrics.gauge(
-      "validator_network_streams_open",
-      "Open streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
-      ["protocol", "direction"],
-    ),
-    total: metrics.counter(
-      "validator_network_streams_total",
-      "Streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
-      ["protocol", "direction"],
-    ),
-    bytes: metrics.counter(
-      "validator_network_stream_bytes_total",
-      "Data bytes of ended streams (multistream-select included), by protocol and direction (in/out)",
-      ["protocol", "direction"],
-    ),
-  };
-  streamMetricsByScope.set(metrics, resolved);
-  return resolved;
-}
+const streamMetrics = perScope((metrics): StreamMetrics => ({
+  open: metrics.gauge(
+    "validator_network_streams_open",
+    "Open streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+    ["protocol", "direction"],
+  ),
+  total: metrics.counter(
+    "validator_network_streams_total",
+    "Streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
+    ["protocol", "direction"],
+  ),
+  bytes: metrics.counter(
+    "validator_network_stream_bytes_total",
+    "Data bytes of ended streams (multistream-select included), by protocol and direction (in/out)",
+    ["protocol", "direction"],
+  ),
+}));
 
 /**
  * The last transition: runs a yamux session over an authenticated channel.
@@ -327,46 +319,29 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
 }
 
 /** A negotiated substream: bytes through what negotiation returned, lifecycle of the substream. */
-class NegotiatedStream extends ByteConnection implements ProtocolStream {
+class NegotiatedStream extends ForwardingConnection implements ProtocolStream {
   readonly protocol: string;
   readonly stream: YamuxStream;
-  readonly #io: Connection;
 
   constructor(stream: YamuxStream, protocol: string, io: Connection) {
-    super();
+    super(io);
     this.stream = stream;
     this.protocol = protocol;
-    this.#io = io;
   }
 
-  get localAddr(): Multiaddr {
+  override get localAddr(): Multiaddr {
     return this.stream.localAddr;
   }
-  get remoteAddr(): Multiaddr {
+  override get remoteAddr(): Multiaddr {
     return this.stream.remoteAddr;
   }
-  get closed(): Promise<void> {
+  override get closed(): Promise<void> {
     return this.stream.closed;
   }
-  read(): Promise<Uint8Array | null> {
-    return this.#io.read();
-  }
-  readInto(buffer: Uint8Array): Promise<number | null> {
-    return this.#io.readInto(buffer);
-  }
-  cancelRead(reason?: unknown): void {
-    this.#io.cancelRead(reason);
-  }
-  write(chunk: Uint8Array): Promise<void> | undefined {
-    return this.#io.write(chunk);
-  }
-  closeWrite(): Promise<void> {
-    return this.#io.closeWrite();
-  }
-  close(): Promise<void> {
+  override close(): Promise<void> {
     return this.stream.close();
   }
-  abort(reason?: unknown): void {
+  override abort(reason?: unknown): void {
     this.stream.abort(reason);
   }
 }

@@ -15,9 +15,11 @@ import { randomBytes, sha256Hex } from "../_bytes.ts";
 import { parseEchoLine, parsePerfLine, parsePingLine } from "../../protocols/cli_contract.ts";
 import { Ed25519Identity } from "../../netcore/identity/mod.ts";
 import { Libp2pNode } from "../../netcore/libp2p_node.ts";
-import type { Libp2pConnection } from "../../netcore/libp2p_upgrade.ts";
 import { Multiaddr } from "../../netcore/multiaddr.ts";
 import { NetworkError } from "../../netcore/network_error.ts";
+import { ByteConnection } from "../../netcore/transport/byte_connection.ts";
+import type { Connection } from "../../netcore/transport/connection.ts";
+import type { PeerConnection } from "../../netcore/upgrade/mod.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../../protocols/echo.ts";
 import { handlePerf, PERF_PROTOCOL, runPerf } from "../../protocols/perf.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "../../protocols/ping.ts";
@@ -42,7 +44,7 @@ Deno.test("ours -> js: the connection authenticates js's peer id; a wrong /p2p/ 
       "UNAUTHORIZED",
     );
     const conn = await node.dial(addr);
-    assertEquals(conn.remotePeerId.toString(), peer.peerId);
+    assertEquals(conn.remotePeer.toString(), peer.peerId);
     // js answers "na" to a protocol it does not serve; the connection stays.
     await assertRejectsCode(() => conn.openStream(["/nope/1.0.0"]), "UNSUPPORTED_PROTOCOL");
     const fallback = await conn.openStream(["/nope/1.0.0", PING_PROTOCOL]);
@@ -50,7 +52,7 @@ Deno.test("ours -> js: the connection authenticates js's peer id; a wrong /p2p/ 
     await fallback.close();
     // Without a /p2p/ id in the address the handshake still tells us who it is.
     const anonymous = await node.dial(addr.withoutPeerId());
-    assertEquals(anonymous.remotePeerId.toString(), peer.peerId);
+    assertEquals(anonymous.remotePeer.toString(), peer.peerId);
     await anonymous.close();
   } finally {
     await node.close();
@@ -92,7 +94,7 @@ Deno.test("ours -> js: ping, perf, 8 MiB echoed intact, 100 concurrent echo stre
       payloads.map(async (p) => await echoThrough(await conn.openStream([ECHO_PROTOCOL]), p)),
     );
     for (const [i, r] of results.entries()) assertEquals(r, payloads[i], `stream ${i}`);
-    assertEquals(node.connectionsTo(conn.remotePeerId), [conn]);
+    assertEquals(node.connectionsTo(conn.remotePeer), [conn]);
   } finally {
     await node.close();
   }
@@ -112,7 +114,7 @@ Deno.test("ours -> js: our close is clean for js, and js stopping is clean for u
     await pinger.close();
     await first.close();
     assert(await settlesWithin(first.closed, 5_000), "our close settles");
-    assertEquals(node.connectionsTo(first.remotePeerId), []);
+    assertEquals(node.connectionsTo(first.remotePeer), []);
 
     // js stops (SIGTERM, node.stop()): our connection ends, with no error
     // escaping anywhere, and js exits 0.
@@ -141,7 +143,7 @@ Deno.test("ours -> js: our close is clean for js, and js stopping is clean for u
     );
     await writer.write(new Uint8Array([4])).catch(() => {/* the stream is gone */});
     writer.releaseLock();
-    assertEquals(node.connectionsTo(second.remotePeerId), []);
+    assertEquals(node.connectionsTo(second.remotePeer), []);
     await assertRejectsCode(
       () => second.openStream([PING_PROTOCOL]),
       "CONNECTION_CLOSED",
@@ -154,10 +156,56 @@ Deno.test("ours -> js: our close is clean for js, and js stopping is clean for u
 
 // ---- js-libp2p dials our node -------------------------------------------------
 
+/** A stream whose bytes read are counted; everything else passes straight through. */
+class CountingReads extends ByteConnection {
+  readonly #inner: Connection;
+  readonly #onRead: (bytes: number) => void;
+
+  constructor(inner: Connection, onRead: (bytes: number) => void) {
+    super();
+    this.#inner = inner;
+    this.#onRead = onRead;
+  }
+  get localAddr(): Multiaddr {
+    return this.#inner.localAddr;
+  }
+  get remoteAddr(): Multiaddr {
+    return this.#inner.remoteAddr;
+  }
+  get closed(): Promise<void> {
+    return this.#inner.closed;
+  }
+  async read(): Promise<Uint8Array | null> {
+    const chunk = await this.#inner.read();
+    if (chunk !== null) this.#onRead(chunk.length);
+    return chunk;
+  }
+  async readInto(buffer: Uint8Array): Promise<number | null> {
+    const n = await this.#inner.readInto(buffer);
+    if (n !== null) this.#onRead(n);
+    return n;
+  }
+  cancelRead(reason?: unknown): void {
+    this.#inner.cancelRead(reason);
+  }
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.#inner.write(chunk);
+  }
+  closeWrite(): Promise<void> {
+    return this.#inner.closeWrite();
+  }
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+  abort(reason?: unknown): void {
+    this.#inner.abort(reason);
+  }
+}
+
 /** Our listener on 127.0.0.1 with ping, perf and echo, noting every inbound stream's connection. */
 async function ourListener() {
   const node = await Libp2pNode.create({ listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")] });
-  const streams: { protocol: string; conn: Libp2pConnection; bytes: number }[] = [];
+  const streams: { protocol: string; conn: PeerConnection; bytes: number }[] = [];
   node.handle(PING_PROTOCOL, async (stream, conn) => {
     streams.push({ protocol: stream.protocol, conn, bytes: 0 });
     await handlePing(stream);
@@ -169,17 +217,7 @@ async function ourListener() {
   node.handle(ECHO_PROTOCOL, async (stream, conn) => {
     const entry = { protocol: stream.protocol, conn, bytes: 0 };
     streams.push(entry);
-    await handleEcho({
-      readable: stream.readable.pipeThrough(
-        new TransformStream({
-          transform(chunk, controller) {
-            entry.bytes += chunk.length;
-            controller.enqueue(chunk);
-          },
-        }),
-      ),
-      writable: stream.writable,
-    });
+    await handleEcho(new CountingReads(stream, (n) => entry.bytes += n));
   });
   return { node, addr: node.listenAddrs[0].toString(), streams };
 }
@@ -227,7 +265,7 @@ Deno.test("js -> ours: js pings, runs perf, echoes 8 MiB intact; both sides know
     const pings = streams.filter((s) => s.protocol === PING_PROTOCOL);
     assertEquals(pings.length, 1, "the wrong-id dial never reached a handler");
     for (const { conn } of streams) {
-      const id = conn.remotePeerId.toString();
+      const id = conn.remotePeer.toString();
       assert(id.startsWith("12D3KooW") && id !== node.peerId.toString(), id);
     }
     // The js client exited: every connection it made has ended on our side.
@@ -251,7 +289,7 @@ Deno.test("js -> ours: 100 concurrent echo streams on one connection, then a cle
     assertEquals(conns.size, 1, "all on one connection");
     const [conn] = conns;
     assert(await settlesWithin(conn.closed, 5_000), "js's close reaches our connection");
-    assertEquals(node.connectionsTo(conn.remotePeerId), []);
+    assertEquals(node.connectionsTo(conn.remotePeer), []);
   } finally {
     await node.close();
   }
