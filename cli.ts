@@ -16,7 +16,7 @@
  * @module
  */
 
-import { Libp2pNode } from "./netcore/libp2p_node.ts";
+import { Libp2pNode } from "./netcore/peer/libp2p_node.ts";
 import { Multiaddr } from "./netcore/multiaddr.ts";
 import { NetworkError } from "./netcore/network_error.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "./protocols/ping.ts";

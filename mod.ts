@@ -80,8 +80,19 @@ export type { YamuxOptions } from "./netcore/multiplexing/yamux.ts";
 export type { YamuxStream } from "./netcore/multiplexing/yamux_stream.ts";
 export type { NegotiateOptions } from "./netcore/negotiate/options.ts";
 
-// A node over both transports.
-export { Libp2pNode, type Libp2pNodeOptions, type StreamHandler } from "./netcore/libp2p_node.ts";
+// The peer layer: one connection per peer, events; a node over it.
+export { Libp2pNode, type Libp2pNodeOptions } from "./netcore/peer/libp2p_node.ts";
+export {
+  PeerManager,
+  type PeerManagerOptions,
+  type StreamHandler,
+} from "./netcore/peer/peer_manager.ts";
+export type {
+  DisconnectReason,
+  PeerEvent,
+  PeerEventStream,
+  PeerMetadata,
+} from "./netcore/peer/peer_events.ts";
 
 // Protocols.
 export { handlePing, PING_PROTOCOL, Pinger, type PingOptions } from "./protocols/ping.ts";

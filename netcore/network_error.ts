@@ -33,6 +33,11 @@
  *   buffered bytes) would be exceeded.
  * - `UNSUPPORTED_PROTOCOL`: the peer supports none of the proposed protocols.
  * - `ABORTED`: the caller's `AbortSignal` fired.
+ * - `NOT_CONNECTED`: there is no connection to the peer an operation needs.
+ * - `CONNECTION_REPLACED`: the connection was closed because another one to
+ *   the same peer won (simultaneous dials keep one); retry on the peer.
+ * - `REMOTE_ERROR`: the peer's handler failed the request (the message is
+ *   the peer's).
  */
 export type NetworkErrorCode =
   | "DIAL_REFUSED"
@@ -48,7 +53,22 @@ export type NetworkErrorCode =
   | "TIMEOUT"
   | "LIMIT_EXCEEDED"
   | "UNSUPPORTED_PROTOCOL"
-  | "ABORTED";
+  | "ABORTED"
+  | "NOT_CONNECTED"
+  | "CONNECTION_REPLACED"
+  | "REMOTE_ERROR";
+
+/** Codes for which the same operation may succeed if tried again (on the same or a new connection). */
+const RETRIABLE: ReadonlySet<NetworkErrorCode> = new Set<NetworkErrorCode>([
+  "DIAL_REFUSED",
+  "DIAL_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_RESET",
+  "CONNECTION_REPLACED",
+  "NOT_CONNECTED",
+  "TIMEOUT",
+  "LIMIT_EXCEEDED",
+]);
 
 /** Options for {@linkcode NetworkError}. */
 export interface NetworkErrorOptions {
@@ -83,6 +103,22 @@ export class NetworkError extends Error {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "NetworkError";
     this.code = code;
+  }
+
+  /**
+   * Whether trying the operation again may succeed: the connection went away
+   * or was replaced, a dial or a deadline failed, a limit was hit. Not for
+   * refusals the peer will repeat (`UNAUTHORIZED`, `PROTOCOL_VIOLATION`, ...).
+   *
+   * @example
+   * ```ts
+   * import { NetworkError } from "./network_error.ts";
+   * console.log(new NetworkError("CONNECTION_REPLACED", "lost the race").retriable); // true
+   * console.log(new NetworkError("UNAUTHORIZED", "unknown key").retriable); // false
+   * ```
+   */
+  get retriable(): boolean {
+    return RETRIABLE.has(this.code);
   }
 
   /**

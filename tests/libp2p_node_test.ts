@@ -17,7 +17,7 @@ import { randomBytes, readAll } from "./_bytes.ts";
 import { MemoryNetwork } from "../memsocket/mod.ts";
 import { delay } from "../netcore/_async.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
-import { Libp2pNode, type Libp2pNodeOptions } from "../netcore/libp2p_node.ts";
+import { Libp2pNode, type Libp2pNodeOptions } from "../netcore/peer/libp2p_node.ts";
 import { MetricsRegistry } from "../netcore/metrics.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { getCryptoBackend } from "../netcore/noise/crypto.ts";

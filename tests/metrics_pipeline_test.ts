@@ -24,7 +24,7 @@ import { readAllFrom } from "./_streams.ts";
 import { MemoryNetwork } from "../memsocket/mod.ts";
 import { delay } from "../netcore/_async.ts";
 import { Ed25519Identity } from "../netcore/identity/mod.ts";
-import { Libp2pNode } from "../netcore/libp2p_node.ts";
+import { Libp2pNode } from "../netcore/peer/libp2p_node.ts";
 import { Logger } from "../netcore/log.ts";
 import {
   defaultRegistry,

@@ -6,10 +6,11 @@
  */
 
 import { Deadline } from "../_async.ts";
-import { defaultMetrics, type Metrics, type Series } from "../metrics.ts";
+import { defaultMetrics, type Metrics } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
-import type { ConnectionLifecycle } from "./connection.ts";
+import type { Connection, ConnectionLifecycle } from "./connection.ts";
+import { INBOUND_LIMITS_DEFAULTS, InboundGate, type InboundLimits } from "./inbound_gate.ts";
 import type {
   DialOptions,
   Listener,
@@ -28,19 +29,19 @@ export interface AndThenOptions {
    */
   timeout?: number;
   /**
-   * Inbound connections a listener upgrades at once or holds upgraded but not
-   * yet taken; while full it stops accepting, so the kernel (or memory
-   * network) backlog holds the rest. Default 256.
+   * Limits on inbound connections while they upgrade (see
+   * {@linkcode InboundLimits}): the listener never stops accepting; past a
+   * cap it sheds the pending connection that made the least progress.
    */
-  maxPendingInbound?: number;
-  /** Where the pending upgrades are counted. Default `defaultMetrics`. */
+  inbound?: InboundLimits;
+  /** Where pending upgrades and refusals are counted. Default `defaultMetrics`. */
   metrics?: Metrics;
 }
 
 /** The defaults of {@linkcode AndThenOptions}. */
-export const AND_THEN_DEFAULTS: Required<Omit<AndThenOptions, "metrics">> = {
+export const AND_THEN_DEFAULTS: { timeout: number; inbound: Readonly<Required<InboundLimits>> } = {
   timeout: 10_000,
-  maxPendingInbound: 256,
+  inbound: INBOUND_LIMITS_DEFAULTS,
 };
 
 /**
@@ -80,17 +81,21 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
 /**
  * A transport that runs `upgrade` on every connection of `transport`: with
  * role `"dialer"` on the ones it dials and `"listener"` on the ones it
- * accepts. Stack several to build the full stack (raw -> Noise -> yamux).
+ * accepts. The whole stack is one upgrade (`libp2pUpgrade`,
+ * `validatorUpgrade`).
  *
  * A failed upgrade aborts the raw connection. On the dial side the dial
  * rejects; on the listen side the error goes to
  * `ListenOptions.onInboundError` and the listener goes on accepting. Inbound
- * upgrades run concurrently, so one slow peer never blocks the others.
+ * upgrades run concurrently, so one slow peer never blocks the others, and
+ * within `options.inbound`'s limits (see {@linkcode InboundGate}): the
+ * listener never stops accepting.
  *
  * @example Tag each connection with its role
  * ```ts
  * import { andThen } from "./and_then.ts";
- * import { MemoryNetwork, MemoryTransport } from "../../memsocket/mod.ts";
+ * import { MemoryNetwork } from "../../memsocket/mod.ts";
+ * import { MemoryTransport } from "./memory_transport.ts";
  * import { Multiaddr } from "../multiaddr.ts";
  *
  * const raw = new MemoryTransport({ network: new MemoryNetwork() });
@@ -101,16 +106,13 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
  * await listener.close();
  * ```
  */
-export function andThen<In extends ConnectionLifecycle, Out extends ConnectionLifecycle>(
-  transport: Transport<In>,
-  upgrade: Upgrade<In, Out>,
+export function andThen<Out extends ConnectionLifecycle>(
+  transport: Transport<Connection>,
+  upgrade: Upgrade<Connection, Out>,
   options: AndThenOptions = {},
 ): Transport<Out> {
-  const { timeout, maxPendingInbound } = { ...AND_THEN_DEFAULTS, ...options };
-  const pendingInbound = (options.metrics ?? defaultMetrics).gauge(
-    "validator_network_pending_inbound_upgrades",
-    "Inbound connections being upgraded or upgraded and not yet taken, over all listeners",
-  ).labels();
+  const timeout = options.timeout ?? AND_THEN_DEFAULTS.timeout;
+  const metrics = options.metrics ?? defaultMetrics;
   return {
     supports: (addr) => transport.supports(addr),
     async dial(addr: Multiaddr, dialOptions: DialOptions = {}): Promise<Out> {
@@ -122,49 +124,39 @@ export function andThen<In extends ConnectionLifecycle, Out extends ConnectionLi
       return new UpgradedListener(
         inner,
         (conn) => runUpgrade(upgrade, conn, "listener", timeout, undefined),
-        {
-          maxPending: maxPendingInbound,
-          onInboundError: listenOptions.onInboundError,
-          gauge: pendingInbound,
-        },
+        new InboundGate(options.inbound ?? {}, metrics),
+        listenOptions.onInboundError,
       );
     },
   };
 }
 
-/** A listener whose connections are upgraded concurrently before they are yielded. */
-class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLifecycle>
-  implements Listener<Out> {
-  readonly #inner: Listener<In>;
-  readonly #upgrade: (conn: In) => Promise<Out>;
-  readonly #maxPending: number;
+/**
+ * A listener whose connections are upgraded concurrently, within the limits
+ * of an {@linkcode InboundGate}, before they are yielded. It accepts for as
+ * long as it is open: the gate sheds, the accept loop never waits.
+ */
+class UpgradedListener<Out extends ConnectionLifecycle> implements Listener<Out> {
+  readonly #inner: Listener<Connection>;
+  readonly #upgrade: (conn: Connection) => Promise<Out>;
+  readonly #gate: InboundGate;
   readonly #onInboundError: ((error: unknown, remoteAddr: Multiaddr) => void) | undefined;
-  readonly #gauge: Series;
   readonly #ready: Out[] = [];
-  readonly #upgrading = new Set<In>();
-  /** What this listener last added to the pending-upgrades gauge. */
-  #reportedPending = 0;
   #pumping = false;
   #closed = false;
   /** Wakes the consumer (a connection is ready or we closed). */
   #consumerWaiter: PromiseWithResolvers<void> | undefined;
-  /** Wakes the pump (there is room again). */
-  #pumpWaiter: PromiseWithResolvers<void> | undefined;
 
   constructor(
-    inner: Listener<In>,
-    upgrade: (conn: In) => Promise<Out>,
-    options: {
-      maxPending: number;
-      onInboundError?: (error: unknown, remoteAddr: Multiaddr) => void;
-      gauge: Series;
-    },
+    inner: Listener<Connection>,
+    upgrade: (conn: Connection) => Promise<Out>,
+    gate: InboundGate,
+    onInboundError?: (error: unknown, remoteAddr: Multiaddr) => void,
   ) {
-    this.#gauge = options.gauge;
     this.#inner = inner;
     this.#upgrade = upgrade;
-    this.#maxPending = options.maxPending;
-    this.#onInboundError = options.onInboundError;
+    this.#gate = gate;
+    this.#onInboundError = onInboundError;
   }
 
   get addr(): Multiaddr {
@@ -180,8 +172,6 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
     while (true) {
       const conn = this.#ready.shift();
       if (conn !== undefined) {
-        this.#reportPending();
-        this.#wakePump();
         yield conn;
         continue;
       }
@@ -192,14 +182,14 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
   }
 
   async #pump(): Promise<void> {
-    for await (const conn of this.#inner) {
+    for await (const raw of this.#inner) {
       if (this.#closed) {
-        conn.abort(new NetworkError("CONNECTION_CLOSED", "listener closed"));
+        raw.abort(new NetworkError("CONNECTION_CLOSED", "listener closed"));
         return;
       }
-      this.#upgrading.add(conn);
-      this.#reportPending();
-      this.#upgrade(conn).then(
+      const admitted = this.#gate.admit(raw);
+      if (admitted === undefined) continue;
+      this.#upgrade(admitted).then(
         (out) => {
           if (this.#closed) {
             out.abort(new NetworkError("CONNECTION_CLOSED", "listener closed"));
@@ -208,16 +198,8 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
           this.#ready.push(out);
           this.#wakeConsumer();
         },
-        (err) => this.#report(err, conn.remoteAddr),
-      ).finally(() => {
-        this.#upgrading.delete(conn);
-        this.#reportPending();
-        this.#wakePump();
-      });
-      while (!this.#closed && this.#upgrading.size + this.#ready.length >= this.#maxPending) {
-        this.#pumpWaiter ??= Promise.withResolvers();
-        await this.#pumpWaiter.promise;
-      }
+        (err) => this.#report(err, raw.remoteAddr),
+      ).finally(() => this.#gate.release(admitted));
     }
   }
 
@@ -234,30 +216,15 @@ class UpgradedListener<In extends ConnectionLifecycle, Out extends ConnectionLif
     if (this.#closed) return;
     this.#closed = true;
     const reason = new NetworkError("CONNECTION_CLOSED", "listener closed");
-    for (const conn of this.#upgrading) conn.abort(reason);
+    this.#gate.close(reason);
     for (const conn of this.#ready.splice(0)) conn.abort(reason);
-    this.#reportPending();
     this.#wakeConsumer();
-    this.#wakePump();
     await this.#inner.close();
-  }
-
-  /** Moves the gauge by what changed since the last report (the gauge sums all listeners). */
-  #reportPending(): void {
-    const pending = this.#upgrading.size + this.#ready.length;
-    this.#gauge.inc(pending - this.#reportedPending);
-    this.#reportedPending = pending;
   }
 
   #wakeConsumer(): void {
     const waiter = this.#consumerWaiter;
     this.#consumerWaiter = undefined;
-    waiter?.resolve();
-  }
-
-  #wakePump(): void {
-    const waiter = this.#pumpWaiter;
-    this.#pumpWaiter = undefined;
     waiter?.resolve();
   }
 }

@@ -14,7 +14,7 @@ import { assert, assertEquals, assertRejectsCode } from "../_assert.ts";
 import { randomBytes, sha256Hex } from "../_bytes.ts";
 import { parseEchoLine, parsePerfLine, parsePingLine } from "../../protocols/cli_contract.ts";
 import { Ed25519Identity } from "../../netcore/identity/mod.ts";
-import { Libp2pNode } from "../../netcore/libp2p_node.ts";
+import { Libp2pNode } from "../../netcore/peer/libp2p_node.ts";
 import { Multiaddr } from "../../netcore/multiaddr.ts";
 import { NetworkError } from "../../netcore/network_error.ts";
 import { ByteConnection } from "../../netcore/transport/byte_connection.ts";
