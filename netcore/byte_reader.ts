@@ -167,6 +167,15 @@ export class ByteReader implements ByteSource {
   }
 
   /**
+   * Whether the source ended with nothing left buffered: reads ahead (one
+   * chunk) when nothing is buffered, so a reader can tell "another message
+   * follows" from "the peer is done" between messages.
+   */
+  async atEnd(): Promise<boolean> {
+    return this.buffered === 0 && !(await this.#fill());
+  }
+
+  /**
    * Exactly `n` bytes.
    *
    * @throws {NetworkError} `CONNECTION_CLOSED` when the stream ends first,

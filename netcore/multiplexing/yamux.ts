@@ -245,6 +245,8 @@ export class Yamux<C extends Connection = Connection>
   /** Streams whose SYN or ACK waits for their first frame, flushed once per event-loop turn. */
   #deferredOpen: YamuxStream[] = [];
   #releasing: Promise<void> | undefined;
+  /** When the peer last sent anything (performance.now()). */
+  #lastReceived = performance.now();
 
   /**
    * Wraps `conn`, which the session then owns. Prefer
@@ -344,6 +346,11 @@ export class Yamux<C extends Connection = Connection>
   /** The smoothed ping round-trip time in ms, once measured. */
   get rtt(): number | undefined {
     return this.#pings.rtt;
+  }
+
+  /** When the peer last sent anything, in `performance.now()` time: any traffic shows it is alive. */
+  get lastReceived(): number {
+    return this.#lastReceived;
   }
 
   /** The GoAway code the peer sent, if it did. */
@@ -623,6 +630,7 @@ export class Yamux<C extends Connection = Connection>
         return;
       }
       if (chunk === null) break;
+      this.#lastReceived = performance.now();
       this.#metrics.bytesIn.inc(chunk.length);
       try {
         this.#decoder.decode(chunk, this.#handler);
@@ -744,7 +752,12 @@ export class Yamux<C extends Connection = Connection>
   #fail(error: NetworkError, code: GoAwayCode | undefined): void {
     if (this.#state === "closed") return;
     this.#metrics.sessionErrors.labels({ code: error.code }).inc();
-    this.#log.warn("yamux session failed", { error });
+    // A peer that went away is routine; a broken protocol or a dead peer is worth a warning.
+    if (NetworkError.is(error, "CONNECTION_RESET", "CONNECTION_CLOSED", "CONNECTION_REPLACED")) {
+      this.#log.debug("yamux session ended", { error });
+    } else {
+      this.#log.warn("yamux session failed", { error });
+    }
     this.#end(error);
     if (code === undefined || !this.#started) {
       this.#writer.close();

@@ -39,6 +39,21 @@ export interface PeerMetadata {
 }
 
 /**
+ * A connected peer now: its metadata and the round trip the health checks
+ * (and the session's pings) measured, if any yet.
+ *
+ * @example
+ * ```ts ignore
+ * const nearest = manager.peersByLatency()[0];
+ * console.log(nearest.peerId.toString(), nearest.rtt);
+ * ```
+ */
+export interface PeerInfo extends PeerMetadata {
+  /** The smoothed round trip in ms, once measured. */
+  readonly rtt: number | undefined;
+}
+
+/**
  * Why a peer was lost:
  * - `requested`: we disconnected it (`disconnect()` or shutdown);
  * - `stale`: it left the eligible set (an epoch change);

@@ -51,6 +51,7 @@ import {
   type DisconnectReason,
   type PeerEvent,
   PeerEventStream,
+  type PeerInfo,
   type PeerMetadata,
 } from "./peer_events.ts";
 import { keepNewConnection } from "./simultaneous_dial.ts";
@@ -259,9 +260,14 @@ export class PeerManager {
     return [...this.#handlers.keys()];
   }
 
-  /** The connected peers. */
-  peers(): PeerMetadata[] {
-    return [...this.#peers.values()].map((entry) => entry.metadata);
+  /** The connected peers, with their current round trip. */
+  peers(): PeerInfo[] {
+    return [...this.#peers.values()].map((entry) => ({ ...entry.metadata, rtt: entry.conn.rtt }));
+  }
+
+  /** The connected peers, nearest first (peers whose round trip is not measured yet last). */
+  peersByLatency(): PeerInfo[] {
+    return this.peers().sort((a, b) => (a.rtt ?? Infinity) - (b.rtt ?? Infinity));
   }
 
   /** The connection to `peer`, if connected. */

@@ -232,6 +232,10 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
   get rtt(): number | undefined {
     return this.#muxer.rtt;
   }
+  /** When the peer last sent anything, in `performance.now()` time. */
+  get lastReceived(): number {
+    return this.#muxer.lastReceived;
+  }
 
   /**
    * Opens a stream and negotiates the first of `protocols` the peer supports.

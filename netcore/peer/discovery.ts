@@ -1,0 +1,348 @@
+/**
+ * Discovery (after Libra's `protocols/discovery`): every node publishes a
+ * signed peer record (libp2p's format: a signed envelope, RFC 0002, with
+ * domain `libp2p-peer-record` and payload type `0x0301`, around a peer
+ * record, RFC 0003: peer id, sequence number, addresses), signed with its
+ * Ed25519 identity key, and gossips its own record and those it knows to
+ * the peers it is connected to.
+ *
+ * How it flows:
+ * - a newly connected peer gets every record we know, at once (so a node
+ *   that knows one seed learns everyone's addresses from it);
+ * - a record we did not know (or a newer one) is pushed on to the other
+ *   connected peers at once (push on change), and everything we know is
+ *   pushed again every `refreshInterval` (lost pushes heal);
+ * - a record's addresses feed the connectivity manager, which dials.
+ *
+ * Wire: one stream per push, protocol `/validator-network/discovery/1.0.0`:
+ * the dialer writes up to `maxRecordsPerPush` envelopes, each behind an
+ * unsigned varint length, and closes its side; the listener only reads.
+ *
+ * A record is ignored, and counted in
+ * `validator_network_discovery_records_total{outcome}`, when it is
+ * malformed or its signature is bad (`invalid`), too large or with too many
+ * addresses (`too_large`), about a peer outside the eligible set
+ * (`not_eligible`), or not newer than what we have (`stale`). A peer that
+ * sends more records or bytes than a push may hold has its stream reset.
+ *
+ * @module
+ */
+
+import { ByteReader } from "../byte_reader.ts";
+import type { Ed25519Identity } from "../identity/ed25519_identity.ts";
+import type { PeerId } from "../identity/peer_id.ts";
+import { openPeerRecord, type PeerRecord, sealPeerRecord } from "../identity/peer_record.ts";
+import { type Logger, rootLogger } from "../log.ts";
+import { defaultMetrics, type Metric, type Metrics } from "../metrics.ts";
+import type { Multiaddr } from "../multiaddr.ts";
+import { NetworkError } from "../network_error.ts";
+import type { PeerConnection, ProtocolStream } from "../upgrade/peer_connection.ts";
+import { encodeVarint } from "../varint.ts";
+import type { PeerEventStream } from "./peer_events.ts";
+import type { PeerManager } from "./peer_manager.ts";
+
+/**
+ * The protocol id of discovery pushes.
+ *
+ * @example
+ * ```ts
+ * import { DISCOVERY_PROTOCOL } from "./discovery.ts";
+ * console.log(DISCOVERY_PROTOCOL); // "/validator-network/discovery/1.0.0"
+ * ```
+ */
+export const DISCOVERY_PROTOCOL = "/validator-network/discovery/1.0.0";
+
+/** Options for {@linkcode Discovery}. Defaults in {@linkcode DISCOVERY_DEFAULTS}. */
+export interface DiscoveryOptions {
+  /** The peer manager: connections, streams, events. */
+  manager: PeerManager;
+  /** Our identity, which signs our record (the manager's peer id). */
+  identity: Ed25519Identity;
+  /** Whether records about `peer` are wanted (the eligible set). Default: every peer. */
+  isEligible?: (peer: PeerId) => boolean;
+  /** Hears of a peer's addresses from a new record (feed the connectivity manager). */
+  onAddresses?: (peer: PeerId, addrs: Multiaddr[]) => void;
+  /**
+   * The addresses our record advertises. Default: the manager's listen
+   * addresses (without their `/p2p/` part), read when the record is made.
+   */
+  advertise?: () => Multiaddr[];
+  /** How often everything known is pushed to every peer again, in ms. Default 30_000. */
+  refreshInterval?: number;
+  /** Largest envelope accepted, in bytes. Default 4096. */
+  maxRecordBytes?: number;
+  /** Most addresses in an accepted record. Default 32. */
+  maxAddrs?: number;
+  /** Most records in one push. Default 1024. */
+  maxRecordsPerPush?: number;
+  /** Most records kept (one per peer). Default 4096. */
+  maxRecords?: number;
+  /** Where records and pushes are counted. Default `defaultMetrics`. */
+  metrics?: Metrics;
+  /** The logger. Default `rootLogger`. */
+  logger?: Logger;
+}
+
+/** The defaults of {@linkcode DiscoveryOptions}. */
+export const DISCOVERY_DEFAULTS = {
+  refreshInterval: 30_000,
+  maxRecordBytes: 4096,
+  maxAddrs: 32,
+  maxRecordsPerPush: 1024,
+  maxRecords: 4096,
+} as const;
+
+/** A record we keep: what it says, and its envelope to pass on. */
+interface Known {
+  record: PeerRecord;
+  envelope: Uint8Array;
+}
+
+/**
+ * Gossips signed peer records over the peer manager's connections.
+ *
+ * @example
+ * ```ts ignore
+ * const discovery = new Discovery({
+ *   manager,
+ *   identity,
+ *   isEligible: (peer) => connectivity.eligible.some((p) => p.equals(peer)),
+ *   onAddresses: (peer, addrs) => connectivity.addAddresses(peer, addrs),
+ * });
+ * discovery.start();
+ * ```
+ */
+export class Discovery {
+  readonly #manager: PeerManager;
+  readonly #identity: Ed25519Identity;
+  readonly #isEligible: (peer: PeerId) => boolean;
+  readonly #onAddresses: ((peer: PeerId, addrs: Multiaddr[]) => void) | undefined;
+  readonly #advertise: () => Multiaddr[];
+  readonly #options: typeof DISCOVERY_DEFAULTS;
+  readonly #known = new Map<string, Known>();
+  readonly #log: Logger;
+  readonly #records: Metric;
+  readonly #pushes: Metric;
+  readonly #tasks = new Set<Promise<void>>();
+  #seq = 0n;
+  #own: Known | undefined;
+  #events: PeerEventStream | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+
+  /** Discovery that does nothing until {@linkcode Discovery.start}. */
+  constructor(options: DiscoveryOptions) {
+    this.#manager = options.manager;
+    this.#identity = options.identity;
+    this.#isEligible = options.isEligible ?? (() => true);
+    this.#onAddresses = options.onAddresses;
+    this.#advertise = options.advertise ??
+      (() => options.manager.listenAddrs.map((a) => a.withoutPeerId()));
+    this.#options = {
+      refreshInterval: options.refreshInterval ?? DISCOVERY_DEFAULTS.refreshInterval,
+      maxRecordBytes: options.maxRecordBytes ?? DISCOVERY_DEFAULTS.maxRecordBytes,
+      maxAddrs: options.maxAddrs ?? DISCOVERY_DEFAULTS.maxAddrs,
+      maxRecordsPerPush: options.maxRecordsPerPush ?? DISCOVERY_DEFAULTS.maxRecordsPerPush,
+      maxRecords: options.maxRecords ?? DISCOVERY_DEFAULTS.maxRecords,
+    } as typeof DISCOVERY_DEFAULTS;
+    this.#log = (options.logger ?? rootLogger).child({
+      component: "discovery",
+      self: options.manager.peerId.toString(),
+    });
+    const metrics = options.metrics ?? defaultMetrics;
+    this.#records = metrics.counter(
+      "validator_network_discovery_records_total",
+      "Peer records received, by outcome (new, invalid, too_large, not_eligible, stale)",
+      ["outcome"],
+    );
+    this.#pushes = metrics.counter(
+      "validator_network_discovery_pushes_total",
+      "Discovery pushes, by direction (in/out) and outcome",
+      ["direction", "outcome"],
+    );
+  }
+
+  /** Serves pushes, publishes our record, and pushes to every peer that connects. */
+  start(): void {
+    if (this.#events !== undefined || this.#closed) return;
+    this.#manager.handle(DISCOVERY_PROTOCOL, (stream, conn) => this.#receive(stream, conn));
+    this.refresh();
+    this.#events = this.#manager.subscribe();
+    this.#spawn(this.#watch(this.#events));
+    this.#timer = setInterval(() => this.#pushAll(), this.#options.refreshInterval);
+  }
+
+  /** The addresses a record told us for `peer`, if any. */
+  addresses(peer: PeerId): Multiaddr[] | undefined {
+    return this.#known.get(peer.toString())?.record.addrs;
+  }
+
+  /** The records we know, ours included. */
+  records(): PeerRecord[] {
+    return [...this.#known.values()].map((k) => k.record);
+  }
+
+  /**
+   * Signs a new record of ours (our addresses may have changed) and pushes
+   * it to every connected peer. Sequence numbers come from the clock and
+   * always grow, as libp2p's do.
+   */
+  refresh(): void {
+    if (this.#closed) return;
+    const now = BigInt(Date.now());
+    this.#seq = now > this.#seq ? now : this.#seq + 1n;
+    const addrs = this.#advertise();
+    const envelope = sealPeerRecord(this.#identity, { seq: this.#seq, addrs });
+    this.#own = {
+      record: { peerId: this.#identity.peerId, seq: this.#seq, addrs },
+      envelope,
+    };
+    this.#known.set(this.#identity.peerId.toString(), this.#own);
+    for (const info of this.#manager.peers()) this.#push(info.peerId, [envelope]);
+  }
+
+  async #watch(events: PeerEventStream): Promise<void> {
+    for await (const event of events) {
+      if (event.type !== "new-peer") continue;
+      this.#push(event.peer.peerId, [...this.#known.values()].map((k) => k.envelope));
+    }
+  }
+
+  #pushAll(): void {
+    const envelopes = [...this.#known.values()].map((k) => k.envelope);
+    for (const info of this.#manager.peers()) this.#push(info.peerId, envelopes);
+  }
+
+  /** Pushes `envelopes` to `peer` on a stream of its own, in pushes of at most `maxRecordsPerPush`. */
+  #push(peer: PeerId, envelopes: Uint8Array[]): void {
+    if (this.#closed || envelopes.length === 0) return;
+    this.#spawn((async () => {
+      const max = this.#options.maxRecordsPerPush;
+      for (let i = 0; i < envelopes.length; i += max) {
+        let stream: ProtocolStream | undefined;
+        try {
+          stream = await this.#manager.openStream(peer, [DISCOVERY_PROTOCOL], {
+            negotiateFully: false,
+          });
+          for (const envelope of envelopes.slice(i, i + max)) {
+            const room = stream.write(concat(encodeVarint(envelope.length), envelope));
+            if (room !== undefined) await room;
+          }
+          await stream.closeWrite();
+          this.#pushes.labels({ direction: "out", outcome: "ok" }).inc();
+        } catch (err) {
+          stream?.abort(err);
+          this.#pushes.labels({
+            direction: "out",
+            outcome: NetworkError.is(err) ? err.code : "error",
+          }).inc();
+          this.#log.debug("push failed", { peer: peer.toString(), err });
+          return;
+        }
+      }
+    })());
+  }
+
+  /** Reads one push: bounded in records and bytes; each record checked alone. */
+  async #receive(stream: ProtocolStream, from: PeerConnection): Promise<void> {
+    const reader = new ByteReader(stream);
+    const changed: Uint8Array[] = [];
+    let count = 0;
+    try {
+      while (true) {
+        if (await reader.atEnd()) break;
+        if (++count > this.#options.maxRecordsPerPush) {
+          throw new NetworkError(
+            "LIMIT_EXCEEDED",
+            `more than ${this.#options.maxRecordsPerPush} records in one push`,
+          );
+        }
+        const length = await reader.readVarint(this.#options.maxRecordBytes);
+        const envelope = (await reader.readExactly(length)).slice();
+        if (this.#accept(envelope)) changed.push(envelope);
+      }
+      this.#pushes.labels({ direction: "in", outcome: "ok" }).inc();
+    } catch (err) {
+      const code = NetworkError.is(err) ? err.code : "error";
+      this.#pushes.labels({ direction: "in", outcome: code }).inc();
+      if (NetworkError.is(err, "FRAME_TOO_LARGE")) {
+        this.#records.labels({ outcome: "too_large" }).inc();
+      }
+      throw err; // the manager resets this stream only
+    } finally {
+      // What was new goes on to the other peers at once.
+      if (changed.length > 0) {
+        for (const info of this.#manager.peers()) {
+          if (!info.peerId.equals(from.remotePeer)) this.#push(info.peerId, changed);
+        }
+      }
+    }
+  }
+
+  /** Checks and keeps one envelope; whether it was new. */
+  #accept(envelope: Uint8Array): boolean {
+    let record: PeerRecord;
+    try {
+      record = openPeerRecord(envelope, {
+        maxBytes: this.#options.maxRecordBytes,
+        maxAddrs: this.#options.maxAddrs,
+      });
+    } catch (err) {
+      const outcome = NetworkError.is(err, "FRAME_TOO_LARGE") ? "too_large" : "invalid";
+      this.#records.labels({ outcome }).inc();
+      this.#log.debug("record refused", { outcome, err });
+      return false;
+    }
+    const key = record.peerId.toString();
+    if (record.peerId.equals(this.#identity.peerId)) return false;
+    if (!this.#isEligible(record.peerId)) {
+      this.#records.labels({ outcome: "not_eligible" }).inc();
+      return false;
+    }
+    const known = this.#known.get(key);
+    if (known !== undefined && known.record.seq >= record.seq) {
+      this.#records.labels({ outcome: "stale" }).inc();
+      return false;
+    }
+    if (known === undefined && this.#known.size >= this.#options.maxRecords) {
+      this.#records.labels({ outcome: "too_many" }).inc();
+      return false;
+    }
+    this.#known.set(key, { record, envelope });
+    this.#records.labels({ outcome: "new" }).inc();
+    this.#log.debug("new record", { peer: key, seq: `${record.seq}`, addrs: record.addrs.length });
+    this.#onAddresses?.(record.peerId, record.addrs);
+    return true;
+  }
+
+  /** Forgets records of peers that are no longer eligible. */
+  prune(): void {
+    for (const [key, known] of this.#known) {
+      if (known !== this.#own && !this.#isEligible(known.record.peerId)) this.#known.delete(key);
+    }
+  }
+
+  #spawn(task: Promise<void>): void {
+    const tracked = task.catch((err) => this.#log.debug("task failed", { err })).finally(() =>
+      this.#tasks.delete(tracked)
+    );
+    this.#tasks.add(tracked);
+  }
+
+  /** Stops gossiping; pushes in flight end with their connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#manager.unhandle(DISCOVERY_PROTOCOL);
+    this.#events?.close();
+    await Promise.allSettled([...this.#tasks]);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
