@@ -9,14 +9,21 @@
  * How it flows:
  * - a newly connected peer gets every record we know, at once (so a node
  *   that knows one seed learns everyone's addresses from it);
- * - a record we did not know (or a newer one) is pushed on to the other
- *   connected peers at once (push on change), and everything we know is
- *   pushed again every `refreshInterval` (lost pushes heal);
+ * - a record we did not know (or a newer one), ours included, is pushed on
+ *   to the connected peers that do not have it yet (push on change),
+ *   batched: changes within `gossipDelay` leave in one push per peer. We
+ *   remember which records each peer has (it sent them, or we did), so a
+ *   record crosses each connection about once, not once per neighbour;
+ * - everything we know is pushed again every `refreshInterval`, to heal
+ *   pushes that were lost with a connection;
  * - a record's addresses feed the connectivity manager, which dials.
  *
  * Wire: one stream per push, protocol `/validator-network/discovery/1.0.0`:
  * the dialer writes up to `maxRecordsPerPush` envelopes, each behind an
- * unsigned varint length, and closes its side; the listener only reads.
+ * unsigned varint length, and closes its side; the listener reads them all
+ * and closes its side, which tells the dialer they arrived. Only then does
+ * the dialer count the records as the peer's: a push lost with its
+ * connection (a simultaneous dial's loser) is sent again.
  *
  * A record is ignored, and counted in
  * `validator_network_discovery_records_total{outcome}`, when it is
@@ -69,6 +76,8 @@ export interface DiscoveryOptions {
   advertise?: () => Multiaddr[];
   /** How often everything known is pushed to every peer again, in ms. Default 30_000. */
   refreshInterval?: number;
+  /** How long changes gather before they are pushed on, in ms. Default 50. */
+  gossipDelay?: number;
   /** Largest envelope accepted, in bytes. Default 4096. */
   maxRecordBytes?: number;
   /** Most addresses in an accepted record. Default 32. */
@@ -86,6 +95,7 @@ export interface DiscoveryOptions {
 /** The defaults of {@linkcode DiscoveryOptions}. */
 export const DISCOVERY_DEFAULTS = {
   refreshInterval: 30_000,
+  gossipDelay: 50,
   maxRecordBytes: 4096,
   maxAddrs: 32,
   maxRecordsPerPush: 1024,
@@ -120,6 +130,9 @@ export class Discovery {
   readonly #advertise: () => Multiaddr[];
   readonly #options: typeof DISCOVERY_DEFAULTS;
   readonly #known = new Map<string, Known>();
+  /** Per connected peer: the sequence number of each record it is known to have. */
+  readonly #peerHas = new Map<string, Map<string, bigint>>();
+  #gossipTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #log: Logger;
   readonly #records: Metric;
   readonly #pushes: Metric;
@@ -140,6 +153,7 @@ export class Discovery {
       (() => options.manager.listenAddrs.map((a) => a.withoutPeerId()));
     this.#options = {
       refreshInterval: options.refreshInterval ?? DISCOVERY_DEFAULTS.refreshInterval,
+      gossipDelay: options.gossipDelay ?? DISCOVERY_DEFAULTS.gossipDelay,
       maxRecordBytes: options.maxRecordBytes ?? DISCOVERY_DEFAULTS.maxRecordBytes,
       maxAddrs: options.maxAddrs ?? DISCOVERY_DEFAULTS.maxAddrs,
       maxRecordsPerPush: options.maxRecordsPerPush ?? DISCOVERY_DEFAULTS.maxRecordsPerPush,
@@ -166,8 +180,8 @@ export class Discovery {
   start(): void {
     if (this.#events !== undefined || this.#closed) return;
     this.#manager.handle(DISCOVERY_PROTOCOL, (stream, conn) => this.#receive(stream, conn));
-    this.refresh();
     this.#events = this.#manager.subscribe();
+    this.refresh();
     this.#spawn(this.#watch(this.#events));
     this.#timer = setInterval(() => this.#pushAll(), this.#options.refreshInterval);
   }
@@ -198,37 +212,78 @@ export class Discovery {
       envelope,
     };
     this.#known.set(this.#identity.peerId.toString(), this.#own);
-    for (const info of this.#manager.peers()) this.#push(info.peerId, [envelope]);
+    this.#scheduleGossip();
   }
 
   async #watch(events: PeerEventStream): Promise<void> {
     for await (const event of events) {
-      if (event.type !== "new-peer") continue;
-      this.#push(event.peer.peerId, [...this.#known.values()].map((k) => k.envelope));
+      const key = event.peer.peerId.toString();
+      if (event.type === "lost-peer") {
+        this.#peerHas.delete(key);
+        continue;
+      }
+      // A new connection knows nothing we can count on: send everything.
+      this.#peerHas.set(key, new Map());
+      this.#pushLacking(event.peer.peerId);
     }
   }
 
-  #pushAll(): void {
-    const envelopes = [...this.#known.values()].map((k) => k.envelope);
-    for (const info of this.#manager.peers()) this.#push(info.peerId, envelopes);
+  /** Pushes changes on after `gossipDelay`, so a burst of them leaves together. */
+  #scheduleGossip(): void {
+    if (this.#gossipTimer !== undefined || this.#closed) return;
+    this.#gossipTimer = setTimeout(() => {
+      this.#gossipTimer = undefined;
+      for (const info of this.#manager.peers()) this.#pushLacking(info.peerId);
+    }, this.#options.gossipDelay);
   }
 
-  /** Pushes `envelopes` to `peer` on a stream of its own, in pushes of at most `maxRecordsPerPush`. */
-  #push(peer: PeerId, envelopes: Uint8Array[]): void {
-    if (this.#closed || envelopes.length === 0) return;
+  /** Pushes `peer` the records it is not known to have (in their newest version). */
+  #pushLacking(peer: PeerId): void {
+    const has = this.#peerHas.get(peer.toString());
+    this.#push(
+      peer,
+      [...this.#known.values()].filter((known) => {
+        const seq = has?.get(known.record.peerId.toString());
+        return seq === undefined || seq < known.record.seq;
+      }),
+    );
+  }
+
+  #pushAll(): void {
+    const all = [...this.#known.values()];
+    for (const info of this.#manager.peers()) this.#push(info.peerId, all);
+  }
+
+  /**
+   * Pushes `records` to `peer`, in pushes of at most `maxRecordsPerPush`,
+   * each on a stream of its own; once the peer confirms a push, its records
+   * count as the peer's.
+   */
+  #push(peer: PeerId, records: Known[]): void {
+    if (this.#closed || records.length === 0) return;
     this.#spawn((async () => {
       const max = this.#options.maxRecordsPerPush;
-      for (let i = 0; i < envelopes.length; i += max) {
+      for (let i = 0; i < records.length; i += max) {
+        const batch = records.slice(i, i + max);
         let stream: ProtocolStream | undefined;
         try {
           stream = await this.#manager.openStream(peer, [DISCOVERY_PROTOCOL], {
             negotiateFully: false,
           });
-          for (const envelope of envelopes.slice(i, i + max)) {
+          for (const { envelope } of batch) {
             const room = stream.write(concat(encodeVarint(envelope.length), envelope));
             if (room !== undefined) await room;
           }
           await stream.closeWrite();
+          // The peer closes its side once it read everything.
+          while ((await stream.read()) !== null) {
+            // it sends nothing else
+          }
+          const has = this.#peerHas.get(peer.toString());
+          for (const { record } of batch) {
+            const key = record.peerId.toString();
+            if ((has?.get(key) ?? -1n) < record.seq) has?.set(key, record.seq);
+          }
           this.#pushes.labels({ direction: "out", outcome: "ok" }).inc();
         } catch (err) {
           stream?.abort(err);
@@ -246,7 +301,8 @@ export class Discovery {
   /** Reads one push: bounded in records and bytes; each record checked alone. */
   async #receive(stream: ProtocolStream, from: PeerConnection): Promise<void> {
     const reader = new ByteReader(stream);
-    const changed: Uint8Array[] = [];
+    const fromKey = from.remotePeer.toString();
+    let changed = false;
     let count = 0;
     try {
       while (true) {
@@ -259,8 +315,14 @@ export class Discovery {
         }
         const length = await reader.readVarint(this.#options.maxRecordBytes);
         const envelope = (await reader.readExactly(length)).slice();
-        if (this.#accept(envelope)) changed.push(envelope);
+        const record = this.#accept(envelope);
+        if (record === undefined) continue;
+        // The sender has it: it will not be sent back.
+        this.#peerHas.get(fromKey)?.set(record.peerId.toString(), record.seq);
+        changed ||= record.fresh;
       }
+      // Everything arrived: say so by ending our side.
+      await stream.closeWrite();
       this.#pushes.labels({ direction: "in", outcome: "ok" }).inc();
     } catch (err) {
       const code = NetworkError.is(err) ? err.code : "error";
@@ -270,17 +332,17 @@ export class Discovery {
       }
       throw err; // the manager resets this stream only
     } finally {
-      // What was new goes on to the other peers at once.
-      if (changed.length > 0) {
-        for (const info of this.#manager.peers()) {
-          if (!info.peerId.equals(from.remotePeer)) this.#push(info.peerId, changed);
-        }
-      }
+      // What was new goes on to the peers that lack it.
+      if (changed) this.#scheduleGossip();
     }
   }
 
-  /** Checks and keeps one envelope; whether it was new. */
-  #accept(envelope: Uint8Array): boolean {
+  /**
+   * Checks one envelope and keeps it when newer than what we have: the
+   * record (with `fresh` when it was new to us), or `undefined` when it was
+   * refused.
+   */
+  #accept(envelope: Uint8Array): (PeerRecord & { fresh: boolean }) | undefined {
     let record: PeerRecord;
     try {
       record = openPeerRecord(envelope, {
@@ -291,28 +353,28 @@ export class Discovery {
       const outcome = NetworkError.is(err, "FRAME_TOO_LARGE") ? "too_large" : "invalid";
       this.#records.labels({ outcome }).inc();
       this.#log.debug("record refused", { outcome, err });
-      return false;
+      return undefined;
     }
     const key = record.peerId.toString();
-    if (record.peerId.equals(this.#identity.peerId)) return false;
+    if (record.peerId.equals(this.#identity.peerId)) return { ...record, fresh: false };
     if (!this.#isEligible(record.peerId)) {
       this.#records.labels({ outcome: "not_eligible" }).inc();
-      return false;
+      return undefined;
     }
     const known = this.#known.get(key);
     if (known !== undefined && known.record.seq >= record.seq) {
       this.#records.labels({ outcome: "stale" }).inc();
-      return false;
+      return { ...record, fresh: false };
     }
     if (known === undefined && this.#known.size >= this.#options.maxRecords) {
       this.#records.labels({ outcome: "too_many" }).inc();
-      return false;
+      return undefined;
     }
     this.#known.set(key, { record, envelope });
     this.#records.labels({ outcome: "new" }).inc();
     this.#log.debug("new record", { peer: key, seq: `${record.seq}`, addrs: record.addrs.length });
     this.#onAddresses?.(record.peerId, record.addrs);
-    return true;
+    return { ...record, fresh: true };
   }
 
   /** Forgets records of peers that are no longer eligible. */
@@ -334,6 +396,7 @@ export class Discovery {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#gossipTimer !== undefined) clearTimeout(this.#gossipTimer);
     this.#manager.unhandle(DISCOVERY_PROTOCOL);
     this.#events?.close();
     await Promise.allSettled([...this.#tasks]);
