@@ -28,13 +28,38 @@ import { TcpTransport } from "./transport/tcp_transport.ts";
 import type { Listener, Transport, Upgrade } from "./transport/transport.ts";
 import type { YamuxStream } from "./multiplexing/yamux_stream.ts";
 
-/** Serves one inbound stream of a registered protocol. */
+/**
+ * Serves one inbound stream of a registered protocol.
+ *
+ * @example
+ * ```ts
+ * import type { StreamHandler } from "./libp2p_node.ts";
+ * const hello: StreamHandler = async (stream, connection) => {
+ *   await stream.write(new TextEncoder().encode(`hello, ${connection.remotePeer}`));
+ *   await stream.closeWrite();
+ * };
+ * ```
+ */
 export type StreamHandler = (
   stream: ProtocolStream,
   connection: PeerConnection,
 ) => void | Promise<void>;
 
-/** Options for {@linkcode Libp2pNode.create}. */
+/**
+ * Options for {@linkcode Libp2pNode.create}.
+ *
+ * @example
+ * ```ts
+ * import type { Libp2pNodeOptions } from "./libp2p_node.ts";
+ * import { Ed25519Identity } from "./identity/mod.ts";
+ * import { Multiaddr } from "./multiaddr.ts";
+ * const options: Libp2pNodeOptions = {
+ *   identity: Ed25519Identity.generate(),
+ *   listen: [Multiaddr.parse("/ip4/0.0.0.0/tcp/4001")],
+ *   upgradeTimeout: 5_000,
+ * };
+ * ```
+ */
 export interface Libp2pNodeOptions {
   /** Our identity. Default: a fresh one. */
   identity?: Ed25519Identity;
@@ -59,14 +84,21 @@ export interface Libp2pNodeOptions {
 /**
  * A libp2p node over TCP and memory transports.
  *
- * @example
- * ```ts ignore
+ * @example Echo over the in-memory network
+ * ```ts
  * import { Libp2pNode } from "./libp2p_node.ts";
  * import { Multiaddr } from "./multiaddr.ts";
- * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")] });
- * server.handle("/echo/1.0.0", (s) => s.readable.pipeTo(s.writable));
+ * import { ECHO_PROTOCOL, handleEcho } from "../protocols/echo.ts";
+ *
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
+ * server.handle(ECHO_PROTOCOL, handleEcho);
  * const client = await Libp2pNode.create();
- * const stream = await client.newStream(server.listenAddrs[0], ["/echo/1.0.0"]);
+ * const stream = await client.newStream(server.listenAddrs[0], [ECHO_PROTOCOL]);
+ * await stream.write(new TextEncoder().encode("hi"));
+ * await stream.closeWrite();
+ * console.log(new TextDecoder().decode((await stream.read())!)); // "hi"
+ * await client.close();
+ * await server.close();
  * ```
  */
 export class Libp2pNode {

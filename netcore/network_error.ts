@@ -33,6 +33,14 @@
  *   buffered bytes) would be exceeded.
  * - `UNSUPPORTED_PROTOCOL`: the peer supports none of the proposed protocols.
  * - `ABORTED`: the caller's `AbortSignal` fired.
+ *
+ * @example
+ * ```ts
+ * import { NetworkError, type NetworkErrorCode } from "./network_error.ts";
+ * const retryable: NetworkErrorCode[] = ["DIAL_REFUSED", "DIAL_TIMEOUT", "CONNECTION_RESET"];
+ * const err = new NetworkError("DIAL_TIMEOUT", "no answer from /ip4/10.0.0.7/tcp/4001");
+ * console.log(retryable.includes(err.code)); // true
+ * ```
  */
 export type NetworkErrorCode =
   | "DIAL_REFUSED"
@@ -50,7 +58,17 @@ export type NetworkErrorCode =
   | "UNSUPPORTED_PROTOCOL"
   | "ABORTED";
 
-/** Options for {@linkcode NetworkError}. */
+/**
+ * Options for {@linkcode NetworkError}.
+ *
+ * @example
+ * ```ts
+ * import { NetworkError, type NetworkErrorOptions } from "./network_error.ts";
+ * const options: NetworkErrorOptions = { cause: new RangeError("length 70000 > 65535") };
+ * const err = new NetworkError("FRAME_TOO_LARGE", "noise frame", options);
+ * console.log(err.cause === options.cause); // true
+ * ```
+ */
 export interface NetworkErrorOptions {
   /** The lower-level error that caused this one, if any. */
   cause?: unknown;
@@ -75,6 +93,8 @@ export class NetworkError extends Error {
   readonly code: NetworkErrorCode;
 
   /**
+   * An error with `code` and `message`.
+   *
    * @param code the stable code
    * @param message what went wrong, for a human
    * @param options the cause, if any

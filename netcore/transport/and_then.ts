@@ -19,7 +19,20 @@ import type {
   Upgrade,
 } from "./transport.ts";
 
-/** Options for {@linkcode andThen}. Defaults in {@linkcode AND_THEN_DEFAULTS}. */
+/**
+ * Options for {@linkcode andThen}. Defaults in {@linkcode AND_THEN_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import type { AndThenOptions } from "./and_then.ts";
+ * import { MetricsRegistry } from "../metrics.ts";
+ * const options: AndThenOptions = {
+ *   timeout: 5_000,
+ *   maxPendingInbound: 64,
+ *   metrics: new MetricsRegistry().scope({ network: "testnet" }),
+ * };
+ * ```
+ */
 export interface AndThenOptions {
   /**
    * How long one upgrade may run. When it passes, the upgrade's
@@ -37,7 +50,15 @@ export interface AndThenOptions {
   metrics?: Metrics;
 }
 
-/** The defaults of {@linkcode AndThenOptions}. */
+/**
+ * The defaults of {@linkcode AndThenOptions}.
+ *
+ * @example
+ * ```ts
+ * import { AND_THEN_DEFAULTS } from "./and_then.ts";
+ * console.log(AND_THEN_DEFAULTS.timeout); // 10000
+ * ```
+ */
 export const AND_THEN_DEFAULTS: Required<Omit<AndThenOptions, "metrics">> = {
   timeout: 10_000,
   maxPendingInbound: 256,
@@ -90,7 +111,8 @@ async function runUpgrade<In extends ConnectionLifecycle, Out extends Connection
  * @example Tag each connection with its role
  * ```ts
  * import { andThen } from "./and_then.ts";
- * import { MemoryNetwork, MemoryTransport } from "../../memsocket/mod.ts";
+ * import { MemoryTransport } from "./memory_transport.ts";
+ * import { MemoryNetwork } from "../../memsocket/mod.ts";
  * import { Multiaddr } from "../multiaddr.ts";
  *
  * const raw = new MemoryTransport({ network: new MemoryNetwork() });
