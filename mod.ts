@@ -8,41 +8,68 @@
  * interoperate with js-libp2p; validators add Noise IK with mutual
  * authentication against the validator set.
  *
- * This module exports what a validator node and a libp2p user need. Each
- * layer's full API is a sub-path export of the package: `./transport`,
+ * This module exports what a validator node and a libp2p user need, and, as
+ * types only, what their signatures refer to (options, states, the socket,
+ * Noise channel and yamux session under a `PeerConnection`, metric series).
+ * Each layer's full API is a sub-path export of the package: `./transport`,
  * `./identity`, `./noise`, `./negotiate`, `./multiplexing`, `./upgrade`,
  * `./memsocket`, `./protocols`.
  *
- * @example
- * ```ts ignore
+ * @example Ping between two nodes (over TCP, listen on `/ip4/127.0.0.1/tcp/0` instead)
+ * ```ts
  * import { handlePing, Libp2pNode, Multiaddr, PING_PROTOCOL, Pinger } from "./mod.ts";
- * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/ip4/127.0.0.1/tcp/0")] });
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
  * server.handle(PING_PROTOCOL, (stream) => handlePing(stream));
  * const client = await Libp2pNode.create();
  * const pinger = new Pinger(await client.newStream(server.listenAddrs[0], [PING_PROTOCOL]));
  * console.log(`${await pinger.ping()} ms`);
+ * await pinger.close();
+ * await client.close();
+ * await server.close();
  * ```
  *
  * @module
  */
 
 // Errors and addresses.
-export { NetworkError, type NetworkErrorCode } from "./netcore/network_error.ts";
-export { Multiaddr } from "./netcore/multiaddr.ts";
+export {
+  NetworkError,
+  type NetworkErrorCode,
+  type NetworkErrorOptions,
+} from "./netcore/network_error.ts";
+export {
+  Multiaddr,
+  type MultiaddrComponent,
+  type MultiaddrProtocol,
+  type TcpEndpoint,
+} from "./netcore/multiaddr.ts";
 
-// Identities and keys.
+// Identities, keys and the Noise crypto backends.
 export { Ed25519Identity } from "./netcore/identity/ed25519_identity.ts";
 export { PeerId } from "./netcore/identity/peer_id.ts";
-export { getCryptoBackend, type KeyPair } from "./netcore/noise/crypto.ts";
+export {
+  type CryptoBackend,
+  getCryptoBackend,
+  type KeyPair,
+  type NoiseCipher,
+  type NoiseDh,
+  type NoiseHash,
+} from "./netcore/noise/crypto.ts";
 export { type TrustedPeers, TrustedPeerSet } from "./netcore/noise/trusted_peers.ts";
 
-// Transports: the byte connection, TCP, memory, and the combinators.
+// Transports: the byte connection, sockets, TCP, memory, and the combinators.
 export type {
   ByteSink,
   ByteSource,
   Connection,
   ConnectionLifecycle,
 } from "./netcore/transport/connection.ts";
+export type { ByteConnection } from "./netcore/transport/byte_connection.ts";
+export type {
+  Socket,
+  SocketConnection,
+  SocketConnectionOptions,
+} from "./netcore/transport/socket_connection.ts";
 export type {
   DialOptions,
   Listener,
@@ -57,15 +84,25 @@ export {
   MemoryTransport,
   type MemoryTransportOptions,
 } from "./netcore/transport/memory_transport.ts";
-export { MemoryNetwork } from "./memsocket/memory_network.ts";
+export {
+  type MemoryAddress,
+  type MemoryConnectOptions,
+  type MemoryListener,
+  type MemoryListenOptions,
+  MemoryNetwork,
+  type PartitionMode,
+} from "./memsocket/memory_network.ts";
+export type { MemorySocket } from "./memsocket/memory_socket.ts";
 export { andThen, type AndThenOptions } from "./netcore/transport/and_then.ts";
 export { withTimeout } from "./netcore/transport/with_timeout.ts";
-export { choice } from "./netcore/transport/choice.ts";
+export { choice, type ConnectionOf } from "./netcore/transport/choice.ts";
 export { ByteReader } from "./netcore/byte_reader.ts";
 
 // The upgrade pipeline and the one connection type both profiles yield.
 export {
+  type Authenticated,
   type Direction,
+  type MultiplexOptions,
   type OpenStreamOptions,
   PeerConnection,
   type ProtocolStream,
@@ -76,8 +113,26 @@ export {
   validatorUpgrade,
   type ValidatorUpgradeOptions,
 } from "./netcore/upgrade/validator_upgrade.ts";
-export type { YamuxOptions } from "./netcore/multiplexing/yamux.ts";
-export type { YamuxStream } from "./netcore/multiplexing/yamux_stream.ts";
+// What a PeerConnection is made of: the Noise channel, the yamux session and its streams.
+export type {
+  SecureChannel,
+  SecureChannelInit,
+  TransportCipher,
+} from "./netcore/noise/secure_channel.ts";
+export type { Libp2pNoiseOptions } from "./netcore/noise/libp2p_noise.ts";
+export type { ValidatorNoiseOptions } from "./netcore/noise/validator_noise.ts";
+export type { ReplayGuard, ReplayGuardOptions } from "./netcore/noise/replay_guard.ts";
+export type {
+  Yamux,
+  YamuxOptions,
+  YamuxPingOptions,
+  YamuxState,
+} from "./netcore/multiplexing/yamux.ts";
+export type {
+  StreamState,
+  YamuxStream,
+  YamuxStreamStats,
+} from "./netcore/multiplexing/yamux_stream.ts";
 export type { NegotiateOptions } from "./netcore/negotiate/options.ts";
 
 // The peer layer: one connection per peer, events; a node over it.
@@ -109,8 +164,14 @@ export { ECHO_PROTOCOL, handleEcho } from "./protocols/echo.ts";
 export {
   defaultMetrics,
   defaultRegistry,
+  type HistogramSeries,
   type Labels,
+  type Metric,
+  type MetricFamily,
+  type MetricKind,
   type Metrics,
   MetricsRegistry,
+  type Series,
+  type SeriesOf,
 } from "./netcore/metrics.ts";
 export { type LogFields, Logger, type LogLevel, type LogSink, rootLogger } from "./netcore/log.ts";

@@ -117,9 +117,34 @@ export async function measureMesh(transport: "memory" | "tcp", n: number): Promi
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   const meshMs = performance.now() - start;
-  if (Deno.env.get("MESH_DEBUG")) for (const node of nodes.slice(0, 3)) console.log("states", validators.map((v) => node.connectivity.state(v.identity.peerId)).join(","), "dialing", validators.map((v) => node.manager.isDialing(v.identity.peerId)).join(","));
-  if (Deno.env.get("MESH_DEBUG")) for (const node of nodes.slice(0, 3)) console.log(node.manager.peerId.toString().slice(-6), node.manager.peers().map((p) => `${p.peerId.toString().slice(-6)}:${p.direction}:${p.connectionId}`).join(" "));
-  if (Deno.env.get("MESH_DEBUG")) console.log(registry.render().split("\n").filter((l) => /dials_total|refused|discovery|connectivity|connected_peers|peer_events_total/.test(l) && !l.startsWith("#")).join("\n"));
+  if (Deno.env.get("MESH_DEBUG")) {
+    for (const node of nodes.slice(0, 3)) {
+      console.log(
+        "states",
+        validators.map((v) => node.connectivity.state(v.identity.peerId)).join(","),
+        "dialing",
+        validators.map((v) => node.manager.isDialing(v.identity.peerId)).join(","),
+      );
+    }
+  }
+  if (Deno.env.get("MESH_DEBUG")) {
+    for (const node of nodes.slice(0, 3)) {
+      console.log(
+        node.manager.peerId.toString().slice(-6),
+        node.manager.peers().map((p) =>
+          `${p.peerId.toString().slice(-6)}:${p.direction}:${p.connectionId}`
+        ).join(" "),
+      );
+    }
+  }
+  if (Deno.env.get("MESH_DEBUG")) {
+    console.log(
+      registry.render().split("\n").filter((l) =>
+        /dials_total|refused|discovery|connectivity|connected_peers|peer_events_total/.test(l) &&
+        !l.startsWith("#")
+      ).join("\n"),
+    );
+  }
   // Let handshakes that lost a race finish closing before measuring.
   await new Promise((resolve) => setTimeout(resolve, 500));
   gc();

@@ -15,6 +15,15 @@ const DIALER_PORT_BASE = 2 ** 32;
 /**
  * A memory address: `/memory/<port>` text, anything whose `toString()` is
  * that (a `Multiaddr`), or the port number.
+ *
+ * @example
+ * ```ts
+ * import { type MemoryAddress, MemoryNetwork } from "./memory_network.ts";
+ * const addr: MemoryAddress = "/memory/7"; // or 7, or Multiaddr.parse("/memory/7")
+ * const listener = new MemoryNetwork().listen(addr);
+ * console.log(listener.port); // 7
+ * listener.close();
+ * ```
  */
 export type MemoryAddress = string | number | { toString(): string };
 
@@ -23,10 +32,29 @@ export type MemoryAddress = string | number | { toString(): string };
  * a refusal (a closed port); `"drop"` lets dials hang until they give up
  * and stalls the address's open connections without resetting them (a
  * black hole, like a cable pulled out).
+ *
+ * @example
+ * ```ts
+ * import { MemoryNetwork, type PartitionMode } from "./memory_network.ts";
+ * const network = new MemoryNetwork();
+ * const listener = network.listen("/memory/0");
+ * const mode: PartitionMode = "drop";
+ * network.partition(listener.addr, mode);
+ * network.heal(listener.addr);
+ * listener.close();
+ * ```
  */
 export type PartitionMode = "refuse" | "drop";
 
-/** Options for {@linkcode MemoryNetwork.connect}. */
+/**
+ * Options for {@linkcode MemoryNetwork.connect}.
+ *
+ * @example
+ * ```ts
+ * import type { MemoryConnectOptions } from "./memory_network.ts";
+ * const options: MemoryConnectOptions = { signal: AbortSignal.timeout(1_000), bufferSize: 4_096 };
+ * ```
+ */
 export interface MemoryConnectOptions {
   /** Cancels a dial that hangs in a `"drop"` partition. */
   signal?: AbortSignal;
@@ -34,7 +62,17 @@ export interface MemoryConnectOptions {
   bufferSize?: number;
 }
 
-/** Options for {@linkcode MemoryNetwork.listen}. */
+/**
+ * Options for {@linkcode MemoryNetwork.listen}.
+ *
+ * @example
+ * ```ts
+ * import { MemoryNetwork, type MemoryListenOptions } from "./memory_network.ts";
+ * const options: MemoryListenOptions = { backlog: 1 };
+ * const listener = new MemoryNetwork().listen("/memory/0", options);
+ * listener.close();
+ * ```
+ */
 export interface MemoryListenOptions {
   /** Connections queued and not yet accepted before dials are refused, like a TCP backlog. Default 1024. */
   backlog?: number;

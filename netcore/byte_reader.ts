@@ -83,9 +83,21 @@ export class ByteReader implements ByteSource {
    * (a TCP connection); over others, arrays stay the caller's.
    *
    * @example
-   * ```ts ignore
-   * reader.reuseBuffer();
-   * const message = await reader.readExactly(length); // valid until the next read
+   * ```ts
+   * import { ByteReader } from "./byte_reader.ts";
+   * import type { Connection } from "./transport/connection.ts";
+   * // Length-prefixed messages, each used before the next read.
+   * async function sizes(conn: Connection, count: number): Promise<number[]> {
+   *   const reader = new ByteReader(conn);
+   *   reader.reuseBuffer();
+   *   const out: number[] = [];
+   *   for (let i = 0; i < count; i++) {
+   *     const header = await reader.readExactly(2);
+   *     const length = (header[0] << 8) | header[1]; // read `header` before the next call
+   *     out.push((await reader.readExactly(length)).length);
+   *   }
+   *   return out;
+   * }
    * ```
    */
   reuseBuffer(maxSize = DEFAULT_REUSED_BUFFER_MAX): void {

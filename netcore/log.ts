@@ -7,15 +7,43 @@
  * @module
  */
 
-/** Log levels, most verbose first. */
+/**
+ * Log levels, most verbose first.
+ *
+ * @example
+ * ```ts
+ * import { Logger, type LogLevel } from "./log.ts";
+ * const level: LogLevel = "debug";
+ * console.log(new Logger({}, level).enabled("info")); // true
+ * ```
+ */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "off";
 
 const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, off: 100 };
 
-/** Structured fields attached to a log line. */
+/**
+ * Structured fields attached to a log line.
+ *
+ * @example
+ * ```ts
+ * import type { LogFields } from "./log.ts";
+ * const fields: LogFields = { peer: "12D3KooW...", protocol: "/ipfs/ping/1.0.0", ms: 3 };
+ * ```
+ */
 export type LogFields = Record<string, unknown>;
 
-/** Where log lines go; replaceable in tests. */
+/**
+ * Where log lines go; replaceable in tests.
+ *
+ * @example Collect lines in a test
+ * ```ts
+ * import { Logger, type LogSink } from "./log.ts";
+ * const lines: string[] = [];
+ * const sink: LogSink = (line) => lines.push(line);
+ * new Logger({ component: "test" }, "info", sink).info("hello");
+ * console.log(JSON.parse(lines[0]).msg); // "hello"
+ * ```
+ */
 export type LogSink = (line: string) => void;
 
 function envLevel(): LogLevel {
@@ -49,6 +77,8 @@ export class Logger {
   readonly #sink: LogSink;
 
   /**
+   * A logger that writes lines of `level` and above to `sink`.
+   *
    * @param fields fields on every line
    * @param level threshold; default from `NETWORK_LOG`, else `warn`
    * @param sink where lines go; default stderr
@@ -120,5 +150,14 @@ function loggable(value: unknown): unknown {
   return value;
 }
 
-/** The root logger of the stack; components take `rootLogger.child({ component })`. */
+/**
+ * The root logger of the stack; components take `rootLogger.child({ component })`.
+ *
+ * @example
+ * ```ts
+ * import { rootLogger } from "./log.ts";
+ * const log = rootLogger.child({ component: "consensus" });
+ * if (log.enabled("debug")) log.debug("proposal sent", { round: 7 });
+ * ```
+ */
 export const rootLogger: Logger = new Logger();

@@ -12,13 +12,34 @@
  * @module
  */
 
-/** Label names to values. */
+/**
+ * Label names to values.
+ *
+ * @example
+ * ```ts
+ * import { type Labels, MetricsRegistry } from "./metrics.ts";
+ * const labels: Labels = { protocol: "/ipfs/ping/1.0.0", direction: "inbound" };
+ * new MetricsRegistry().counter("validator_network_x_total", "X", ["protocol", "direction"])
+ *   .labels(labels).inc();
+ * ```
+ */
 export type Labels = Record<string, string>;
 
 /** The prefix of every metric the stack records. */
 export const METRIC_PREFIX = "validator_network_";
 
-/** One labelled time series of a counter or gauge: a number that can be changed. */
+/**
+ * One labelled time series of a counter or gauge: a number that can be changed.
+ *
+ * @example
+ * ```ts
+ * import { MetricsRegistry, type Series } from "./metrics.ts";
+ * const open: Series = new MetricsRegistry().gauge("validator_network_open", "Open").labels();
+ * open.inc();
+ * open.dec();
+ * console.log(open.value); // 0
+ * ```
+ */
 export class Series {
   /** The current value. */
   value = 0;
@@ -36,7 +57,19 @@ export class Series {
   }
 }
 
-/** One labelled series of a histogram: counts of observations per bucket. */
+/**
+ * One labelled series of a histogram: counts of observations per bucket.
+ *
+ * @example
+ * ```ts
+ * import { type HistogramSeries, MetricsRegistry } from "./metrics.ts";
+ * const rtt: HistogramSeries = new MetricsRegistry()
+ *   .histogram("validator_network_rtt_ms", "Round trips", [], [1, 10, 100]).labels();
+ * rtt.observe(0.4);
+ * rtt.observe(7);
+ * console.log(rtt.count, rtt.quantile(0.5)); // 2 1
+ * ```
+ */
 export class HistogramSeries {
   /** Upper bounds of the buckets, ascending (`+Inf` is implied). */
   readonly bounds: readonly number[];
@@ -47,7 +80,11 @@ export class HistogramSeries {
   /** Number of observations. */
   count = 0;
 
-  /** @param bounds upper bounds of the buckets, ascending */
+  /**
+   * An empty histogram series. Metrics make these; see {@linkcode Metric.labels}.
+   *
+   * @param bounds upper bounds of the buckets, ascending
+   */
   constructor(bounds: readonly number[]) {
     this.bounds = bounds;
     this.counts = new Array(bounds.length + 1).fill(0);
@@ -82,7 +119,16 @@ export class HistogramSeries {
   }
 }
 
-/** Whether a metric only goes up, goes up and down, or counts observations in buckets. */
+/**
+ * Whether a metric only goes up, goes up and down, or counts observations in buckets.
+ *
+ * @example
+ * ```ts
+ * import { type MetricKind, MetricsRegistry } from "./metrics.ts";
+ * const kind: MetricKind = new MetricsRegistry().gauge("validator_network_peers", "Peers").kind;
+ * console.log(kind); // "gauge"
+ * ```
+ */
 export type MetricKind = "counter" | "gauge" | "histogram";
 
 /**
@@ -109,7 +155,18 @@ export const LATENCY_BUCKETS_MS: readonly number[] = [
   10_000,
 ];
 
-/** The series a metric hands out for one set of labels. */
+/**
+ * The series a metric hands out for one set of labels: a
+ * {@linkcode HistogramSeries} for a histogram, a {@linkcode Series} otherwise.
+ *
+ * @example
+ * ```ts
+ * import { MetricsRegistry, type SeriesOf } from "./metrics.ts";
+ * const latency: SeriesOf<"histogram"> = new MetricsRegistry()
+ *   .histogram("validator_network_latency_ms", "Latency").labels();
+ * latency.observe(2.5);
+ * ```
+ */
 export type SeriesOf<K extends MetricKind> = K extends "histogram" ? HistogramSeries : Series;
 
 /**

@@ -18,12 +18,29 @@ import { decodeBase58, encodeBase58 } from "./base58.ts";
 import { NetworkError } from "./network_error.ts";
 import { decodeVarint, encodeVarint } from "./varint.ts";
 
-/** The protocols a {@linkcode Multiaddr} may contain. */
+/**
+ * The protocols a {@linkcode Multiaddr} may contain.
+ *
+ * @example
+ * ```ts
+ * import { Multiaddr, type MultiaddrProtocol } from "./multiaddr.ts";
+ * const protocols: MultiaddrProtocol[] = Multiaddr.parse("/dns4/example.com/tcp/443")
+ *   .components.map((c) => c.protocol);
+ * console.log(protocols); // [ "dns4", "tcp" ]
+ * ```
+ */
 export type MultiaddrProtocol = "ip4" | "ip6" | "dns" | "dns4" | "dns6" | "tcp" | "memory" | "p2p";
 
 /**
  * One `/protocol/value` step of a multiaddr. `value` is in canonical text
  * form (compressed IPv6, decimal port, base58btc peer id).
+ *
+ * @example
+ * ```ts
+ * import { Multiaddr, type MultiaddrComponent } from "./multiaddr.ts";
+ * const [host]: readonly MultiaddrComponent[] = Multiaddr.parse("/ip6/0:0::1/tcp/1").components;
+ * console.log(host); // { protocol: "ip6", value: "::1" }
+ * ```
  */
 export interface MultiaddrComponent {
   /** The protocol name, as in the multiaddr table. */
@@ -32,7 +49,17 @@ export interface MultiaddrComponent {
   readonly value: string;
 }
 
-/** Where to open a TCP socket, from {@linkcode Multiaddr.tcpEndpoint}. */
+/**
+ * Where to open a TCP socket, from {@linkcode Multiaddr.tcpEndpoint}.
+ *
+ * @example
+ * ```ts
+ * import { Multiaddr, type TcpEndpoint } from "./multiaddr.ts";
+ * const endpoint: TcpEndpoint | undefined = Multiaddr.parse("/ip4/127.0.0.1/tcp/4001")
+ *   .tcpEndpoint();
+ * console.log(endpoint); // { hostname: "127.0.0.1", port: 4001, family: "ip4" }
+ * ```
+ */
 export interface TcpEndpoint {
   /** An IP address (IPv6 without brackets) or a DNS name. */
   hostname: string;

@@ -38,6 +38,14 @@
  *   the same peer won (simultaneous dials keep one); retry on the peer.
  * - `REMOTE_ERROR`: the peer's handler failed the request (the message is
  *   the peer's).
+ *
+ * @example
+ * ```ts
+ * import { NetworkError, type NetworkErrorCode } from "./network_error.ts";
+ * const code: NetworkErrorCode = "DIAL_TIMEOUT";
+ * const err = new NetworkError(code, "no answer from /ip4/10.0.0.7/tcp/4001");
+ * console.log(err.retriable); // true
+ * ```
  */
 export type NetworkErrorCode =
   | "DIAL_REFUSED"
@@ -70,7 +78,17 @@ const RETRIABLE: ReadonlySet<NetworkErrorCode> = new Set<NetworkErrorCode>([
   "LIMIT_EXCEEDED",
 ]);
 
-/** Options for {@linkcode NetworkError}. */
+/**
+ * Options for {@linkcode NetworkError}.
+ *
+ * @example
+ * ```ts
+ * import { NetworkError, type NetworkErrorOptions } from "./network_error.ts";
+ * const options: NetworkErrorOptions = { cause: new RangeError("length 70000 > 65535") };
+ * const err = new NetworkError("FRAME_TOO_LARGE", "noise frame", options);
+ * console.log(err.cause === options.cause); // true
+ * ```
+ */
 export interface NetworkErrorOptions {
   /** The lower-level error that caused this one, if any. */
   cause?: unknown;
@@ -95,6 +113,8 @@ export class NetworkError extends Error {
   readonly code: NetworkErrorCode;
 
   /**
+   * An error with `code` and `message`.
+   *
    * @param code the stable code
    * @param message what went wrong, for a human
    * @param options the cause, if any

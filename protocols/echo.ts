@@ -7,7 +7,15 @@
 
 import type { Connection } from "../netcore/transport/connection.ts";
 
-/** The protocol id. */
+/**
+ * The protocol id.
+ *
+ * @example
+ * ```ts
+ * import { ECHO_PROTOCOL } from "./echo.ts";
+ * console.log(ECHO_PROTOCOL); // "/echo/1.0.0"
+ * ```
+ */
 export const ECHO_PROTOCOL = "/echo/1.0.0";
 
 /**
@@ -15,9 +23,20 @@ export const ECHO_PROTOCOL = "/echo/1.0.0";
  * Backpressure holds: a sender that does not read stops being read.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import { ECHO_PROTOCOL, handleEcho } from "./echo.ts";
- * node.handle(ECHO_PROTOCOL, handleEcho);
+ * import { Libp2pNode } from "../netcore/libp2p_node.ts";
+ * import { Multiaddr } from "../netcore/multiaddr.ts";
+ *
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
+ * server.handle(ECHO_PROTOCOL, handleEcho);
+ * const client = await Libp2pNode.create();
+ * const stream = await client.newStream(server.listenAddrs[0], [ECHO_PROTOCOL]);
+ * await stream.write(new Uint8Array([1, 2, 3]));
+ * await stream.closeWrite();
+ * console.log(await stream.read()); // Uint8Array(3) [ 1, 2, 3 ]
+ * await client.close();
+ * await server.close();
  * ```
  */
 export async function handleEcho(stream: Connection): Promise<void> {

@@ -8,3 +8,17 @@
 export * from "./ping.ts";
 export * from "./perf.ts";
 export * from "./echo.ts";
+
+// Types of other modules that the API above refers to.
+export type {
+  ByteSink,
+  ByteSource,
+  Connection,
+  ConnectionLifecycle,
+} from "../netcore/transport/connection.ts";
+export type {
+  Multiaddr,
+  MultiaddrComponent,
+  MultiaddrProtocol,
+  TcpEndpoint,
+} from "../netcore/multiaddr.ts";

@@ -17,7 +17,15 @@ import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 
-/** The protocol id. */
+/**
+ * The protocol id.
+ *
+ * @example
+ * ```ts
+ * import { PERF_PROTOCOL } from "./perf.ts";
+ * console.log(PERF_PROTOCOL); // "/perf/1.0.0"
+ * ```
+ */
 export const PERF_PROTOCOL = "/perf/1.0.0";
 
 /**
@@ -27,7 +35,15 @@ export const PERF_PROTOCOL = "/perf/1.0.0";
  */
 const BLOCK = 256 * 1024;
 
-/** Options for {@linkcode handlePerf}. */
+/**
+ * Options for {@linkcode handlePerf}.
+ *
+ * @example
+ * ```ts
+ * import type { PerfServerOptions } from "./perf.ts";
+ * const options: PerfServerOptions = { maxDownload: 1024 ** 3 }; // 1 GiB
+ * ```
+ */
 export interface PerfServerOptions {
   /** Largest download a client may ask for, in bytes. Default 16 GiB. */
   maxDownload?: number;
@@ -52,9 +68,13 @@ async function writeCount(stream: Connection, count: number): Promise<void> {
  * @throws {NetworkError} `LIMIT_EXCEEDED` for a download over the limit,
  *   `CONNECTION_CLOSED` if the stream ends before the 8-byte count
  * @example
- * ```ts ignore
+ * ```ts
  * import { handlePerf, PERF_PROTOCOL } from "./perf.ts";
- * node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
+ * import { Libp2pNode } from "../netcore/libp2p_node.ts";
+ * import { Multiaddr } from "../netcore/multiaddr.ts";
+ * const node = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
+ * node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream, { maxDownload: 1 << 30 }));
+ * await node.close();
  * ```
  */
 export async function handlePerf(
@@ -76,7 +96,21 @@ export async function handlePerf(
   await stream.closeWrite();
 }
 
-/** What {@linkcode runPerf} measured. */
+/**
+ * What {@linkcode runPerf} measured.
+ *
+ * @example
+ * ```ts
+ * import type { PerfResult } from "./perf.ts";
+ * const r: PerfResult = {
+ *   uploadBytes: 1 << 20,
+ *   downloadBytes: 1 << 20,
+ *   uploadMs: 4,
+ *   downloadMs: 2,
+ * };
+ * const mbps = (r.uploadBytes * 8) / (r.uploadMs * 1_000);
+ * ```
+ */
 export interface PerfResult {
   /** Bytes uploaded. */
   uploadBytes: number;
@@ -94,10 +128,19 @@ export interface PerfResult {
  * @throws {NetworkError} `PROTOCOL_VIOLATION` if the server sends more or
  *   fewer bytes than asked for
  * @example
- * ```ts ignore
- * import { PERF_PROTOCOL, runPerf } from "./perf.ts";
- * const stream = await node.newStream(addr, [PERF_PROTOCOL]);
+ * ```ts
+ * import { handlePerf, PERF_PROTOCOL, runPerf } from "./perf.ts";
+ * import { Libp2pNode } from "../netcore/libp2p_node.ts";
+ * import { Multiaddr } from "../netcore/multiaddr.ts";
+ *
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
+ * server.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
+ * const client = await Libp2pNode.create();
+ * const stream = await client.newStream(server.listenAddrs[0], [PERF_PROTOCOL]);
  * const r = await runPerf(stream, { upload: 1 << 20, download: 1 << 20 });
+ * console.log(r.uploadBytes, r.downloadBytes); // 1048576 1048576
+ * await client.close();
+ * await server.close();
  * ```
  */
 export async function runPerf(

@@ -11,10 +11,26 @@ import { ByteReader } from "../netcore/byte_reader.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { Connection } from "../netcore/transport/connection.ts";
 
-/** The protocol id. */
+/**
+ * The protocol id.
+ *
+ * @example
+ * ```ts
+ * import { PING_PROTOCOL } from "./ping.ts";
+ * console.log(PING_PROTOCOL); // "/ipfs/ping/1.0.0"
+ * ```
+ */
 export const PING_PROTOCOL = "/ipfs/ping/1.0.0";
 
-/** Bytes in one ping, per the spec. */
+/**
+ * Bytes in one ping, per the spec.
+ *
+ * @example
+ * ```ts
+ * import { PING_LENGTH } from "./ping.ts";
+ * const payload = crypto.getRandomValues(new Uint8Array(PING_LENGTH));
+ * ```
+ */
 export const PING_LENGTH = 32;
 
 /**
@@ -23,9 +39,13 @@ export const PING_LENGTH = 32;
  * `NetworkError` if it fails (the caller resets that stream only).
  *
  * @example
- * ```ts ignore
- * import { handlePing } from "./ping.ts";
+ * ```ts
+ * import { handlePing, PING_PROTOCOL } from "./ping.ts";
+ * import { Libp2pNode } from "../netcore/libp2p_node.ts";
+ * import { Multiaddr } from "../netcore/multiaddr.ts";
+ * const node = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
  * node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
+ * await node.close();
  * ```
  */
 export async function handlePing(stream: Connection): Promise<void> {
@@ -49,7 +69,15 @@ async function readRest(reader: ByteReader, first: Uint8Array): Promise<Uint8Arr
   return payload;
 }
 
-/** Options for {@linkcode Pinger}. */
+/**
+ * Options for {@linkcode Pinger}.
+ *
+ * @example
+ * ```ts
+ * import type { PingOptions } from "./ping.ts";
+ * const options: PingOptions = { timeout: 2_000 };
+ * ```
+ */
 export interface PingOptions {
   /** Time limit for one ping in ms. Default 10_000. */
   timeout?: number;
@@ -59,11 +87,19 @@ export interface PingOptions {
  * Sends pings on one stream and measures their round trips.
  *
  * @example
- * ```ts ignore
- * import { Pinger, PING_PROTOCOL } from "./ping.ts";
- * const pinger = new Pinger(await node.newStream(addr, [PING_PROTOCOL]));
+ * ```ts
+ * import { handlePing, PING_PROTOCOL, Pinger } from "./ping.ts";
+ * import { Libp2pNode } from "../netcore/libp2p_node.ts";
+ * import { Multiaddr } from "../netcore/multiaddr.ts";
+ *
+ * const server = await Libp2pNode.create({ listen: [Multiaddr.parse("/memory/0")] });
+ * server.handle(PING_PROTOCOL, (stream) => handlePing(stream));
+ * const client = await Libp2pNode.create();
+ * const pinger = new Pinger(await client.newStream(server.listenAddrs[0], [PING_PROTOCOL]));
  * console.log(`rtt ${await pinger.ping()} ms`);
  * await pinger.close();
+ * await client.close();
+ * await server.close();
  * ```
  */
 export class Pinger {
@@ -80,7 +116,7 @@ export class Pinger {
   /** The one deadline timer (see `ping`), while armed. */
   #deadline: ReturnType<typeof setTimeout> | undefined;
 
-  /** Takes over `stream` (locks both its sides). */
+  /** Takes over `stream`: the pinger reads and writes it, nobody else should. */
   constructor(stream: Connection, options: PingOptions = {}) {
     this.#stream = stream;
     this.#reader = new ByteReader(stream);

@@ -221,7 +221,10 @@ const SLACK = 35;
  * early (1 ms of rounding allowed), at most `SLACK` late.
  */
 function assertGaps(dials: readonly DialRecord[], expected: readonly number[]): void {
-  assert(dials.length >= expected.length + 1, `${dials.length} dials, wanted ${expected.length + 1}`);
+  assert(
+    dials.length >= expected.length + 1,
+    `${dials.length} dials, wanted ${expected.length + 1}`,
+  );
   const gaps = expected.map((_, i) => Math.round(dials[i + 1].at - dials[i].at));
   const ok = gaps.every((gap, i) => gap >= expected[i] - 1 && gap <= expected[i] + SLACK);
   assert(ok, `dial gaps ${JSON.stringify(gaps)} ms, expected ${JSON.stringify(expected)} ms`);
@@ -353,7 +356,12 @@ Deno.test("ConnectivityManager adds random() * jitter to every backoff delay", a
 });
 
 Deno.test("ConnectivityManager's default backoff is 2 s doubling to 60 s with up to 100 ms of jitter", async () => {
-  assertEquals({ ...CONNECTIVITY_DEFAULTS }, { initial: 2_000, max: 60_000, factor: 2, jitter: 100 });
+  assertEquals({ ...CONNECTIVITY_DEFAULTS }, {
+    initial: 2_000,
+    max: 60_000,
+    factor: 2,
+    jitter: 100,
+  });
   // With no backoff options, no retry comes before 2 s.
   const network = new MemoryNetwork();
   const a = await startNode(network, validator());
@@ -393,7 +401,10 @@ Deno.test("ConnectivityManager tries a peer's addresses in turn: a dead first ad
     assertEquals(dials.map((d) => d.attempt), [1]);
     assertEquals(dialsCount(a, "DIAL_REFUSED"), 1);
     assertEquals(dialsCount(a, "ok"), 1);
-    assertEquals(a.manager.connection(b.peerId)?.remoteAddr.withoutPeerId().toString(), `${b.addr}`);
+    assertEquals(
+      a.manager.connection(b.peerId)?.remoteAddr.withoutPeerId().toString(),
+      `${b.addr}`,
+    );
     assertEquals(connectivity.addresses(b.peerId).map(String), [`${dead}`, `${b.addr}`]);
   } finally {
     await connectivity.close();
@@ -559,7 +570,8 @@ Deno.test("ConnectivityManager: a killed node is lost everywhere, redialed with 
     const lostAt = logs[0].events.filter((e) =>
       e.event.peer.peerId.equals(c.peerId) && e.event.type === "lost-peer" && e.at >= killedAt
     )[0].at;
-    const redials = () => dialsTo(runs[0].dials, c.peerId).filter((d) => d.at >= lostAt - 5);
+    const redials = () =>
+      dialsTo(runs[0].dials, c.peerId).filter((d) => d.at >= lostAt - 5);
     await waitFor(() => redials().length >= 5, 3_000, "5 redials of c");
     const seen = redials();
     assert(seen[0].at - lostAt < 30, `first redial ${seen[0].at - lostAt} ms after the loss`);

@@ -50,7 +50,10 @@ interface Node {
 }
 
 async function startNode(network: MemoryNetwork): Promise<Node> {
-  const v = { identity: Ed25519Identity.generate(), noise: getCryptoBackend().dh.generateKeyPair() };
+  const v = {
+    identity: Ed25519Identity.generate(),
+    noise: getCryptoBackend().dh.generateKeyPair(),
+  };
   const trusted = new TrustedPeerSet();
   const metrics = new MetricsRegistry().scope({ network: "test" });
   const manager = await PeerManager.create({
@@ -86,7 +89,12 @@ async function connect(from: Node, to: Node): Promise<void> {
 }
 
 function healthChecker(node: Node, options: Partial<HealthCheckerOptions>): HealthChecker {
-  return new HealthChecker({ manager: node.manager, metrics: node.metrics, logger: quiet, ...options });
+  return new HealthChecker({
+    manager: node.manager,
+    metrics: node.metrics,
+    logger: quiet,
+    ...options,
+  });
 }
 
 /** The health checks of `node` with `outcome` (alive, ok, failed, disconnected). */
@@ -112,7 +120,9 @@ class EventLog {
   }
 
   lost(peer: PeerId) {
-    return this.events.filter((e) => e.event.type === "lost-peer" && e.event.peer.peerId.equals(peer));
+    return this.events.filter((e) =>
+      e.event.type === "lost-peer" && e.event.peer.peerId.equals(peer)
+    );
   }
 
   async close(): Promise<void> {
@@ -166,7 +176,10 @@ Deno.test("HealthChecker drops a partitioned peer (reason health) within interva
     // Not before `failures` pings could time out: the last of them was sent
     // (failures - 1) rounds after the first, which came at most one interval in.
     const earliest = (failures - 1) * interval + timeout;
-    assert(elapsed >= earliest - 10, `dropped after ${Math.round(elapsed)} ms, before ${earliest} ms`);
+    assert(
+      elapsed >= earliest - 10,
+      `dropped after ${Math.round(elapsed)} ms, before ${earliest} ms`,
+    );
 
     const event = log.lost(b.peerId)[0].event;
     assert(event.type === "lost-peer");

@@ -31,11 +31,7 @@ import { PeerManager } from "../netcore/peer/peer_manager.ts";
 import { keepNewConnection } from "../netcore/peer/simultaneous_dial.ts";
 import { MemoryTransport } from "../netcore/transport/memory_transport.ts";
 import { TcpTransport } from "../netcore/transport/tcp_transport.ts";
-import {
-  type Direction,
-  type PeerConnection,
-  validatorUpgrade,
-} from "../netcore/upgrade/mod.ts";
+import { type Direction, type PeerConnection, validatorUpgrade } from "../netcore/upgrade/mod.ts";
 import { ECHO_PROTOCOL, handleEcho } from "../protocols/echo.ts";
 
 const quiet = new Logger({}, "off");
@@ -404,6 +400,9 @@ for (const dialerIs of ["greater", "smaller"] as const) {
       assert(await until(() => second.isConnected(first.peerId)), "the first connection arrives");
       const theirs = second.connection(first.peerId)!;
       assert(sameConnection(original, theirs));
+      // Taken now: a new-peer not yet taken would be cancelled by its lost-peer.
+      const announced = await events.next();
+      assertEquals([announced?.type, announced?.peer.connectionId], ["new-peer", theirs.id]);
       // A stream held open on the first connection, from the second side.
       const held = await second.openStream(first.peerId, [ECHO_PROTOCOL]);
       await held.write(new Uint8Array([1]));
@@ -424,17 +423,12 @@ for (const dialerIs of ["greater", "smaller"] as const) {
         assertNetworkError(err, "CONNECTION_REPLACED");
         assert((err as NetworkError).retriable);
         assertEquals(refused(), 0);
-        const seen: PeerEvent[] = [];
-        for (let e = await events.next(); e !== undefined; e = await events.next()) {
-          seen.push(e);
-          if (seen.length === 3) break;
-        }
-        assertEquals(seen.map((e) => [e.type, e.peer.connectionId]), [
-          ["new-peer", theirs.id],
+        const seen = [await events.next(), await events.next()];
+        assertEquals(seen.map((e) => [e?.type, e?.peer.connectionId]), [
           ["lost-peer", theirs.id],
           ["new-peer", back.id],
         ]);
-        const lost = seen[1];
+        const lost = seen[0]!;
         assert(lost.type === "lost-peer");
         assertEquals([lost.reason, lost.error?.code], ["replaced", "CONNECTION_REPLACED"]);
       } else {

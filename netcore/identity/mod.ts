@@ -20,3 +20,11 @@ export * from "./verify_ed25519.ts";
 export * from "./noise_handshake_payload.ts";
 export * from "./signed_envelope.ts";
 export * from "./peer_record.ts";
+
+// Types of other modules that the API above refers to.
+export type {
+  Multiaddr,
+  MultiaddrComponent,
+  MultiaddrProtocol,
+  TcpEndpoint,
+} from "../multiaddr.ts";

@@ -30,16 +30,46 @@ const SIGNATURE_PREFIX = new TextEncoder().encode("noise-libp2p-static-key:");
 /**
  * The largest payload accepted: a Noise transport message is at most 65535
  * bytes, so no payload can be longer.
+ *
+ * @example
+ * ```ts
+ * import { MAX_NOISE_HANDSHAKE_PAYLOAD_BYTES } from "./noise_handshake_payload.ts";
+ * console.log(MAX_NOISE_HANDSHAKE_PAYLOAD_BYTES); // 65535
+ * ```
  */
 export const MAX_NOISE_HANDSHAKE_PAYLOAD_BYTES = 65535;
 
-/** Extensions we send in the payload. */
+/**
+ * Extensions we send in the payload.
+ *
+ * @example
+ * ```ts
+ * import type { NoiseHandshakeExtensionsInit } from "./noise_handshake_payload.ts";
+ * const extensions: NoiseHandshakeExtensionsInit = { streamMuxers: ["/yamux/1.0.0"] };
+ * ```
+ */
 export interface NoiseHandshakeExtensionsInit {
   /** Stream muxer protocol ids, in preference order. Default: none sent. */
   streamMuxers?: string[];
 }
 
-/** A verified remote handshake payload. */
+/**
+ * A verified remote handshake payload.
+ *
+ * @example
+ * ```ts
+ * import { Ed25519Identity } from "./ed25519_identity.ts";
+ * import {
+ *   decodeNoiseHandshakePayload,
+ *   encodeNoiseHandshakePayload,
+ *   type NoiseHandshakePayloadInfo,
+ * } from "./noise_handshake_payload.ts";
+ * const staticKey = crypto.getRandomValues(new Uint8Array(32));
+ * const payload = encodeNoiseHandshakePayload(Ed25519Identity.generate(), staticKey);
+ * const info: NoiseHandshakePayloadInfo = decodeNoiseHandshakePayload(payload, staticKey);
+ * console.log(info.identityKey.length, info.extensions.streamMuxers); // 32 []
+ * ```
+ */
 export interface NoiseHandshakePayloadInfo {
   /** The remote's peer id, derived from its identity key. */
   peerId: PeerId;

@@ -39,19 +39,46 @@ import {
   sealSignedEnvelope,
 } from "./signed_envelope.ts";
 
-/** The signed envelope domain of peer records. */
+/**
+ * The signed envelope domain of peer records.
+ *
+ * @example
+ * ```ts
+ * import { PEER_RECORD_DOMAIN } from "./peer_record.ts";
+ * console.log(PEER_RECORD_DOMAIN); // "libp2p-peer-record"
+ * ```
+ */
 export const PEER_RECORD_DOMAIN = "libp2p-peer-record";
 
 /** The envelope payload type of peer records: multicodec 0x0301, big-endian. */
 const PEER_RECORD_PAYLOAD_TYPE = new Uint8Array([0x03, 0x01]);
 
-/** The default for {@linkcode OpenPeerRecordOptions.maxAddrs}. */
+/**
+ * The default for {@linkcode OpenPeerRecordOptions.maxAddrs}.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_PEER_RECORD_ADDRS } from "./peer_record.ts";
+ * console.log(DEFAULT_MAX_PEER_RECORD_ADDRS); // 32
+ * ```
+ */
 export const DEFAULT_MAX_PEER_RECORD_ADDRS = 32;
 
 /** The largest sequence number: the protobuf field is a uint64. */
 const MAX_SEQ = (1n << 64n) - 1n;
 
-/** A peer's signed listen addresses, as {@linkcode openPeerRecord} returns them. */
+/**
+ * A peer's signed listen addresses, as {@linkcode openPeerRecord} returns them.
+ *
+ * @example
+ * ```ts
+ * import { Ed25519Identity, openPeerRecord, type PeerRecord, sealPeerRecord } from "./mod.ts";
+ * const record: PeerRecord = openPeerRecord(
+ *   sealPeerRecord(Ed25519Identity.generate(), { seq: 3n, addrs: [] }),
+ * );
+ * console.log(record.seq, record.addrs.length); // 3n 0
+ * ```
+ */
 export interface PeerRecord {
   /** The peer the record is about, which is also the peer that signed it. */
   peerId: PeerId;
@@ -61,7 +88,19 @@ export interface PeerRecord {
   addrs: Multiaddr[];
 }
 
-/** What {@linkcode sealPeerRecord} signs. */
+/**
+ * What {@linkcode sealPeerRecord} signs.
+ *
+ * @example
+ * ```ts
+ * import type { PeerRecordInit } from "./peer_record.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * const init: PeerRecordInit = {
+ *   seq: BigInt(Date.now()), // a clock makes each new record's seq higher
+ *   addrs: [Multiaddr.parse("/ip4/192.0.2.1/tcp/4001")],
+ * };
+ * ```
+ */
 export interface PeerRecordInit {
   /**
    * The peer the record is about. Default: the signing identity's; any other
@@ -74,7 +113,15 @@ export interface PeerRecordInit {
   addrs: readonly Multiaddr[];
 }
 
-/** Options for {@linkcode openPeerRecord}. */
+/**
+ * Options for {@linkcode openPeerRecord}.
+ *
+ * @example
+ * ```ts
+ * import type { OpenPeerRecordOptions } from "./peer_record.ts";
+ * const options: OpenPeerRecordOptions = { maxBytes: 2048, maxAddrs: 8 };
+ * ```
+ */
 export interface OpenPeerRecordOptions {
   /**
    * Largest accepted envelope, in bytes, the record inside included.
@@ -100,7 +147,8 @@ export interface OpenPeerRecordOptions {
  *   than the identity's (caller bugs)
  * @example
  * ```ts
- * import { Ed25519Identity, Multiaddr, openPeerRecord, sealPeerRecord } from "../mod.ts";
+ * import { Ed25519Identity, openPeerRecord, sealPeerRecord } from "./mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
  * const me = Ed25519Identity.generate();
  * const bytes = sealPeerRecord(me, { seq: 1n, addrs: [Multiaddr.parse("/ip4/192.0.2.1/tcp/4001")] });
  * const record = openPeerRecord(bytes);
@@ -147,7 +195,8 @@ export function sealPeerRecord(identity: Ed25519Identity, record: PeerRecordInit
  *   other than its signer
  * @example
  * ```ts
- * import { Ed25519Identity, NetworkError, openPeerRecord, sealPeerRecord } from "../mod.ts";
+ * import { Ed25519Identity, openPeerRecord, sealPeerRecord } from "./mod.ts";
+ * import { NetworkError } from "../network_error.ts";
  * const bytes = sealPeerRecord(Ed25519Identity.generate(), { seq: 7n, addrs: [] });
  * bytes[bytes.length - 1] ^= 1; // a bit of the signature
  * try {

@@ -14,16 +14,44 @@ import { KeyType, PublicKeySchema } from "../proto/_gen/keys_pb.ts";
 import { decodeMessage } from "../proto/decode_message.ts";
 import { ed25519KeyOfMessage } from "./_public_key_message.ts";
 
-/** Length of a raw Ed25519 public key. */
+/**
+ * Length of a raw Ed25519 public key.
+ *
+ * @example
+ * ```ts
+ * import { ED25519_PUBLIC_KEY_LENGTH } from "./public_key.ts";
+ * console.log(ED25519_PUBLIC_KEY_LENGTH); // 32
+ * ```
+ */
 export const ED25519_PUBLIC_KEY_LENGTH = 32;
 
 /**
  * The largest serialized public key accepted. An Ed25519 key takes 36 bytes;
  * the limit leaves room for the other types so they fail on type, not size.
+ *
+ * @example
+ * ```ts
+ * import { MAX_PUBLIC_KEY_PROTOBUF_BYTES } from "./public_key.ts";
+ * console.log(MAX_PUBLIC_KEY_PROTOBUF_BYTES); // 1024
+ * ```
  */
 export const MAX_PUBLIC_KEY_PROTOBUF_BYTES = 1024;
 
-/** A decoded libp2p public key; Ed25519 is the only type supported. */
+/**
+ * A decoded libp2p public key; Ed25519 is the only type supported.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   marshalEd25519PublicKey,
+ *   type UnmarshalledPublicKey,
+ *   unmarshalPublicKey,
+ * } from "./public_key.ts";
+ * const bytes = marshalEd25519PublicKey(new Uint8Array(32));
+ * const key: UnmarshalledPublicKey = unmarshalPublicKey(bytes);
+ * console.log(key.type, key.raw.length); // "Ed25519" 32
+ * ```
+ */
 export interface UnmarshalledPublicKey {
   /** The key algorithm. */
   type: "Ed25519";

@@ -38,10 +38,27 @@ import { verifyEd25519 } from "./verify_ed25519.ts";
  * The default for {@linkcode OpenSignedEnvelopeOptions.maxBytes}. Envelopes
  * travel in gossip and discovery messages, and a peer record with a few
  * dozen addresses takes well under this.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_SIGNED_ENVELOPE_BYTES } from "./signed_envelope.ts";
+ * console.log(DEFAULT_MAX_SIGNED_ENVELOPE_BYTES); // 4096
+ * ```
  */
 export const DEFAULT_MAX_SIGNED_ENVELOPE_BYTES = 4096;
 
-/** Options for {@linkcode openSignedEnvelope}. */
+/**
+ * Options for {@linkcode openSignedEnvelope}.
+ *
+ * @example
+ * ```ts
+ * import type { OpenSignedEnvelopeOptions } from "./signed_envelope.ts";
+ * const options: OpenSignedEnvelopeOptions = {
+ *   maxBytes: 1024,
+ *   payloadType: new Uint8Array([0x03, 0x01]), // peer records only
+ * };
+ * ```
+ */
 export interface OpenSignedEnvelopeOptions {
   /**
    * Largest accepted envelope, in bytes; a longer one is refused with
@@ -57,7 +74,23 @@ export interface OpenSignedEnvelopeOptions {
   payloadType?: Uint8Array;
 }
 
-/** An envelope whose signature verified for the domain it was opened with. */
+/**
+ * An envelope whose signature verified for the domain it was opened with.
+ *
+ * @example
+ * ```ts
+ * import { Ed25519Identity } from "./ed25519_identity.ts";
+ * import {
+ *   openSignedEnvelope,
+ *   sealSignedEnvelope,
+ *   type SignedEnvelope,
+ * } from "./signed_envelope.ts";
+ * const me = Ed25519Identity.generate();
+ * const bytes = sealSignedEnvelope(me, "my-app", new Uint8Array([0x2f]), new Uint8Array([7]));
+ * const envelope: SignedEnvelope = openSignedEnvelope(bytes, "my-app");
+ * console.log(envelope.signer.equals(me.peerId), envelope.payload); // true Uint8Array(1) [ 7 ]
+ * ```
+ */
 export interface SignedEnvelope {
   /** The signer's raw 32-byte Ed25519 public key. */
   publicKey: Uint8Array;
@@ -130,7 +163,8 @@ export function sealSignedEnvelope(
  *   for a signature that does not verify (forged, or made for another domain)
  * @example
  * ```ts
- * import { Ed25519Identity, NetworkError, openSignedEnvelope, sealSignedEnvelope } from "../mod.ts";
+ * import { Ed25519Identity, openSignedEnvelope, sealSignedEnvelope } from "./mod.ts";
+ * import { NetworkError } from "../network_error.ts";
  * const bytes = sealSignedEnvelope(Ed25519Identity.generate(), "app-a", new Uint8Array(0), new Uint8Array(0));
  * try {
  *   openSignedEnvelope(bytes, "app-b");

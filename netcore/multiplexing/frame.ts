@@ -11,26 +11,64 @@
 
 import { NetworkError } from "../network_error.ts";
 
-/** The protocol id negotiated with multistream-select. */
+/**
+ * The protocol id negotiated with multistream-select.
+ *
+ * @example
+ * ```ts
+ * import { YAMUX_PROTOCOL } from "./frame.ts";
+ * console.log(YAMUX_PROTOCOL); // "/yamux/1.0.0"
+ * ```
+ */
 export const YAMUX_PROTOCOL = "/yamux/1.0.0";
 
 /**
  * "The version field is used for future backward compatibility. At the
  * current time, the field is always set to 0, to indicate the initial
  * version."
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, FrameType, YAMUX_VERSION } from "./frame.ts";
+ * const header = encodeFrameHeader({ type: FrameType.Ping, flags: 1, streamId: 0, length: 1 });
+ * console.log(header[0] === YAMUX_VERSION); // true
+ * ```
  */
 export const YAMUX_VERSION = 0;
 
-/** "This means that each header has a 12 byte overhead." */
+/**
+ * "This means that each header has a 12 byte overhead."
+ *
+ * @example
+ * ```ts
+ * import { encodeFrameHeader, FrameType, HEADER_LENGTH } from "./frame.ts";
+ * const header = encodeFrameHeader({ type: FrameType.Data, flags: 0, streamId: 1, length: 5 });
+ * console.log(header.length === HEADER_LENGTH); // true
+ * ```
+ */
 export const HEADER_LENGTH = 12;
 
 /**
  * "When Yamux is initially starts each stream with a 256KB window size."
  * Both sides assume it; a larger window is granted with a window update.
+ *
+ * @example
+ * ```ts
+ * import { INITIAL_STREAM_WINDOW } from "./frame.ts";
+ * console.log(INITIAL_STREAM_WINDOW); // 262144
+ * ```
  */
 export const INITIAL_STREAM_WINDOW = 256 * 1024;
 
-/** The largest value of the 32-bit length field (and of a stream window). */
+/**
+ * The largest value of the 32-bit length field (and of a stream window).
+ *
+ * @example
+ * ```ts
+ * import { MAX_WINDOW } from "./frame.ts";
+ * console.log(MAX_WINDOW === 2 ** 32 - 1); // true
+ * ```
+ */
 export const MAX_WINDOW = 0xffff_ffff;
 
 /**
@@ -62,7 +100,15 @@ export const FrameType = {
   GoAway: 0x3,
 } as const;
 
-/** One of the values of {@linkcode FrameType}. */
+/**
+ * One of the values of {@linkcode FrameType}.
+ *
+ * @example
+ * ```ts
+ * import { FrameType } from "./frame.ts";
+ * const type: FrameType = FrameType.GoAway;
+ * ```
+ */
 export type FrameType = typeof FrameType[keyof typeof FrameType];
 
 /**
@@ -118,7 +164,15 @@ export const GoAwayCode = {
   InternalError: 0x2,
 } as const;
 
-/** One of the values of {@linkcode GoAwayCode}. */
+/**
+ * One of the values of {@linkcode GoAwayCode}.
+ *
+ * @example
+ * ```ts
+ * import { GoAwayCode } from "./frame.ts";
+ * const code: GoAwayCode = GoAwayCode.NormalTermination;
+ * ```
+ */
 export type GoAwayCode = typeof GoAwayCode[keyof typeof GoAwayCode];
 
 /**

@@ -8,7 +8,19 @@
 
 import { decodeFrameHeader, type FrameHeader, FrameType, HEADER_LENGTH } from "./frame.ts";
 
-/** What a {@linkcode FrameDecoder} reports to. */
+/**
+ * What a {@linkcode FrameDecoder} reports to.
+ *
+ * @example
+ * ```ts
+ * import type { FrameHandler } from "./frame_decoder.ts";
+ * const bodies: Uint8Array[] = [];
+ * const handler: FrameHandler = {
+ *   frame: (header) => console.log(header.type, header.streamId, header.length),
+ *   data: (piece) => void bodies.push(piece), // views: keep them only if the chunk is yours
+ * };
+ * ```
+ */
 export interface FrameHandler {
   /**
    * A complete header. The object is reused for the next frame: copy what
@@ -28,6 +40,13 @@ export interface FrameHandler {
 /**
  * The decoder's state, as in a framed reader: reading a header (possibly
  * split across chunks) or the body of a Data frame.
+ *
+ * @example
+ * ```ts
+ * import { FrameDecoder, type FrameDecoderState } from "./frame_decoder.ts";
+ * const state: FrameDecoderState = new FrameDecoder(1 << 20).state;
+ * console.log(state); // "header"
+ * ```
  */
 export type FrameDecoderState = "header" | "body";
 

@@ -45,7 +45,19 @@ import { type StreamHost, YamuxStream } from "./yamux_stream.ts";
  */
 export const YAMUX_PROTOCOL_ID = "/yamux/1.0.0";
 
-/** Options for {@linkcode Yamux.create}. Defaults in {@linkcode YAMUX_DEFAULTS}. */
+/**
+ * Options for {@linkcode Yamux.create}. Defaults in {@linkcode YAMUX_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import type { YamuxOptions } from "./yamux.ts";
+ * const options: YamuxOptions = {
+ *   role: "dialer",
+ *   maxStreamWindow: 4 * 1024 * 1024,
+ *   keepAliveInterval: 0, // no keepalive pings
+ * };
+ * ```
+ */
 export interface YamuxOptions {
   /**
    * Our side: the dialer is the yamux client (odd stream ids), the listener
@@ -100,7 +112,15 @@ export interface YamuxOptions {
   logger?: Logger;
 }
 
-/** The defaults of {@linkcode YamuxOptions}. */
+/**
+ * The defaults of {@linkcode YamuxOptions}.
+ *
+ * @example
+ * ```ts
+ * import { YAMUX_DEFAULTS } from "./yamux.ts";
+ * console.log(YAMUX_DEFAULTS.maxFrameSize, YAMUX_DEFAULTS.keepAliveInterval); // 262144 30000
+ * ```
+ */
 export const YAMUX_DEFAULTS: Readonly<
   Required<Omit<YamuxOptions, "role" | "logger" | "metrics">>
 > = {
@@ -120,10 +140,25 @@ export const YAMUX_DEFAULTS: Readonly<
 /**
  * The session's states: `open`; `closing` after we sent GoAway (no new
  * streams either way; existing ones finish); `closed` (terminal).
+ *
+ * @example
+ * ```ts
+ * import type { Yamux, YamuxState } from "./yamux.ts";
+ * const open: YamuxState = "open";
+ * const acceptsStreams = (muxer: Yamux) => muxer.state === open;
+ * ```
  */
 export type YamuxState = "open" | "closing" | "closed";
 
-/** Options for {@linkcode Yamux.ping}. */
+/**
+ * Options for {@linkcode Yamux.ping}.
+ *
+ * @example
+ * ```ts
+ * import type { YamuxPingOptions } from "./yamux.ts";
+ * const options: YamuxPingOptions = { signal: AbortSignal.timeout(2_000) };
+ * ```
+ */
 export interface YamuxPingOptions {
   /** Stops waiting for the answer. */
   signal?: AbortSignal;
@@ -194,14 +229,34 @@ const yamuxMetrics = perScope((metrics): YamuxMetrics => {
  *
  * Nothing runs until {@linkcode Yamux.start}.
  *
- * @example
- * ```ts ignore
+ * @example Both ends over an in-memory connection
+ * ```ts
  * import { Yamux } from "./yamux.ts";
- * const muxer = Yamux.create(conn, { role: "dialer" });
- * muxer.start();
- * const stream = await muxer.openStream();
- * console.log("rtt", await muxer.ping(), "ms");
- * await muxer.close();
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { MemoryTransport } from "../transport/mod.ts";
+ *
+ * const transport = new MemoryTransport();
+ * const listener = await transport.listen(Multiaddr.parse("/memory/0"));
+ * const accepted = (async () => {
+ *   for await (const conn of listener) return conn;
+ * })();
+ * const client = Yamux.create(await transport.dial(listener.addr), { role: "dialer" });
+ * const server = Yamux.create((await accepted)!, { role: "listener" });
+ * client.start();
+ * server.start();
+ * (async () => {
+ *   for await (const stream of server) {
+ *     await stream.write(new TextEncoder().encode("hello"));
+ *     await stream.closeWrite();
+ *   }
+ * })();
+ * const stream = await client.openStream();
+ * await stream.closeWrite(); // we send nothing
+ * console.log(new TextDecoder().decode((await stream.read())!)); // "hello"
+ * console.log(await stream.read()); // null: the server closed its side too
+ * console.log(typeof await client.ping()); // "number" (ms)
+ * await client.close();
+ * await listener.close();
  * ```
  */
 export class Yamux<C extends Connection = Connection>
@@ -313,10 +368,15 @@ export class Yamux<C extends Connection = Connection>
    * A session over `conn` for our `role`. Call {@linkcode Yamux.start} next.
    *
    * @example
-   * ```ts ignore
-   * const muxer = Yamux.create(conn, { role: "listener", maxInboundStreams: 64 });
-   * muxer.start();
-   * for await (const stream of muxer) handle(stream);
+   * ```ts
+   * import { Yamux } from "./yamux.ts";
+   * import type { YamuxStream } from "./yamux_stream.ts";
+   * import type { Connection } from "../transport/connection.ts";
+   * async function serve(conn: Connection, handle: (stream: YamuxStream) => void) {
+   *   const muxer = Yamux.create(conn, { role: "listener", maxInboundStreams: 64 });
+   *   muxer.start();
+   *   for await (const stream of muxer) handle(stream);
+   * }
    * ```
    */
   static create<C extends Connection>(conn: C, options: YamuxOptions): Yamux<C> {

@@ -29,10 +29,23 @@ import {
  * - `remoteClose`: the peer sent FIN; we may still send.
  * - `closed`: both sent FIN (terminal).
  * - `reset`: either side sent RST, or the session died (terminal).
+ *
+ * @example
+ * ```ts
+ * import type { StreamState, YamuxStream } from "./yamux_stream.ts";
+ * const terminal: StreamState[] = ["closed", "reset"];
+ * const done = (stream: YamuxStream) => terminal.includes(stream.state);
+ * ```
  */
 export type StreamState = "established" | "localClose" | "remoteClose" | "closed" | "reset";
 
-/** What a stream needs from its session. Internal. */
+/**
+ * What a stream needs from its session; the `Yamux` session gives
+ * one to every {@linkcode YamuxStream} it makes.
+ *
+ * @internal Exported for the session only: it refers to the session's window
+ * budget, which lives in the private `_flow_control.ts`.
+ */
 export interface StreamHost {
   /** The largest Data frame body to send. */
   readonly maxFrameSize: number;
@@ -60,7 +73,22 @@ export interface StreamHost {
   released(stream: YamuxStream): void;
 }
 
-/** A snapshot of a stream's flow-control state, for diagnostics and tests. */
+/**
+ * A snapshot of a stream's flow-control state, for diagnostics and tests.
+ *
+ * @example
+ * ```ts
+ * import type { YamuxStreamStats } from "./yamux_stream.ts";
+ * const fresh: YamuxStreamStats = {
+ *   sendWindow: 262_144,
+ *   receiveWindow: 262_144,
+ *   receiveCredit: 262_144,
+ *   bufferedBytes: 0,
+ *   bytesReceived: 0,
+ *   bytesSent: 0,
+ * };
+ * ```
+ */
 export interface YamuxStreamStats {
   /** Bytes we may still send before the peer grants more. */
   sendWindow: number;
@@ -101,14 +129,18 @@ function resetError(message: string): NetworkError {
  * Streams come from `Yamux.openStream` and from iterating a `Yamux`.
  *
  * @example
- * ```ts ignore
- * const stream = await muxer.openStream();
- * await stream.write(new TextEncoder().encode("hello"));
- * await stream.closeWrite();
- * for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
- *   console.log(chunk);
+ * ```ts
+ * import type { Yamux } from "./yamux.ts";
+ * async function hello(muxer: Yamux) {
+ *   const stream = await muxer.openStream();
+ *   await stream.write(new TextEncoder().encode("hello"));
+ *   await stream.closeWrite();
+ *   for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
+ *     console.log(chunk);
+ *   }
+ *   await stream.closed;
+ *   console.log(stream.state, stream.stats().bytesSent); // "closed" 5
  * }
- * await stream.closed;
  * ```
  */
 export class YamuxStream extends ByteConnection {

@@ -55,11 +55,17 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  *   `FRAME_TOO_LARGE`, `TIMEOUT`, `ABORTED`, `CONNECTION_CLOSED` (the dialer
  *   gave up), `CONNECTION_RESET`
  * @example
- * ```ts ignore
+ * ```ts
  * import { handleProtocol } from "./handle_protocol.ts";
  * import type { Connection } from "../transport/connection.ts";
- * declare const substream: Connection;
- * const { protocol, stream } = await handleProtocol(substream, ["/ipfs/ping/1.0.0"]);
+ * async function serve(substream: Connection) {
+ *   const { protocol, stream } = await handleProtocol(substream, ["/ipfs/ping/1.0.0"]);
+ *   console.log(`serving ${protocol}`);
+ *   for (let chunk = await stream.read(); chunk !== null; chunk = await stream.read()) {
+ *     await stream.write(chunk);
+ *   }
+ *   await stream.closeWrite();
+ * }
  * ```
  */
 export async function handleProtocol(

@@ -28,11 +28,14 @@ import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from 
  *   `TIMEOUT`, `ABORTED`, `CONNECTION_CLOSED`, `CONNECTION_RESET`
  * @throws {TypeError} for an empty list or an invalid protocol name (a bug)
  * @example
- * ```ts ignore
+ * ```ts
  * import { selectProtocol } from "./select_protocol.ts";
  * import type { Connection } from "../transport/connection.ts";
- * declare const conn: Connection;
- * const { protocol, stream } = await selectProtocol(conn, ["/yamux/1.0.0", "/mplex/6.7.0"]);
+ * async function muxerOn(conn: Connection): Promise<Connection> {
+ *   const { protocol, stream } = await selectProtocol(conn, ["/yamux/1.0.0", "/mplex/6.7.0"]);
+ *   console.log(`speaking ${protocol}`);
+ *   return stream; // not `conn`: it may hold bytes the listener sent early
+ * }
  * ```
  */
 export async function selectProtocol(

@@ -162,14 +162,14 @@ class OptimisticStream extends ForwardingConnection {
  * @param protocol the one protocol we want to speak
  * @throws {TypeError} for an invalid protocol name (a bug)
  * @example
- * ```ts ignore
+ * ```ts
  * import { selectProtocolOptimistic } from "./select_protocol_optimistic.ts";
- * import { ForwardingConnection } from "../transport/byte_connection.ts";
-import type { Connection } from "../transport/connection.ts";
- * declare const substream: Duplex;
- * const { stream } = selectProtocolOptimistic(substream, "/ipfs/ping/1.0.0");
- * const writer = stream.writable.getWriter();
- * await writer.write(crypto.getRandomValues(new Uint8Array(32))); // one write, with the proposal
+ * import type { Connection } from "../transport/connection.ts";
+ * async function ping(substream: Connection): Promise<Uint8Array | null> {
+ *   const { stream } = selectProtocolOptimistic(substream, "/ipfs/ping/1.0.0");
+ *   await stream.write(crypto.getRandomValues(new Uint8Array(32))); // leaves with the proposal
+ *   return await stream.read(); // rejects with UNSUPPORTED_PROTOCOL if the listener refused
+ * }
  * ```
  */
 export function selectProtocolOptimistic(

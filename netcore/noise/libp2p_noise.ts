@@ -132,7 +132,7 @@ export interface Libp2pRemoteIdentity {
  * knows the peer's libp2p identity.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import type { Libp2pNoiseConnection } from "./libp2p_noise.ts";
  * function who(conn: Libp2pNoiseConnection): string {
  *   return conn.remotePeerId.toString();
@@ -177,15 +177,32 @@ export class Libp2pNoiseConnection extends SecureChannel {
  * - `TIMEOUT` when the handshake takes longer than `handshakeTimeout`;
  * - `ABORTED` when the context's signal fires.
  *
- * @example
- * ```ts ignore
+ * @example Both ends of a handshake over an in-memory connection
+ * ```ts
  * import { Ed25519Identity } from "../identity/mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { MemoryTransport } from "../transport/mod.ts";
  * import { libp2pNoise } from "./libp2p_noise.ts";
- * import type { Connection } from "../transport/connection.ts";
- * declare const raw: Connection;
- * const secure = libp2pNoise(Ed25519Identity.generate(), { streamMuxers: ["/yamux/1.0.0"] });
- * const conn = await secure(raw, { role: "dialer", signal: new AbortController().signal });
- * console.log(conn.remotePeerId.toString());
+ *
+ * const transport = new MemoryTransport();
+ * const listener = await transport.listen(Multiaddr.parse("/memory/0"));
+ * const accepted = (async () => {
+ *   for await (const conn of listener) return conn;
+ * })();
+ * const raw = await transport.dial(listener.addr);
+ * const [client, server] = [Ed25519Identity.generate(), Ed25519Identity.generate()];
+ * const options = { streamMuxers: ["/yamux/1.0.0"] };
+ * const signal = new AbortController().signal;
+ * const [dialed, answered] = await Promise.all([
+ *   libp2pNoise(client, options)(raw, { role: "dialer", signal }),
+ *   libp2pNoise(server, options)((await accepted)!, { role: "listener", signal }),
+ * ]);
+ * console.log(dialed.remotePeerId.equals(server.peerId)); // true
+ * console.log(answered.remotePeerId.equals(client.peerId)); // true
+ * console.log(answered.remoteStreamMuxers); // [ "/yamux/1.0.0" ]
+ * dialed.abort();
+ * answered.abort();
+ * await listener.close();
  * ```
  */
 export function libp2pNoise(

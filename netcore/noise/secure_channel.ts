@@ -5,9 +5,10 @@
  * 65535 bytes). Both handshake profiles of this folder (libp2p XX and the
  * validator IK) hand their connection over to a {@linkcode SecureChannel}.
  *
- * The channel is the same Web-Streams {@linkcode Connection} as the one under
- * it, so it stacks on any transport and anything that runs over a raw
- * connection (negotiation, yamux) runs over it unchanged.
+ * The channel is a {@linkcode Connection} like the one under it (the same
+ * byte methods, and the Web Streams edge made over them), so it stacks on
+ * any transport and anything that runs over a raw connection (negotiation,
+ * yamux) runs over it unchanged.
  *
  * Hot path notes (why the code looks the way it does):
  * - a write is encrypted at once, frame by frame, into one buffer
@@ -72,14 +73,24 @@ const POOL_SIZE = 4;
  * What a handshake hands to {@linkcode SecureChannel}.
  *
  * @example
- * ```ts ignore
- * import { SecureChannel } from "./secure_channel.ts";
- * // at the end of a handshake on `conn`, with `hs` complete (initiator side):
- * const [i2r, r2i] = hs.split();
- * const channel = new SecureChannel({
- *   connection: conn, reader, encrypter: i2r, decrypter: r2i,
- *   remoteStaticKey: hs.remoteStaticKey!, handshakeHash: hs.handshakeHash,
- * });
+ * ```ts
+ * import { SecureChannel, type SecureChannelInit } from "./secure_channel.ts";
+ * import type { HandshakeState } from "./handshake_state.ts";
+ * import type { ByteReader } from "../byte_reader.ts";
+ * import type { Connection } from "../transport/connection.ts";
+ * // At the end of a handshake on `connection`, with `hs` complete (initiator side):
+ * function channelOf(hs: HandshakeState, connection: Connection, reader: ByteReader) {
+ *   const [initiatorToResponder, responderToInitiator] = hs.split();
+ *   const init: SecureChannelInit = {
+ *     connection,
+ *     reader,
+ *     encrypter: initiatorToResponder,
+ *     decrypter: responderToInitiator,
+ *     remoteStaticKey: hs.remoteStaticKey!,
+ *     handshakeHash: hs.handshakeHash,
+ *   };
+ *   return new SecureChannel(init);
+ * }
  * ```
  */
 export interface SecureChannelInit {
@@ -119,7 +130,7 @@ type WriteState = "open" | "closed" | "failed";
  * `libp2pUpgrade(...)`.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import type { SecureChannel } from "./secure_channel.ts";
  * async function greet(channel: SecureChannel) {
  *   await channel.write(new TextEncoder().encode("hello, encrypted"));

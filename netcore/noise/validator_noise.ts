@@ -135,7 +135,7 @@ export const VALIDATOR_NOISE_DEFAULTS = {
  * other end.
  *
  * @example
- * ```ts ignore
+ * ```ts
  * import type { ValidatorNoiseConnection } from "./validator_noise.ts";
  * function who(conn: ValidatorNoiseConnection): string {
  *   return conn.remotePeer.toString();
@@ -204,16 +204,44 @@ function decodeTimestamp(payload: Uint8Array): number {
  * - `TIMEOUT` when the handshake takes longer than `handshakeTimeout`;
  * - `ABORTED` when the context's signal fires.
  *
- * @example
- * ```ts ignore
+ * @example Both ends of a handshake over an in-memory connection
+ * ```ts
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { MemoryTransport } from "../transport/mod.ts";
  * import { getCryptoBackend } from "./crypto.ts";
  * import { TrustedPeerSet } from "./trusted_peers.ts";
  * import { validatorNoise } from "./validator_noise.ts";
+ *
  * const { dh } = getCryptoBackend();
- * const me = dh.generateKeyPair();
- * const trusted = new TrustedPeerSet([[otherKey, otherPeerId]]);
- * const secure = validatorNoise(me, { trustedPeers: trusted, networkId: "testnet" });
- * // const conn = await secure(raw, { role: "dialer", signal, dialedAddr });
+ * const [a, b] = [1, 2].map(() => ({
+ *   peerId: Ed25519Identity.generate().peerId,
+ *   staticKey: dh.generateKeyPair(),
+ * }));
+ * const trustedPeers = new TrustedPeerSet([a, b].map((v) => [v.staticKey.publicKey, v.peerId]));
+ * const transport = new MemoryTransport();
+ * const listener = await transport.listen(Multiaddr.parse("/memory/0"));
+ * const accepted = (async () => {
+ *   for await (const conn of listener) return conn;
+ * })();
+ * const raw = await transport.dial(listener.addr);
+ * const signal = new AbortController().signal;
+ * const [dialed, answered] = await Promise.all([
+ *   validatorNoise(a.staticKey, { trustedPeers, networkId: "testnet" })(raw, {
+ *     role: "dialer",
+ *     signal,
+ *     dialedAddr: listener.addr.withPeerId(b.peerId.toString()), // names the peer to expect
+ *   }),
+ *   validatorNoise(b.staticKey, { trustedPeers, networkId: "testnet" })((await accepted)!, {
+ *     role: "listener",
+ *     signal,
+ *   }),
+ * ]);
+ * console.log(dialed.remotePeer.equals(b.peerId)); // true
+ * console.log(answered.remotePeer.equals(a.peerId)); // true
+ * dialed.abort();
+ * answered.abort();
+ * await listener.close();
  * ```
  */
 export function validatorNoise(

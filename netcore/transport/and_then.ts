@@ -20,7 +20,20 @@ import type {
   Upgrade,
 } from "./transport.ts";
 
-/** Options for {@linkcode andThen}. Defaults in {@linkcode AND_THEN_DEFAULTS}. */
+/**
+ * Options for {@linkcode andThen}. Defaults in {@linkcode AND_THEN_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import type { AndThenOptions } from "./and_then.ts";
+ * import { MetricsRegistry } from "../metrics.ts";
+ * const options: AndThenOptions = {
+ *   timeout: 5_000,
+ *   maxPendingInbound: 64,
+ *   metrics: new MetricsRegistry().scope({ network: "testnet" }),
+ * };
+ * ```
+ */
 export interface AndThenOptions {
   /**
    * How long one upgrade may run. When it passes, the upgrade's
@@ -38,7 +51,15 @@ export interface AndThenOptions {
   metrics?: Metrics;
 }
 
-/** The defaults of {@linkcode AndThenOptions}. */
+/**
+ * The defaults of {@linkcode AndThenOptions}.
+ *
+ * @example
+ * ```ts
+ * import { AND_THEN_DEFAULTS } from "./and_then.ts";
+ * console.log(AND_THEN_DEFAULTS.timeout); // 10000
+ * ```
+ */
 export const AND_THEN_DEFAULTS: { timeout: number; inbound: Readonly<Required<InboundLimits>> } = {
   timeout: 10_000,
   inbound: INBOUND_LIMITS_DEFAULTS,

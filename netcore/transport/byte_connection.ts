@@ -67,10 +67,12 @@ export function writableOf(
  * A {@linkcode Connection} whose Web Streams are made over its byte methods.
  * Subclasses implement the byte path and the lifecycle.
  *
- * @example
- * ```ts ignore
- * class Loopback extends ByteConnection { ... }
- * const text = await new Response(new Loopback().readable).text();
+ * @example Every layer's connection has the Web Streams edge
+ * ```ts
+ * import type { ByteConnection } from "./byte_connection.ts";
+ * async function text(conn: ByteConnection): Promise<string> {
+ *   return await new Response(conn.readable).text();
+ * }
  * ```
  */
 export abstract class ByteConnection implements Connection {
@@ -120,7 +122,8 @@ export abstract class ByteConnection implements Connection {
  * reader that read ahead, a negotiation in progress, a negotiated stream).
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import { ForwardingConnection } from "./byte_connection.ts";
  * class Counting extends ForwardingConnection {
  *   written = 0;
  *   override write(chunk: Uint8Array) {

@@ -10,7 +10,17 @@ import { NetworkError } from "../network_error.ts";
 import type { ConnectionLifecycle } from "./connection.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
-/** The connection type a transport yields. */
+/**
+ * The connection type a transport yields.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionOf } from "./choice.ts";
+ * import type { SocketConnection } from "./socket_connection.ts";
+ * import type { TcpTransport } from "./tcp_transport.ts";
+ * const same = (conn: ConnectionOf<TcpTransport>): SocketConnection => conn;
+ * ```
+ */
 export type ConnectionOf<T> = T extends Transport<infer C> ? C : never;
 
 /**
@@ -23,7 +33,7 @@ export type ConnectionOf<T> = T extends Transport<infer C> ? C : never;
  * ```ts
  * import { choice } from "./choice.ts";
  * import { TcpTransport } from "./tcp_transport.ts";
- * import { MemoryTransport } from "../../memsocket/mod.ts";
+ * import { MemoryTransport } from "./memory_transport.ts";
  * import { Multiaddr } from "../multiaddr.ts";
  *
  * const any = choice(new TcpTransport(), new MemoryTransport());

@@ -18,7 +18,17 @@ import {
 } from "./socket_connection.ts";
 import type { DialOptions, Listener, ListenOptions, Transport } from "./transport.ts";
 
-/** Options for {@linkcode MemoryTransport}. Defaults in {@linkcode MEMORY_TRANSPORT_DEFAULTS}. */
+/**
+ * Options for {@linkcode MemoryTransport}. Defaults in {@linkcode MEMORY_TRANSPORT_DEFAULTS}.
+ *
+ * @example A small network with small buffers, for backpressure tests
+ * ```ts
+ * import { MemoryTransport, type MemoryTransportOptions } from "./memory_transport.ts";
+ * import { MemoryNetwork } from "../../memsocket/mod.ts";
+ * const options: MemoryTransportOptions = { network: new MemoryNetwork(), bufferSize: 16_384 };
+ * const transport = new MemoryTransport(options);
+ * ```
+ */
 export interface MemoryTransportOptions extends SocketConnectionOptions {
   /** The network to use. Default `MemoryNetwork.default`. */
   network?: MemoryNetwork;
@@ -30,7 +40,15 @@ export interface MemoryTransportOptions extends SocketConnectionOptions {
   bufferSize?: number;
 }
 
-/** The defaults of {@linkcode MemoryTransportOptions}, except `network`. */
+/**
+ * The defaults of {@linkcode MemoryTransportOptions}, except `network`.
+ *
+ * @example
+ * ```ts
+ * import { MEMORY_TRANSPORT_DEFAULTS } from "./memory_transport.ts";
+ * console.log(MEMORY_TRANSPORT_DEFAULTS.bufferSize); // 262144
+ * ```
+ */
 export const MEMORY_TRANSPORT_DEFAULTS: Required<Omit<MemoryTransportOptions, "network">> = {
   connectTimeout: 10_000,
   backlog: 1024,
@@ -60,6 +78,7 @@ export const MEMORY_TRANSPORT_DEFAULTS: Required<Omit<MemoryTransportOptions, "n
  * await conn.write(new Uint8Array([1, 2]));
  * await conn.closeWrite();
  * console.log(await conn.read()); // Uint8Array(2) [ 1, 2 ]
+ * console.log(await conn.read()); // null: the listener closed its side too
  * await conn.close();
  * await listener.close();
  * ```

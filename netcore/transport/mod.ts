@@ -27,3 +27,30 @@ export * from "./memory_transport.ts";
 export * from "./and_then.ts";
 export * from "./with_timeout.ts";
 export * from "./choice.ts";
+
+// Types of other modules that the API above refers to.
+export type {
+  Multiaddr,
+  MultiaddrComponent,
+  MultiaddrProtocol,
+  TcpEndpoint,
+} from "../multiaddr.ts";
+export type {
+  MemoryAddress,
+  MemoryConnectOptions,
+  MemoryListener,
+  MemoryListenOptions,
+  MemoryNetwork,
+  PartitionMode,
+} from "../../memsocket/memory_network.ts";
+export type { MemorySocket } from "../../memsocket/memory_socket.ts";
+export type {
+  HistogramSeries,
+  Labels,
+  Metric,
+  MetricFamily,
+  MetricKind,
+  Metrics,
+  Series,
+  SeriesOf,
+} from "../metrics.ts";

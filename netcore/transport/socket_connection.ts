@@ -59,7 +59,18 @@ export interface Socket {
   reset?(): void;
 }
 
-/** Options for a {@linkcode SocketConnection}. Defaults in {@linkcode SOCKET_CONNECTION_DEFAULTS}. */
+/**
+ * Options for a {@linkcode SocketConnection}. Defaults in {@linkcode SOCKET_CONNECTION_DEFAULTS}.
+ * The transports take them for the connections they make.
+ *
+ * @example
+ * ```ts
+ * import type { SocketConnectionOptions } from "./socket_connection.ts";
+ * import { TcpTransport } from "./tcp_transport.ts";
+ * const options: SocketConnectionOptions = { closeGracePeriod: 1_000, readChunkSize: 65_536 };
+ * const tcp = new TcpTransport(options);
+ * ```
+ */
 export interface SocketConnectionOptions {
   /**
    * How long `close()` waits, after half-closing our side, for the peer to
@@ -73,7 +84,15 @@ export interface SocketConnectionOptions {
   readChunkSize?: number;
 }
 
-/** The defaults of {@linkcode SocketConnectionOptions}. */
+/**
+ * The defaults of {@linkcode SocketConnectionOptions}.
+ *
+ * @example
+ * ```ts
+ * import { SOCKET_CONNECTION_DEFAULTS } from "./socket_connection.ts";
+ * console.log(SOCKET_CONNECTION_DEFAULTS.closeGracePeriod); // 5000
+ * ```
+ */
 export const SOCKET_CONNECTION_DEFAULTS: Required<SocketConnectionOptions> = {
   closeGracePeriod: 5_000,
   readChunkSize: 262_144,

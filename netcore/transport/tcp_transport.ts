@@ -30,7 +30,16 @@ export function netAddrToMultiaddr(addr: Deno.NetAddr): Multiaddr {
   return Multiaddr.parse(`/${family}/${addr.hostname}/tcp/${addr.port}`);
 }
 
-/** Options for {@linkcode TcpTransport}. Defaults in {@linkcode TCP_TRANSPORT_DEFAULTS}. */
+/**
+ * Options for {@linkcode TcpTransport}. Defaults in {@linkcode TCP_TRANSPORT_DEFAULTS}.
+ *
+ * @example
+ * ```ts
+ * import { TcpTransport, type TcpTransportOptions } from "./tcp_transport.ts";
+ * const options: TcpTransportOptions = { connectTimeout: 3_000, closeGracePeriod: 1_000 };
+ * const tcp = new TcpTransport(options);
+ * ```
+ */
 export interface TcpTransportOptions extends SocketConnectionOptions {
   /** How long a dial may take to connect before it fails with `DIAL_TIMEOUT`. Default 10_000 ms. */
   connectTimeout?: number;
@@ -40,7 +49,15 @@ export interface TcpTransportOptions extends SocketConnectionOptions {
   keepAlive?: boolean;
 }
 
-/** The defaults of {@linkcode TcpTransportOptions} (and of the connections it makes). */
+/**
+ * The defaults of {@linkcode TcpTransportOptions} (and of the connections it makes).
+ *
+ * @example
+ * ```ts
+ * import { TCP_TRANSPORT_DEFAULTS } from "./tcp_transport.ts";
+ * console.log(TCP_TRANSPORT_DEFAULTS.connectTimeout, TCP_TRANSPORT_DEFAULTS.noDelay); // 10000 true
+ * ```
+ */
 export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
   connectTimeout: 10_000,
   noDelay: true,
@@ -65,13 +82,16 @@ export const TCP_TRANSPORT_DEFAULTS: Required<TcpTransportOptions> = {
  * const tcp = new TcpTransport();
  * const listener = await tcp.listen(Multiaddr.parse("/ip4/127.0.0.1/tcp/0"));
  * (async () => {
- *   for await (const conn of listener) await conn.readable.pipeTo(conn.writable);
+ *   for await (const conn of listener) {
+ *     for (let c = await conn.read(); c !== null; c = await conn.read()) await conn.write(c);
+ *     await conn.close();
+ *   }
  * })();
  * const conn = await tcp.dial(listener.addr);
- * const writer = conn.writable.getWriter();
- * await writer.write(new Uint8Array([1, 2, 3]));
- * await writer.close();
- * for await (const chunk of conn.readable) console.log(chunk); // Uint8Array [ 1, 2, 3 ]
+ * await conn.write(new Uint8Array([1, 2, 3]));
+ * await conn.closeWrite();
+ * console.log(await conn.read()); // Uint8Array(3) [ 1, 2, 3 ]
+ * console.log(await conn.read()); // null: the listener closed its side too
  * await conn.close();
  * await listener.close();
  * ```

@@ -14,16 +14,45 @@
 import type { Multiaddr } from "../multiaddr.ts";
 import type { Connection, ConnectionLifecycle } from "./connection.ts";
 
-/** Which end of a connection we are: the one that dialed or the one that accepted. */
+/**
+ * Which end of a connection we are: the one that dialed or the one that accepted.
+ *
+ * @example
+ * ```ts
+ * import type { Role } from "./transport.ts";
+ * const role: Role = "dialer";
+ * const yamuxClient = role === "dialer"; // the dialer opens odd stream ids
+ * ```
+ */
 export type Role = "dialer" | "listener";
 
-/** Options for {@linkcode Transport.dial}. */
+/**
+ * Options for {@linkcode Transport.dial}.
+ *
+ * @example
+ * ```ts
+ * import type { DialOptions } from "./transport.ts";
+ * const options: DialOptions = { signal: AbortSignal.timeout(5_000) };
+ * ```
+ */
 export interface DialOptions {
   /** Cancels the dial (and any upgrade in progress). */
   signal?: AbortSignal;
 }
 
-/** Options for {@linkcode Transport.listen}. */
+/**
+ * Options for {@linkcode Transport.listen}.
+ *
+ * @example
+ * ```ts
+ * import type { ListenOptions } from "./transport.ts";
+ * const stop = new AbortController();
+ * const options: ListenOptions = {
+ *   signal: stop.signal,
+ *   onInboundError: (error, remoteAddr) => console.warn(`${remoteAddr}: ${error}`),
+ * };
+ * ```
+ */
 export interface ListenOptions {
   /** Closes the listener when fired. */
   signal?: AbortSignal;
@@ -43,8 +72,14 @@ export interface ListenOptions {
  * ```ts
  * import type { Listener } from "./transport.ts";
  * import type { Connection } from "./connection.ts";
+ * async function echo(conn: Connection) {
+ *   for (let chunk = await conn.read(); chunk !== null; chunk = await conn.read()) {
+ *     await conn.write(chunk);
+ *   }
+ *   await conn.close();
+ * }
  * async function serve(listener: Listener<Connection>) {
- *   for await (const conn of listener) conn.readable.pipeTo(conn.writable).catch(() => {});
+ *   for await (const conn of listener) echo(conn).catch((err) => conn.abort(err));
  * }
  * ```
  */
@@ -77,7 +112,20 @@ export interface Transport<C extends ConnectionLifecycle = Connection> {
   dial(addr: Multiaddr, options?: DialOptions): Promise<C>;
 }
 
-/** What an upgrade is told about the connection it upgrades. */
+/**
+ * What an upgrade is told about the connection it upgrades.
+ *
+ * @example
+ * ```ts
+ * import type { UpgradeContext } from "./transport.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * const context: UpgradeContext = {
+ *   role: "dialer",
+ *   signal: AbortSignal.timeout(10_000),
+ *   dialedAddr: Multiaddr.parse("/ip4/127.0.0.1/tcp/4001"),
+ * };
+ * ```
+ */
 export interface UpgradeContext {
   /** Our side of the connection. */
   role: Role;
@@ -95,6 +143,16 @@ export interface UpgradeContext {
  * failure it throws; the combinator that runs it closes the connection and
  * reports `HANDSHAKE_FAILED` unless the upgrade threw a `NetworkError` of its
  * own.
+ *
+ * @example An upgrade that greets the listener
+ * ```ts
+ * import type { Upgrade } from "./transport.ts";
+ * import type { Connection } from "./connection.ts";
+ * const greet: Upgrade<Connection, Connection> = async (conn, { role }) => {
+ *   if (role === "dialer") await conn.write(new TextEncoder().encode("hello\n"));
+ *   return conn;
+ * };
+ * ```
  */
 export type Upgrade<In extends ConnectionLifecycle, Out extends ConnectionLifecycle> = (
   conn: In,

@@ -21,7 +21,21 @@ import type { Connection } from "../transport/connection.ts";
 import type { Upgrade, UpgradeContext } from "../transport/transport.ts";
 import { multiplex, type MultiplexOptions, type PeerConnection } from "./peer_connection.ts";
 
-/** Options for {@linkcode libp2pUpgrade}. */
+/**
+ * Options for {@linkcode libp2pUpgrade}: the {@linkcode MultiplexOptions}
+ * and the Noise handshake's.
+ *
+ * @example
+ * ```ts
+ * import type { Libp2pUpgradeOptions } from "./libp2p_upgrade.ts";
+ * import { MetricsRegistry } from "../metrics.ts";
+ * const options: Libp2pUpgradeOptions = {
+ *   noise: { handshakeTimeout: 5_000 },
+ *   yamux: { maxStreamWindow: 4 * 1024 * 1024 },
+ *   metrics: new MetricsRegistry().scope({ network: "public" }),
+ * };
+ * ```
+ */
 export interface Libp2pUpgradeOptions extends MultiplexOptions {
   /** Noise options (handshake timeout, backend, ...). */
   noise?: Omit<Libp2pNoiseOptions, "metrics" | "logger">;
@@ -39,11 +53,26 @@ export interface Libp2pUpgradeOptions extends MultiplexOptions {
  * round trip. The listener's agreement and its message 2 are written in one
  * turn, so the socket sends them together.
  *
- * @example
- * ```ts ignore
- * import { andThen, TcpTransport } from "../transport/mod.ts";
- * const transport = andThen(new TcpTransport(), libp2pUpgrade(Ed25519Identity.generate()));
- * const conn = await transport.dial(Multiaddr.parse("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW..."));
+ * @example Over memory (TCP is the same with `TcpTransport`)
+ * ```ts
+ * import { libp2pUpgrade } from "./libp2p_upgrade.ts";
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { andThen, MemoryTransport } from "../transport/mod.ts";
+ *
+ * const [server, client] = [Ed25519Identity.generate(), Ed25519Identity.generate()];
+ * const listener = await andThen(new MemoryTransport(), libp2pUpgrade(server))
+ *   .listen(Multiaddr.parse("/memory/0"));
+ * const accepted = (async () => {
+ *   for await (const conn of listener) return conn; // accepting starts here
+ * })();
+ * const transport = andThen(new MemoryTransport(), libp2pUpgrade(client));
+ * // The /p2p/ part makes the dialer check who answers (UNAUTHORIZED otherwise).
+ * const conn = await transport.dial(listener.addr.withPeerId(server.peerId.toString()));
+ * console.log(conn.remotePeer.equals(server.peerId), conn.profile); // true "libp2p"
+ * console.log((await accepted)?.remotePeer.equals(client.peerId)); // true
+ * await conn.close();
+ * await listener.close();
  * ```
  */
 export function libp2pUpgrade(

@@ -26,13 +26,36 @@ import type { Role } from "../transport/transport.ts";
  * How a connection was authenticated: `"libp2p"` is Noise XX with a signed
  * libp2p identity (public peers, interop with js-libp2p); `"validator"` is
  * Noise IK against the trusted validator set.
+ *
+ * @example
+ * ```ts
+ * import type { PeerConnection, SecurityProfile } from "./peer_connection.ts";
+ * const profile: SecurityProfile = "validator";
+ * const isValidator = (conn: PeerConnection) => conn.profile === profile;
+ * ```
  */
 export type SecurityProfile = "libp2p" | "validator";
 
-/** Whether we dialed the connection (`outbound`) or accepted it (`inbound`). */
+/**
+ * Whether we dialed the connection (`outbound`) or accepted it (`inbound`).
+ *
+ * @example
+ * ```ts
+ * import type { Direction } from "./peer_connection.ts";
+ * const direction: Direction = "outbound";
+ * ```
+ */
 export type Direction = "inbound" | "outbound";
 
-/** Options for {@linkcode PeerConnection.openStream}. */
+/**
+ * Options for {@linkcode PeerConnection.openStream}.
+ *
+ * @example Open a stream without waiting for the listener's agreement
+ * ```ts
+ * import type { OpenStreamOptions } from "./peer_connection.ts";
+ * const options: OpenStreamOptions = { negotiateFully: false, signal: AbortSignal.timeout(5_000) };
+ * ```
+ */
 export interface OpenStreamOptions {
   /** Cancels the negotiation (the stream is then reset). */
   signal?: AbortSignal;
@@ -52,10 +75,14 @@ export interface OpenStreamOptions {
  * {@linkcode Connection} whose lifecycle is the substream's.
  *
  * @example
- * ```ts ignore
- * const stream = await conn.openStream(["/echo/1.0.0"]);
- * await stream.write(new TextEncoder().encode("hi"));
- * console.log(stream.protocol, stream.stream.id);
+ * ```ts
+ * import type { PeerConnection, ProtocolStream } from "./peer_connection.ts";
+ * async function hello(conn: PeerConnection) {
+ *   const stream: ProtocolStream = await conn.openStream(["/echo/1.0.0"]);
+ *   await stream.write(new TextEncoder().encode("hi"));
+ *   await stream.closeWrite();
+ *   console.log(stream.protocol, stream.stream.id); // "/echo/1.0.0" 1
+ * }
  * ```
  */
 export interface ProtocolStream extends Connection {
@@ -65,7 +92,18 @@ export interface ProtocolStream extends Connection {
   readonly stream: YamuxStream;
 }
 
-/** What an authentication step hands to {@linkcode multiplex}. */
+/**
+ * What an authentication step hands to {@linkcode multiplex}.
+ *
+ * @example
+ * ```ts
+ * import type { Authenticated } from "./peer_connection.ts";
+ * import type { Libp2pNoiseConnection } from "../noise/libp2p_noise.ts";
+ * function authenticated(secure: Libp2pNoiseConnection): Authenticated {
+ *   return { secure, channel: secure, remotePeer: secure.remotePeerId, profile: "libp2p" };
+ * }
+ * ```
+ */
 export interface Authenticated {
   /** The secure channel the handshake made. */
   secure: SecureChannel;
@@ -80,7 +118,18 @@ export interface Authenticated {
   profile: SecurityProfile;
 }
 
-/** Options of {@linkcode multiplex}. */
+/**
+ * Options of {@linkcode multiplex}, and so of both upgrades.
+ *
+ * @example
+ * ```ts
+ * import type { MultiplexOptions } from "./peer_connection.ts";
+ * const options: MultiplexOptions = {
+ *   yamux: { maxInboundStreams: 256, keepAliveInterval: 10_000 },
+ *   negotiate: { timeout: 5_000 },
+ * };
+ * ```
+ */
 export interface MultiplexOptions {
   /** Yamux options (windows, stream limits, keepalive, ...). */
   yamux?: Omit<YamuxOptions, "role" | "metrics" | "logger">;
@@ -124,12 +173,25 @@ const streamMetrics = perScope((metrics): StreamMetrics => ({
  * The connection it returns is the one every layer above works with.
  *
  * @example
- * ```ts ignore
- * const secure = await libp2pNoise(identity)(raw, context);
- * const conn = multiplex(
- *   { secure, channel: secure, remotePeer: secure.remotePeerId, profile: "libp2p" },
- *   "dialer",
- * );
+ * ```ts
+ * import { multiplex, type PeerConnection } from "./peer_connection.ts";
+ * import type { Ed25519Identity } from "../identity/mod.ts";
+ * import { libp2pNoise } from "../noise/libp2p_noise.ts";
+ * import type { Connection } from "../transport/connection.ts";
+ * import type { UpgradeContext } from "../transport/transport.ts";
+ *
+ * // libp2pUpgrade without the negotiations: Noise XX, then yamux.
+ * async function upgrade(
+ *   identity: Ed25519Identity,
+ *   raw: Connection,
+ *   context: UpgradeContext,
+ * ): Promise<PeerConnection> {
+ *   const secure = await libp2pNoise(identity)(raw, context);
+ *   return multiplex(
+ *     { secure, channel: secure, remotePeer: secure.remotePeerId, profile: "libp2p" },
+ *     context.role,
+ *   );
+ * }
  * ```
  */
 export function multiplex(
@@ -151,11 +213,33 @@ export function multiplex(
  * An authenticated, encrypted, multiplexed connection to one peer, for
  * either security profile.
  *
- * @example
- * ```ts ignore
- * const conn = await transport.dial(addr);
- * const stream = await conn.openStream(["/ipfs/ping/1.0.0"]);
- * console.log(conn.id, conn.remotePeer.toString(), conn.profile, stream.protocol);
+ * @example Dial, open a stream, read the connection's facts
+ * ```ts
+ * import { libp2pUpgrade } from "./libp2p_upgrade.ts";
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { andThen, MemoryTransport } from "../transport/mod.ts";
+ * import { ECHO_PROTOCOL, handleEcho } from "../../protocols/echo.ts";
+ *
+ * const listener = await andThen(new MemoryTransport(), libp2pUpgrade(Ed25519Identity.generate()))
+ *   .listen(Multiaddr.parse("/memory/0"));
+ * (async () => {
+ *   for await (const conn of listener) {
+ *     for await (const stream of conn) {
+ *       conn.acceptStream(stream, [ECHO_PROTOCOL]).then(handleEcho).catch(() => {});
+ *     }
+ *   }
+ * })();
+ * const transport = andThen(new MemoryTransport(), libp2pUpgrade(Ed25519Identity.generate()));
+ * const conn = await transport.dial(listener.addr);
+ * const stream = await conn.openStream([ECHO_PROTOCOL]);
+ * await stream.write(new TextEncoder().encode("hi"));
+ * await stream.closeWrite();
+ * console.log(new TextDecoder().decode((await stream.read())!)); // "hi"
+ * console.log(conn.direction, conn.profile, stream.protocol); // "outbound" "libp2p" "/echo/1.0.0"
+ * console.log(conn.remoteAddr.peerId === conn.remotePeer.toString()); // true
+ * await conn.close();
+ * await listener.close();
  * ```
  */
 export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxStream> {

@@ -16,7 +16,20 @@ import type { Connection } from "../transport/connection.ts";
 import type { Upgrade, UpgradeContext } from "../transport/transport.ts";
 import { multiplex, type MultiplexOptions, type PeerConnection } from "./peer_connection.ts";
 
-/** Options for {@linkcode validatorUpgrade}. */
+/**
+ * Options for {@linkcode validatorUpgrade}: the {@linkcode MultiplexOptions}
+ * and the Noise IK handshake's, of which the trusted set is required.
+ *
+ * @example
+ * ```ts
+ * import type { ValidatorUpgradeOptions } from "./validator_upgrade.ts";
+ * import { TrustedPeerSet } from "../noise/trusted_peers.ts";
+ * const options: ValidatorUpgradeOptions = {
+ *   noise: { trustedPeers: new TrustedPeerSet(), networkId: "testnet" },
+ *   yamux: { maxInboundStreams: 4096 },
+ * };
+ * ```
+ */
 export interface ValidatorUpgradeOptions extends MultiplexOptions {
   /** The handshake's options: the trusted set (required), the network id, limits. */
   noise: Omit<ValidatorNoiseOptions, "metrics" | "logger">;
@@ -31,15 +44,34 @@ export interface ValidatorUpgradeOptions extends MultiplexOptions {
  * authentication against `options.noise.trustedPeers`) -> yamux. The dialer
  * must dial an address ending in the peer's `/p2p/` id.
  *
- * @example
- * ```ts ignore
- * import { andThen, TcpTransport } from "../transport/mod.ts";
- * const trusted = new TrustedPeerSet(validators.map((v) => [v.noiseKey, v.peerId]));
- * const transport = andThen(
- *   new TcpTransport(),
- *   validatorUpgrade(keys.noise, { noise: { trustedPeers: trusted, networkId: "testnet" } }),
- * );
- * const conn = await transport.dial(Multiaddr.parse(`/ip4/127.0.0.1/tcp/7001/p2p/${peer}`));
+ * @example Two validators that trust each other, over memory
+ * ```ts
+ * import { validatorUpgrade } from "./validator_upgrade.ts";
+ * import { Ed25519Identity } from "../identity/mod.ts";
+ * import { Multiaddr } from "../multiaddr.ts";
+ * import { getCryptoBackend, TrustedPeerSet } from "../noise/mod.ts";
+ * import { andThen, MemoryTransport } from "../transport/mod.ts";
+ *
+ * const { dh } = getCryptoBackend();
+ * const [a, b] = [1, 2].map(() => ({
+ *   peerId: Ed25519Identity.generate().peerId,
+ *   noiseKey: dh.generateKeyPair(),
+ * }));
+ * const trustedPeers = new TrustedPeerSet([a, b].map((v) => [v.noiseKey.publicKey, v.peerId]));
+ * const transportOf = (v: typeof a) =>
+ *   andThen(
+ *     new MemoryTransport(),
+ *     validatorUpgrade(v.noiseKey, { noise: { trustedPeers, networkId: "testnet" } }),
+ *   );
+ * const listener = await transportOf(b).listen(Multiaddr.parse("/memory/0"));
+ * const accepted = (async () => {
+ *   for await (const conn of listener) return conn; // accepting starts here
+ * })();
+ * const conn = await transportOf(a).dial(listener.addr.withPeerId(b.peerId.toString()));
+ * console.log(conn.remotePeer.equals(b.peerId), conn.profile); // true "validator"
+ * console.log((await accepted)?.remotePeer.equals(a.peerId)); // true
+ * await conn.close();
+ * await listener.close();
  * ```
  */
 export function validatorUpgrade(
