@@ -49,6 +49,24 @@ function validator(): Validator {
   return { identity: Ed25519Identity.generate(), noise: getCryptoBackend().dh.generateKeyPair() };
 }
 
+/** Lexicographic order of two peer ids' bytes. */
+function compareIds(a: PeerId, b: PeerId): number {
+  const x = a.bytes;
+  const y = b.bytes;
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
+/**
+ * `n` validators, the greatest peer id first. The simultaneous-dial rule
+ * favours the dialer with the greater id, so tests whose subject is not the
+ * first dial's timing give the node under test the greatest id.
+ */
+function validators(n: number): Validator[] {
+  return Array.from({ length: n }, validator)
+    .sort((a, b) => compareIds(b.identity.peerId, a.identity.peerId));
+}
+
 /** One validator's peer manager, its trusted set and its metrics. */
 interface Node {
   v: Validator;
@@ -263,9 +281,7 @@ function trustEachOther(a: Node, b: Node): void {
 
 Deno.test("ConnectivityManager dials eligible peers at once, and a peer added later at once too", async () => {
   const network = new MemoryNetwork();
-  const [a, b, c] = await Promise.all(
-    [validator(), validator(), validator()].map((v) => startNode(network, v)),
-  );
+  const [a, b, c] = await Promise.all(validators(3).map((v) => startNode(network, v)));
   // b and c accept a (they need no connectivity manager of their own).
   trustEachOther(a, b);
   trustEachOther(a, c);
@@ -302,12 +318,77 @@ Deno.test("ConnectivityManager dials eligible peers at once, and a peer added la
   }
 });
 
+for (const order of ["greater", "smaller"] as const) {
+  Deno.test(`ConnectivityManager dials a newly eligible peer at once, with default options (our peer id the ${order})`, async () => {
+    const network = new MemoryNetwork();
+    const [high, low] = validators(2);
+    // x runs the connectivity manager with its defaults; y only accepts.
+    const [vx, vy] = order === "greater" ? [high, low] : [low, high];
+    const [x, y] = await Promise.all([vx, vy].map((v) => startNode(network, v)));
+    y.trusted.set(x.v.noise.publicKey, x.peerId);
+    const dials: number[] = [];
+    const connectivity = new ConnectivityManager({
+      manager: x.manager,
+      trustedPeers: x.trusted,
+      metrics: x.metrics,
+      logger: quiet,
+      onDial: () => dials.push(performance.now()),
+    });
+    connectivity.start();
+    try {
+      const t0 = performance.now();
+      connectivity.setEligible([entryOf(x), entryOf(y)]);
+      await waitFor(() => x.manager.isConnected(y.peerId), 2_000, "x connected to y");
+      const elapsed = performance.now() - t0;
+      assertEquals(dials.length, 1);
+      assert(
+        dials[0] - t0 < 20,
+        `first dial ${Math.round(dials[0] - t0)} ms after the set changed`,
+      );
+      assert(elapsed < 150, `connected ${Math.round(elapsed)} ms after the set changed`);
+    } finally {
+      await connectivity.close();
+      await Promise.all([x, y].map((n) => n.manager.close()));
+    }
+  });
+}
+
+Deno.test("ConnectivityManager: two validators that learn of each other at once connect at once, over one connection", async () => {
+  const network = new MemoryNetwork();
+  const [a, b] = await Promise.all(validators(2).map((v) => startNode(network, v)));
+  const runs = [a, b].map((n) => connectivityOf(n, { backoff: { initial: 60_000 } }));
+  try {
+    const t0 = performance.now();
+    for (const { connectivity } of runs) connectivity.setEligible([entryOf(a), entryOf(b)]);
+    await waitFor(
+      () => a.manager.isConnected(b.peerId) && b.manager.isConnected(a.peerId),
+      2_000,
+      "connected both ways",
+    );
+    assert(performance.now() - t0 < 150, "connected at once");
+    await delay(100);
+    // Both ends kept the same connection, and it is still up.
+    const onA = a.manager.connection(b.peerId);
+    const onB = b.manager.connection(a.peerId);
+    assert(onA !== undefined && onB !== undefined, "still connected");
+    assert(
+      onA.direction !== onB.direction,
+      "one connection: outbound at one end, inbound at the other",
+    );
+    assertEquals(runs[0].connectivity.state(b.peerId), "connected");
+    assertEquals(runs[1].connectivity.state(a.peerId), "connected");
+  } finally {
+    for (const { connectivity } of runs) await connectivity.close();
+    await Promise.all([a, b].map((n) => n.manager.close()));
+  }
+});
+
 // ---- backoff -------------------------------------------------------------------
 
 Deno.test("ConnectivityManager backs off a peer that is down: initial * factor^n, capped at max", async () => {
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator());
-  const down = validator();
+  const [va, down] = validators(2);
+  const a = await startNode(network, va);
   const { connectivity, dials } = connectivityOf(a, {
     // jitter 100 with random() = 0: a manager that ignored `random` would be up to 100 ms off.
     backoff: { initial: 50, factor: 2, max: 200, jitter: 100 },
@@ -333,8 +414,8 @@ Deno.test("ConnectivityManager backs off a peer that is down: initial * factor^n
 
 Deno.test("ConnectivityManager adds random() * jitter to every backoff delay", async () => {
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator());
-  const down = validator();
+  const [va, down] = validators(2);
+  const a = await startNode(network, va);
   const randoms: number[] = [];
   const { connectivity, dials } = connectivityOf(a, {
     backoff: { initial: 30, factor: 3, max: 300, jitter: 80 },
@@ -364,8 +445,8 @@ Deno.test("ConnectivityManager's default backoff is 2 s doubling to 60 s with up
   });
   // With no backoff options, no retry comes before 2 s.
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator());
-  const down = validator();
+  const [va, down] = validators(2);
+  const a = await startNode(network, va);
   const dials: number[] = [];
   const connectivity = new ConnectivityManager({
     manager: a.manager,
@@ -390,7 +471,7 @@ Deno.test("ConnectivityManager's default backoff is 2 s doubling to 60 s with up
 
 Deno.test("ConnectivityManager tries a peer's addresses in turn: a dead first address, a live second", async () => {
   const network = new MemoryNetwork();
-  const [a, b] = await Promise.all([validator(), validator()].map((v) => startNode(network, v)));
+  const [a, b] = await Promise.all(validators(2).map((v) => startNode(network, v)));
   b.trusted.set(a.v.noise.publicKey, a.peerId);
   const { connectivity, dials } = connectivityOf(a, { backoff: { initial: 60_000 } });
   try {
@@ -414,8 +495,9 @@ Deno.test("ConnectivityManager tries a peer's addresses in turn: a dead first ad
 
 Deno.test("ConnectivityManager moves to the next address when the first one hangs until the dial timeout", async () => {
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator(), { connectTimeout: 100 });
-  const b = await startNode(network, validator());
+  const [va, vb] = validators(2);
+  const a = await startNode(network, va, { connectTimeout: 100 });
+  const b = await startNode(network, vb);
   b.trusted.set(a.v.noise.publicKey, a.peerId);
   const blackHole = Multiaddr.parse("/memory/9999");
   network.partition(blackHole, "drop");
@@ -436,8 +518,8 @@ Deno.test("ConnectivityManager moves to the next address when the first one hang
 
 Deno.test("ConnectivityManager tries every address in each attempt", async () => {
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator());
-  const down = validator();
+  const [va, down] = validators(2);
+  const a = await startNode(network, va);
   const refusedAtDial: number[] = [];
   const { connectivity, dials } = connectivityOf(a, {
     onDial: () => refusedAtDial.push(dialsCount(a, "DIAL_REFUSED")),
@@ -455,7 +537,7 @@ Deno.test("ConnectivityManager tries every address in each attempt", async () =>
 
 Deno.test("ConnectivityManager resets a peer's backoff when setEligible changes its addresses", async () => {
   const network = new MemoryNetwork();
-  const [a, b] = await Promise.all([validator(), validator()].map((v) => startNode(network, v)));
+  const [a, b] = await Promise.all(validators(2).map((v) => startNode(network, v)));
   b.trusted.set(a.v.noise.publicKey, a.peerId);
   const { connectivity, dials } = connectivityOf(a, {
     backoff: { initial: 50, factor: 2, max: 2_000, jitter: 0 },
@@ -495,7 +577,7 @@ Deno.test("ConnectivityManager resets a peer's backoff when setEligible changes 
 
 Deno.test("ConnectivityManager resets a peer's backoff when addAddresses brings new addresses", async () => {
   const network = new MemoryNetwork();
-  const [a, b] = await Promise.all([validator(), validator()].map((v) => startNode(network, v)));
+  const [a, b] = await Promise.all(validators(2).map((v) => startNode(network, v)));
   b.trusted.set(a.v.noise.publicKey, a.peerId);
   const { connectivity, dials } = connectivityOf(a, {
     backoff: { initial: 50, factor: 2, max: 2_000, jitter: 0 },
@@ -533,7 +615,7 @@ Deno.test("ConnectivityManager resets a peer's backoff when addAddresses brings 
 
 Deno.test("ConnectivityManager: a killed node is lost everywhere, redialed with backoff, and reconnected when it returns", async () => {
   const network = new MemoryNetwork();
-  const vals = [validator(), validator(), validator()];
+  const vals = validators(3); // c, the one killed, has the smallest id
   const nodes = await Promise.all(vals.map((v) => startNode(network, v)));
   const [a, b, c] = nodes;
   const backoff = { initial: 50, factor: 2, max: 200, jitter: 0 };
@@ -618,8 +700,9 @@ Deno.test("ConnectivityManager: a killed node is lost everywhere, redialed with 
 Deno.test("ConnectivityManager disconnects a removed validator (stale) and refuses its later handshakes (UNAUTHORIZED)", async () => {
   const network = new MemoryNetwork();
   const recorded = recordingLogger("debug");
-  const a = await startNode(network, validator(), { logger: recorded.logger });
-  const [b, r] = await Promise.all([validator(), validator()].map((v) => startNode(network, v)));
+  const [va, vb, vr] = validators(3);
+  const a = await startNode(network, va, { logger: recorded.logger });
+  const [b, r] = await Promise.all([vb, vr].map((v) => startNode(network, v)));
   const nodes = [a, b, r];
   const backoff = { initial: 50, factor: 2, max: 200, jitter: 0 };
   const runs = nodes.map((n) => connectivityOf(n, { backoff }));
@@ -665,8 +748,9 @@ Deno.test("ConnectivityManager disconnects a removed validator (stale) and refus
 
 Deno.test("ConnectivityManager cancels the dial in flight to a removed validator", async () => {
   const network = new MemoryNetwork();
-  const a = await startNode(network, validator());
-  const r = await startNode(network, validator());
+  const [va, vr] = validators(2);
+  const a = await startNode(network, va);
+  const r = await startNode(network, vr);
   network.partition(r.addr, "drop"); // dials to r hang until cancelled
   const { connectivity, dials } = connectivityOf(a);
   try {
@@ -729,9 +813,7 @@ Deno.test("ConnectivityManager: a removed validator's handshake in flight fails 
 
 Deno.test("ConnectivityManager: an epoch change drops the removed validator and dials the added one at once", async () => {
   const network = new MemoryNetwork();
-  const nodes = await Promise.all(
-    [validator(), validator(), validator()].map((v) => startNode(network, v)),
-  );
+  const nodes = await Promise.all(validators(3).map((v) => startNode(network, v)));
   const [a, r, n] = nodes;
   trustEachOther(a, r);
   trustEachOther(a, n);
@@ -767,14 +849,14 @@ Deno.test("ConnectivityManager over TCP on loopback: immediate dial, backoff on 
   const network = new MemoryNetwork();
   const tcp = { listen: "/ip4/127.0.0.1/tcp/0" };
   const recorded = recordingLogger("debug");
-  const a = await startNode(network, validator(), {
+  const [va, vb, down] = validators(3);
+  const a = await startNode(network, va, {
     ...tcp,
     transport: new TcpTransport(),
     logger: recorded.logger,
   });
-  const b = await startNode(network, validator(), { ...tcp, transport: new TcpTransport() });
+  const b = await startNode(network, vb, { ...tcp, transport: new TcpTransport() });
   trustEachOther(a, b);
-  const down = validator();
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const closedPort = (closed.addr as Deno.NetAddr).port;
   closed.close();

@@ -186,7 +186,33 @@ Deno.test("HealthChecker drops a partitioned peer (reason health) within interva
     assertEquals(event.reason, "health");
     assertEquals(a.manager.isConnected(b.peerId), false);
     assert(checks(a, "failed") >= failures, `${checks(a, "failed")} failed checks`);
-    assertEquals(checks(a, "disconnected"), 1);
+    assert(checks(a, "disconnected") >= 1, "the disconnection is counted");
+  } finally {
+    network.heal(b.addr);
+    await health.close();
+    await Promise.all([a, b].map((n) => n.manager.close()));
+    await log.close();
+  }
+});
+
+Deno.test("HealthChecker counts a dropped peer's disconnection once", async () => {
+  const network = new MemoryNetwork();
+  const [a, b] = await Promise.all([startNode(network), startNode(network)]);
+  // Several pings in flight when the third one fails (timeout > interval).
+  const health = healthChecker(a, { interval: 30, timeout: 120, failures: 3 });
+  const log = new EventLog(a.manager);
+  try {
+    await connect(a, b);
+    health.start();
+    network.partition(b.addr, "drop");
+    await waitFor(() => log.lost(b.peerId).length > 0, 2_000, "b lost");
+    await delay(200); // the pings still in flight settle
+    assertEquals(log.lost(b.peerId).length, 1);
+    assertEquals(
+      checks(a, "disconnected"),
+      1,
+      "validator_network_health_checks_total{outcome=disconnected} counts one disconnection",
+    );
   } finally {
     network.heal(b.addr);
     await health.close();
@@ -228,6 +254,7 @@ Deno.test("HealthChecker never pings (nor drops) a peer that keeps sending data"
   // a reads whatever b sends.
   a.manager.handle(SINK, async (stream) => {
     while ((await stream.read()) !== null) { /* drain */ }
+    await stream.closeWrite();
   });
   const health = healthChecker(a, { interval: 50, timeout: 100, failures: 2 });
   const log = new EventLog(a.manager);

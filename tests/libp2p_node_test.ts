@@ -1,8 +1,10 @@
 /**
  * Libp2pNode, over the memory transport and over TCP on 127.0.0.1: streams
  * reach the handler of their protocol, failures stay on their stream, dials
- * check the `/p2p/` id, connections are reused by peer, the protocols run
- * between two nodes, and close() ends the peer's connection too.
+ * check the `/p2p/` id, there is one connection per peer (reused by peer
+ * id; a dial with `reuse: false` makes a new one that replaces it), the
+ * protocols run between two nodes, and close() ends the peer's connection
+ * too.
  */
 
 import {
@@ -57,18 +59,32 @@ async function twoNodes(
   return { server, client };
 }
 
-/** Waits (up to 1 s) until `server` holds `count` connections from `peer`; returns them. */
-async function inboundFrom(
+/** Whether `x` (one node's) and `y` (the other node's) are the two ends of one connection. */
+function sameConnection(x: PeerConnection, y: PeerConnection): boolean {
+  return x.localAddr.toString() === y.remoteAddr.withoutPeerId().toString() &&
+    x.remoteAddr.withoutPeerId().toString() === y.localAddr.toString();
+}
+
+/**
+ * Waits (up to 1 s) until `server` holds the other end of `dialed`, the
+ * client's connection, as its one connection to the client; returns it.
+ */
+async function serverEnd(
   server: Libp2pNode,
   client: Libp2pNode,
-  count: number,
-): Promise<PeerConnection[]> {
-  for (let i = 0; i < 100 && server.connectionsTo(client.peerId).length < count; i++) {
-    await delay(10);
-  }
+  dialed: PeerConnection,
+): Promise<PeerConnection> {
+  const matches = () => {
+    const conns = server.connectionsTo(client.peerId);
+    return conns.length === 1 && sameConnection(dialed, conns[0]);
+  };
+  for (let i = 0; i < 100 && !matches(); i++) await delay(10);
   const conns = server.connectionsTo(client.peerId);
-  assertEquals(conns.length, count, "inbound connections on the server");
-  return conns;
+  assert(
+    matches(),
+    `the server's end of connection ${dialed.id} (it holds ${conns.map((c) => c.id)})`,
+  );
+  return conns[0];
 }
 
 async function withNodes(
@@ -213,61 +229,65 @@ for (const kind of ["memory", "tcp"] as const) {
     });
   });
 
-  Deno.test(`node over ${kind}: connections are reused by peer id unless reuse is false`, async () => {
+  Deno.test(`node over ${kind}: connections are reused by peer id; reuse: false makes one that replaces it`, async () => {
     await withNodes(kind, async (server, client, addr) => {
       server.handle(ECHO_PROTOCOL, handleEcho);
       const first = await client.dial(addr);
       assertEquals(first.remotePeer.toString(), server.peerId.toString());
       assert(await client.dial(addr) === first, "a second dial reuses the connection");
       const stream = await client.newStream(addr, [ECHO_PROTOCOL]);
-      assertEquals(client.connectionsTo(server.peerId).length, 1);
+      assertEquals(client.connectionsTo(server.peerId), [first]);
       await stream.close();
+      await serverEnd(server, client, first);
 
       const fresh = await client.dial(addr, { reuse: false });
       assert(fresh !== first, "reuse: false opens a new connection");
-      assertEquals(client.connectionsTo(server.peerId).length, 2);
+      assertEquals(client.connectionsTo(server.peerId), [fresh], "which replaces the open one");
+      assertEquals(await settlesWithin(first.closed, 2_000), true, "the replaced one is closed");
+      assert(await client.dial(addr) === fresh, "the new one is reused");
       // Without a /p2p/ id the node cannot know whom it reaches: it dials anew.
       const anonymous = await client.dial(addr.withoutPeerId());
       assert(anonymous !== first && anonymous !== fresh, "no peer id, no reuse");
       assertEquals(anonymous.remotePeer.toString(), server.peerId.toString());
-      assertEquals(client.connectionsTo(server.peerId).length, 3);
+      assertEquals(client.connectionsTo(server.peerId), [anonymous]);
+      assertEquals(await settlesWithin(fresh.closed, 2_000), true);
 
-      // The server tracks them under the client's id.
-      for (let i = 0; i < 50 && server.connectionsTo(client.peerId).length < 3; i++) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      assertEquals(server.connectionsTo(client.peerId).length, 3);
+      // The server tracks one connection under the client's id: the live one.
+      const theirs = await serverEnd(server, client, anonymous);
+      const data = randomBytes(1000);
+      assertEquals(await echoThrough(await client.newStream(addr, [ECHO_PROTOCOL]), data), data);
 
-      await fresh.close();
       await anonymous.close();
-      assertEquals(client.connectionsTo(server.peerId), [first]);
+      for (let i = 0; i < 100 && client.connectionsTo(server.peerId).length > 0; i++) {
+        await delay(10);
+      }
+      assertEquals(client.connectionsTo(server.peerId), []);
+      assertEquals(await settlesWithin(theirs.closed, 2_000), true);
     });
   });
 
   Deno.test(`node over ${kind}: every connection has an id of its own`, async () => {
     await withNodes(kind, async (server, client, addr) => {
-      const dialed = [
-        await client.dial(addr),
-        await client.dial(addr, { reuse: false }),
-        await client.dial(addr, { reuse: false }),
-      ];
-      const accepted = await inboundFrom(server, client, 3);
+      const dialed: PeerConnection[] = [];
+      const accepted: PeerConnection[] = [];
+      for (const reuse of [true, false, false]) {
+        const conn = await client.dial(addr, { reuse });
+        dialed.push(conn);
+        accepted.push(await serverEnd(server, client, conn));
+        assertEquals(client.connectionsTo(server.peerId), [conn], "one connection per peer");
+      }
       const ids = [...dialed, ...accepted].map((c) => c.id);
       assert(ids.every((id) => Number.isInteger(id)), `${ids}`);
       assertEquals(new Set(ids).size, 6, `ids ${ids}`);
-      assertEquals(
-        client.connectionsTo(server.peerId).map((c) => c.id),
-        dialed.map((c) => c.id),
-      );
+      assertEquals(client.connectionsTo(server.peerId).map((c) => c.id), [dialed[2].id]);
+      assertEquals(server.connectionsTo(client.peerId).map((c) => c.id), [accepted[2].id]);
       // A connection made after one closed does not take its id.
-      await dialed[1].close();
+      await dialed[2].close();
       const later = await client.dial(addr, { reuse: false });
       assert(!ids.includes(later.id), `id ${later.id} was used before: ${ids}`);
-      assertEquals(client.connectionsTo(server.peerId).map((c) => c.id), [
-        dialed[0].id,
-        dialed[2].id,
-        later.id,
-      ]);
+      const laterTheirs = await serverEnd(server, client, later);
+      assert(!ids.includes(laterTheirs.id), `id ${laterTheirs.id} was used before: ${ids}`);
+      assertEquals(client.connectionsTo(server.peerId).map((c) => c.id), [later.id]);
     });
   });
 
@@ -277,7 +297,7 @@ for (const kind of ["memory", "tcp"] as const) {
       assertEquals([conn.profile, conn.direction], ["libp2p", "outbound"]);
       assert(conn.remotePeer.equals(server.peerId));
       assertEquals(conn.remoteAddr.peerId, server.peerId.toString());
-      const [inbound] = await inboundFrom(server, client, 1);
+      const inbound = await serverEnd(server, client, conn);
       assertEquals([inbound.profile, inbound.direction], ["libp2p", "inbound"]);
       assert(inbound.remotePeer.equals(client.peerId));
     });
@@ -295,7 +315,7 @@ for (const kind of ["memory", "tcp"] as const) {
       assertEquals(conn.remoteAddr.peerId, server.peerId.toString());
       const data = randomBytes(100_000);
       assertEquals(await echoThrough(await conn.openStream([ECHO_PROTOCOL]), data), data);
-      const [inbound] = await inboundFrom(server, client, 1);
+      const inbound = await serverEnd(server, client, conn);
       assertEquals([inbound.profile, inbound.direction], ["validator", "inbound"]);
       assert(inbound.remotePeer.equals(client.peerId));
       assert(await client.dial(addr) === conn, "reused by peer id like any connection");
@@ -324,7 +344,7 @@ for (const kind of ["memory", "tcp"] as const) {
       await open.write(new Uint8Array([1, 2, 3]));
       assertEquals(await open.read(), new Uint8Array([1, 2, 3]));
       assertEquals(old.goingAway, false);
-      const [theirs] = await inboundFrom(server, client, 1);
+      const theirs = await serverEnd(server, client, old);
       const closing = theirs.close();
       for (let i = 0; i < 100 && !old.goingAway; i++) await delay(10);
       assert(old.goingAway, "the peer's GoAway reached us");
@@ -333,19 +353,18 @@ for (const kind of ["memory", "tcp"] as const) {
       const fresh = await client.dial(addr);
       assert(fresh !== old && fresh.id !== old.id, "a new connection, not the one going away");
       assertEquals(fresh.goingAway, false);
-      assertEquals(client.connectionsTo(server.peerId), [old, fresh]);
+      // One connection per peer: the new one replaces the one going away, on both sides.
+      assertEquals(client.connectionsTo(server.peerId), [fresh]);
+      await serverEnd(server, client, fresh);
       assert(await client.dial(addr) === fresh, "the new one is reused");
       const data = randomBytes(1000);
       assertEquals(await echoThrough(await fresh.openStream([ECHO_PROTOCOL]), data), data);
 
-      // The old stream finishes, then the old connection ends.
-      await open.closeWrite();
-      assertEquals(await open.read(), null);
+      // The stream left on the old connection fails, retriably, instead of finishing.
+      const err = await open.read().then((r) => new Error(`read ${r}`), (e: unknown) => e);
+      assert(assertNetworkError(err, "CONNECTION_REPLACED").retriable);
       await closing;
       assertEquals(await settlesWithin(old.closed, 5_000), true);
-      for (let i = 0; i < 100 && client.connectionsTo(server.peerId).length > 1; i++) {
-        await delay(10);
-      }
       assertEquals(client.connectionsTo(server.peerId), [fresh]);
     });
   });
@@ -383,11 +402,13 @@ for (const kind of ["memory", "tcp"] as const) {
     try {
       server.handle(ECHO_PROTOCOL, handleEcho);
       const addr = server.listenAddrs[0];
+      // The second replaces the first: a connection closed before, one open now.
       const conns: PeerConnection[] = [
         await client.dial(addr),
         await client.dial(addr, { reuse: false }),
       ];
-      const open = await conns[0].openStream([ECHO_PROTOCOL]);
+      assertEquals(client.connectionsTo(server.peerId), [conns[1]]);
+      const open = await conns[1].openStream([ECHO_PROTOCOL]);
       await server.close();
       for (const conn of conns) {
         assertEquals(await settlesWithin(conn.closed, 5_000), true);
@@ -412,20 +433,25 @@ for (const kind of ["memory", "tcp"] as const) {
   });
 }
 
-Deno.test("node: validator_network_connections_open counts connections by direction", async () => {
+Deno.test("node: validator_network_connected_peers counts connected peers by direction", async () => {
   const registry = new MetricsRegistry();
   const metrics = registry.scope({ network: "node-test" });
   const { server, client } = await twoNodes("memory", { metrics }, { metrics });
-  const gauge = registry.find("validator_network_connections_open");
+  const gauge = registry.find("validator_network_connected_peers");
   assert(gauge !== undefined, "the gauge is registered when a node is made");
   const outbound = () => gauge.get({ network: "node-test", direction: "outbound" });
   const inbound = () => gauge.get({ network: "node-test", direction: "inbound" });
   try {
     assertEquals([outbound(), inbound()], [0, 0]);
-    const conn = await client.dial(server.listenAddrs[0]);
+    const first = await client.dial(server.listenAddrs[0]);
     assertEquals(outbound(), 1);
     for (let i = 0; i < 50 && inbound() === 0; i++) await delay(10);
     assertEquals(inbound(), 1);
+    // A replacement is still one peer.
+    const conn = await client.dial(server.listenAddrs[0], { reuse: false });
+    assert(conn !== first);
+    await serverEnd(server, client, conn);
+    assertEquals([outbound(), inbound()], [1, 1]);
     await conn.close();
     for (let i = 0; i < 100 && (outbound() !== 0 || inbound() !== 0); i++) await delay(10);
     assertEquals([outbound(), inbound()], [0, 0]);

@@ -14,6 +14,10 @@
  *   waiting to be taken.
  * - `validator_network_pending_inbound_upgrades` is the inbound connections
  *   being upgraded or upgraded and not yet taken.
+ * - `validator_network_connected_peers{direction}` is the peers a node is
+ *   connected to (one connection each), with
+ *   `validator_network_peer_events_total{type,reason}` and
+ *   `validator_network_dials_total{outcome}` beside it.
  * - Two nodes in one process on one registry, with different `network`
  *   labels, report apart; nothing goes to the default registry.
  */
@@ -308,7 +312,9 @@ Deno.test("validator_network_pending_inbound_upgrades counts upgrades running an
     assert(!taken.done);
     await until(() => pending() === 1, "the first connection to be taken");
 
-    // One that completes while nobody waits stays pending until taken.
+    // One that completes while nobody waits stays pending until taken (the
+    // client's new connection replaces its first one; the bare listener
+    // yields it all the same).
     await client.dial(addr, { reuse: false });
     await until(() => pending() === 2, "the upgraded, untaken connection");
     const second = await inbound.next();
@@ -363,8 +369,10 @@ Deno.test("validator nodes record handshakes, refusals, connections and streams 
       get("validator_network_noise_handshakes_total", { profile: "validator", role });
     await until(() => handshakes("listener") === 1, "the listener's handshake");
     assertEquals(handshakes("dialer"), 1);
-    assertEquals(get("validator_network_connections_open", { direction: "outbound" }), 1);
-    assertEquals(get("validator_network_connections_open", { direction: "inbound" }), 1);
+    assertEquals(get("validator_network_connected_peers", { direction: "outbound" }), 1);
+    assertEquals(get("validator_network_connected_peers", { direction: "inbound" }), 1);
+    assertEquals(get("validator_network_peer_events_total", { type: "new-peer" }), 2, "one a side");
+    assertEquals(get("validator_network_dials_total", { outcome: "ok" }), 1);
     for (const direction of ["outbound", "inbound"]) {
       assertEquals(
         get("validator_network_streams_total", { protocol: PROTOCOL, direction }),
@@ -385,6 +393,8 @@ Deno.test("validator nodes record handshakes, refusals, connections and streams 
       "the refusal to be counted",
     );
     assertEquals(handshakes("listener"), 1, "no handshake completed with the intruder");
+    assertEquals(get("validator_network_dials_total", { outcome: "HANDSHAKE_FAILED" }), 1);
+    assertEquals(get("validator_network_connected_peers"), 2, "the intruder is no peer");
   } finally {
     await intruder.close();
     await client.close();
@@ -432,7 +442,7 @@ Deno.test("two nodes in one process with different network labels on one registr
     assertEquals(alpha(bytes, { direction: "out" }), serverSide.bytesSent);
     assertEquals(alpha(bytes, { direction: "in" }), serverSide.bytesReceived);
 
-    const connections = "validator_network_connections_open";
+    const connections = "validator_network_connected_peers";
     assertEquals(beta(connections, { direction: "outbound" }), 1);
     assertEquals(alpha(connections, { direction: "inbound" }), 1);
     assertEquals(beta(connections, { direction: "inbound" }), 0);

@@ -545,6 +545,15 @@ export class Yamux<C extends Connection = Connection>
     await this.#release(true);
   }
 
+  /**
+   * Resets every open stream with `error` (the peer gets RST frames), the
+   * session staying up: for a connection that is being replaced, closed
+   * gracefully next so that what is already written still leaves.
+   */
+  resetStreams(error: NetworkError): void {
+    for (const stream of [...this.#streams.values()]) stream.abort(error);
+  }
+
   /** Drops the session at once: streams fail, the connection is aborted. */
   abort(reason?: unknown): void {
     if (this.#state === "closed") return;

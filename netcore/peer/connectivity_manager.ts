@@ -13,6 +13,12 @@
  *   peer's addresses in turn. New addresses for a peer (from the set or
  *   from discovery) reset its backoff and dial at once.
  * - A lost peer is dialed again at once, then with backoff.
+ * - Optionally (`dialGrace`), of two eligible peers that learn of each
+ *   other at the same moment, the one with the greater peer id dials at once
+ *   and the other only after the grace if still not connected: the
+ *   simultaneous-dial rule keeps one of the two connections anyway, and
+ *   when a whole network comes up at once every pair races otherwise,
+ *   doubling the handshakes.
  *
  * @module
  */
@@ -66,6 +72,14 @@ export interface ConnectivityManagerOptions {
   trustedPeers?: TrustedPeerSet;
   /** The backoff of failed dials. */
   backoff?: BackoffSchedule;
+  /**
+   * How long the peer with the smaller peer id waits before its first dial
+   * of a newly eligible (or newly addressed) peer, in ms: the other side
+   * dials at once. 0 (the default) makes both dial at once, as a set
+   * change asks; a deployment that brings many nodes up at once (a
+   * testnet, the scale bench) sets a few hundred ms. Default 0.
+   */
+  dialGrace?: number;
   /** Random numbers in [0, 1), for the jitter. Default `Math.random`. */
   random?: () => number;
   /** Hears of every dial attempt: for logs and tests. */
@@ -86,8 +100,9 @@ export const CONNECTIVITY_DEFAULTS: Readonly<Required<BackoffSchedule>> = {
 
 /**
  * Where the manager stands with one eligible peer: `connected`; `dialing`;
- * `backoff` (waiting to dial again after failures); `idle` (not connected,
- * no dial planned: only while the manager is closed).
+ * `backoff` (waiting to dial again after failures, or the grace of the
+ * peer with the smaller id); `idle` (not connected and no dial planned: no
+ * address known yet, or the manager is closed).
  */
 export type ConnectivityState = "connected" | "dialing" | "backoff" | "idle";
 
@@ -99,6 +114,14 @@ interface Target {
   failures: number;
   timer: ReturnType<typeof setTimeout> | undefined;
   dial: AbortController | undefined;
+}
+
+/** Lexicographic order of two peer ids' bytes. */
+function compareIds(a: PeerId, b: PeerId): number {
+  const x = a.bytes;
+  const y = b.bytes;
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
 }
 
 function sameAddrs(a: readonly Multiaddr[], b: readonly Multiaddr[]): boolean {
@@ -120,6 +143,7 @@ export class ConnectivityManager {
   readonly #trusted: TrustedPeerSet | undefined;
   readonly #backoff: Required<BackoffSchedule>;
   readonly #random: () => number;
+  readonly #dialGrace: number;
   readonly #onDial: ((peer: PeerId, attempt: number) => void) | undefined;
   readonly #targets = new Map<string, Target>();
   readonly #log: Logger;
@@ -134,6 +158,7 @@ export class ConnectivityManager {
     this.#trusted = options.trustedPeers;
     this.#backoff = { ...CONNECTIVITY_DEFAULTS, ...options.backoff };
     this.#random = options.random ?? Math.random;
+    this.#dialGrace = options.dialGrace ?? 0;
     this.#onDial = options.onDial;
     this.#log = (options.logger ?? rootLogger).child({
       component: "connectivity",
@@ -202,7 +227,7 @@ export class ConnectivityManager {
           dial: undefined,
         };
         this.#targets.set(key, added);
-        this.#connect(added);
+        this.#connectFirst(added);
       } else if (!sameAddrs(target.addrs, p.addrs)) {
         this.#newAddresses(target, [...p.addrs]);
       }
@@ -235,12 +260,26 @@ export class ConnectivityManager {
       clearTimeout(target.timer);
       target.timer = undefined;
     }
+    this.#connectFirst(target);
+  }
+
+  /**
+   * A first dial: at once when our peer id is the greater, else after the
+   * grace (the peer's own dial usually connects us first).
+   */
+  #connectFirst(target: Target): void {
+    if (this.#dialGrace > 0 && compareIds(this.#manager.peerId, target.peer) < 0) {
+      if (target.dial === undefined && !this.#manager.isConnected(target.peer)) {
+        this.#schedule(target, this.#dialGrace);
+      }
+      return;
+    }
     this.#connect(target);
   }
 
-  /** Dials `target` unless it is connected or being dialed. */
+  /** Dials `target` unless it is connected, being dialed, or has no address yet. */
   #connect(target: Target): void {
-    if (this.#closed || target.dial !== undefined) return;
+    if (this.#closed || target.dial !== undefined || target.addrs.length === 0) return;
     if (this.#manager.isConnected(target.peer)) {
       target.failures = 0;
       return;

@@ -7,12 +7,16 @@
  * the peers it is connected to.
  *
  * How it flows:
- * - a newly connected peer gets every record we know, at once (so a node
- *   that knows one seed learns everyone's addresses from it);
+ * - a peer that dialed us gets every record we know, at once (so a node
+ *   that knows one seed learns everyone's addresses from it); a peer we
+ *   dialed gets our own record (we learned its address from someone, who
+ *   most likely told it what we know too; gossip and the refresh cover the
+ *   rest);
  * - a record we did not know (or a newer one), ours included, is pushed on
  *   to the connected peers that do not have it yet (push on change),
  *   batched: changes within `gossipDelay` leave in one push per peer. We
- *   remember which records each peer has (it sent them, or we did), so a
+ *   remember which records each peer has (it sent them, or we sent them
+ *   and it confirmed; a failed push is forgotten and sent again), so a
  *   record crosses each connection about once, not once per neighbour;
  * - everything we know is pushed again every `refreshInterval`, to heal
  *   pushes that were lost with a connection;
@@ -35,6 +39,8 @@
  * @module
  */
 
+import { Deadline } from "../_async.ts";
+import { latin1 } from "../_bytes.ts";
 import { ByteReader } from "../byte_reader.ts";
 import type { Ed25519Identity } from "../identity/ed25519_identity.ts";
 import type { PeerId } from "../identity/peer_id.ts";
@@ -86,6 +92,8 @@ export interface DiscoveryOptions {
   maxRecordsPerPush?: number;
   /** Most records kept (one per peer). Default 4096. */
   maxRecords?: number;
+  /** How long a push may take, confirmation included, in ms. Default 10_000. */
+  pushTimeout?: number;
   /** Where records and pushes are counted. Default `defaultMetrics`. */
   metrics?: Metrics;
   /** The logger. Default `rootLogger`. */
@@ -100,6 +108,7 @@ export const DISCOVERY_DEFAULTS = {
   maxAddrs: 32,
   maxRecordsPerPush: 1024,
   maxRecords: 4096,
+  pushTimeout: 10_000,
 } as const;
 
 /** A record we keep: what it says, and its envelope to pass on. */
@@ -130,6 +139,8 @@ export class Discovery {
   readonly #advertise: () => Multiaddr[];
   readonly #options: typeof DISCOVERY_DEFAULTS;
   readonly #known = new Map<string, Known>();
+  /** The records we keep, by their envelope's bytes (as latin1 text). */
+  readonly #byEnvelope = new Map<string, Known>();
   /** Per connected peer: the sequence number of each record it is known to have. */
   readonly #peerHas = new Map<string, Map<string, bigint>>();
   #gossipTimer: ReturnType<typeof setTimeout> | undefined;
@@ -137,6 +148,8 @@ export class Discovery {
   readonly #records: Metric;
   readonly #pushes: Metric;
   readonly #tasks = new Set<Promise<void>>();
+  /** Pushes in flight, to end on close. */
+  readonly #streams = new Set<ProtocolStream>();
   #seq = 0n;
   #own: Known | undefined;
   #events: PeerEventStream | undefined;
@@ -158,6 +171,7 @@ export class Discovery {
       maxAddrs: options.maxAddrs ?? DISCOVERY_DEFAULTS.maxAddrs,
       maxRecordsPerPush: options.maxRecordsPerPush ?? DISCOVERY_DEFAULTS.maxRecordsPerPush,
       maxRecords: options.maxRecords ?? DISCOVERY_DEFAULTS.maxRecords,
+      pushTimeout: options.pushTimeout ?? DISCOVERY_DEFAULTS.pushTimeout,
     } as typeof DISCOVERY_DEFAULTS;
     this.#log = (options.logger ?? rootLogger).child({
       component: "discovery",
@@ -211,7 +225,7 @@ export class Discovery {
       record: { peerId: this.#identity.peerId, seq: this.#seq, addrs },
       envelope,
     };
-    this.#known.set(this.#identity.peerId.toString(), this.#own);
+    this.#keep(this.#identity.peerId.toString(), this.#own);
     this.#scheduleGossip();
   }
 
@@ -222,9 +236,9 @@ export class Discovery {
         this.#peerHas.delete(key);
         continue;
       }
-      // A new connection knows nothing we can count on: send everything.
       this.#peerHas.set(key, new Map());
-      this.#pushLacking(event.peer.peerId);
+      if (event.peer.direction === "inbound") this.#pushLacking(event.peer.peerId);
+      else if (this.#own !== undefined) this.#push(event.peer.peerId, [this.#own]);
     }
   }
 
@@ -249,6 +263,24 @@ export class Discovery {
     );
   }
 
+  /**
+   * Counts `records` as `peer`'s (they are on their way: a later change
+   * does not send them again); `undo` forgets that again when the push
+   * failed, so they are sent with the next one.
+   */
+  #markSent(peer: PeerId, records: Known[], undo = false): void {
+    const has = this.#peerHas.get(peer.toString());
+    if (has === undefined) return;
+    for (const { record } of records) {
+      const key = record.peerId.toString();
+      if (undo) {
+        if (has.get(key) === record.seq) has.delete(key);
+      } else if ((has.get(key) ?? -1n) < record.seq) {
+        has.set(key, record.seq);
+      }
+    }
+  }
+
   #pushAll(): void {
     const all = [...this.#known.values()];
     for (const info of this.#manager.peers()) this.#push(info.peerId, all);
@@ -261,14 +293,23 @@ export class Discovery {
    */
   #push(peer: PeerId, records: Known[]): void {
     if (this.#closed || records.length === 0) return;
+    this.#markSent(peer, records);
     this.#spawn((async () => {
       const max = this.#options.maxRecordsPerPush;
       for (let i = 0; i < records.length; i += max) {
         const batch = records.slice(i, i + max);
         let stream: ProtocolStream | undefined;
+        // A peer that never confirms must not hold the push (or our close).
+        using deadline = new Deadline(this.#options.pushTimeout, { what: "discovery push" });
         try {
           stream = await this.#manager.openStream(peer, [DISCOVERY_PROTOCOL], {
             negotiateFully: false,
+            signal: deadline.signal,
+          });
+          const open = stream;
+          this.#streams.add(open);
+          deadline.signal.addEventListener("abort", () => open.abort(deadline.error), {
+            once: true,
           });
           for (const { envelope } of batch) {
             const room = stream.write(concat(encodeVarint(envelope.length), envelope));
@@ -279,14 +320,12 @@ export class Discovery {
           while ((await stream.read()) !== null) {
             // it sends nothing else
           }
-          const has = this.#peerHas.get(peer.toString());
-          for (const { record } of batch) {
-            const key = record.peerId.toString();
-            if ((has?.get(key) ?? -1n) < record.seq) has?.set(key, record.seq);
-          }
+          this.#streams.delete(stream);
           this.#pushes.labels({ direction: "out", outcome: "ok" }).inc();
         } catch (err) {
           stream?.abort(err);
+          this.#markSent(peer, records.slice(i), true);
+          if (stream !== undefined) this.#streams.delete(stream);
           this.#pushes.labels({
             direction: "out",
             outcome: NetworkError.is(err) ? err.code : "error",
@@ -343,6 +382,13 @@ export class Discovery {
    * refused.
    */
   #accept(envelope: Uint8Array): (PeerRecord & { fresh: boolean }) | undefined {
+    // The same record relayed again (the common case: every peer passes on
+    // what it has) is recognised by its bytes, without a signature check.
+    const same = this.#byEnvelope.get(latin1(envelope));
+    if (same !== undefined && this.#known.get(same.record.peerId.toString()) === same) {
+      this.#records.labels({ outcome: "stale" }).inc();
+      return { ...same.record, fresh: false };
+    }
     let record: PeerRecord;
     try {
       record = openPeerRecord(envelope, {
@@ -370,17 +416,28 @@ export class Discovery {
       this.#records.labels({ outcome: "too_many" }).inc();
       return undefined;
     }
-    this.#known.set(key, { record, envelope });
+    this.#keep(key, { record, envelope });
     this.#records.labels({ outcome: "new" }).inc();
     this.#log.debug("new record", { peer: key, seq: `${record.seq}`, addrs: record.addrs.length });
     this.#onAddresses?.(record.peerId, record.addrs);
     return { ...record, fresh: true };
   }
 
+  /** Keeps `known` as `key`'s record, replacing the one before. */
+  #keep(key: string, known: Known): void {
+    const before = this.#known.get(key);
+    if (before !== undefined) this.#byEnvelope.delete(latin1(before.envelope));
+    this.#known.set(key, known);
+    this.#byEnvelope.set(latin1(known.envelope), known);
+  }
+
   /** Forgets records of peers that are no longer eligible. */
   prune(): void {
     for (const [key, known] of this.#known) {
-      if (known !== this.#own && !this.#isEligible(known.record.peerId)) this.#known.delete(key);
+      if (known !== this.#own && !this.#isEligible(known.record.peerId)) {
+        this.#known.delete(key);
+        this.#byEnvelope.delete(latin1(known.envelope));
+      }
     }
   }
 
@@ -399,6 +456,8 @@ export class Discovery {
     if (this.#gossipTimer !== undefined) clearTimeout(this.#gossipTimer);
     this.#manager.unhandle(DISCOVERY_PROTOCOL);
     this.#events?.close();
+    const closing = new NetworkError("CONNECTION_CLOSED", "discovery closed");
+    for (const stream of this.#streams) stream.abort(closing);
     await Promise.allSettled([...this.#tasks]);
   }
 }

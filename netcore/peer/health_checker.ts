@@ -51,6 +51,8 @@ interface Check {
   connectionId: number;
   /** When the last round looked at it (performance.now()). */
   lastRound: number;
+  /** We dropped this connection: its other pings failing now mean nothing. */
+  dropped: boolean;
 }
 
 /**
@@ -76,6 +78,8 @@ export class HealthChecker {
   /** Cancels the pings in flight when the checker closes. */
   readonly #stop = new AbortController();
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** When the previous round ran (a peer first seen counts traffic since then). */
+  #previousRound = performance.now();
   #closed = false;
 
   /** A checker that does nothing until {@linkcode HealthChecker.start}. */
@@ -108,6 +112,8 @@ export class HealthChecker {
 
   #round(): void {
     const now = performance.now();
+    const previous = this.#previousRound;
+    this.#previousRound = now;
     const seen = new Set<string>();
     for (const info of this.#manager.peers()) {
       const key = info.peerId.toString();
@@ -116,7 +122,7 @@ export class HealthChecker {
       if (conn === undefined) continue;
       let check = this.#checks.get(key);
       if (check === undefined || check.connectionId !== conn.id) {
-        check = { failures: 0, connectionId: conn.id, lastRound: now };
+        check = { failures: 0, connectionId: conn.id, lastRound: previous, dropped: false };
         this.#checks.set(key, check);
       }
       const lastRound = check.lastRound;
@@ -147,7 +153,15 @@ export class HealthChecker {
         this.#pings.labels({ outcome: "ok" }).inc();
       },
       (err) => {
-        if (this.#closed) return;
+        // A ping of a connection that is gone (closed, or dropped by an
+        // earlier failure) says nothing about the peer's health.
+        const current = this.#manager.connection(peer);
+        if (
+          this.#closed || check.dropped || current === undefined ||
+          current.id !== check.connectionId
+        ) {
+          return;
+        }
         check.failures++;
         this.#pings.labels({ outcome: "failed" }).inc();
         this.#log.debug("health check failed", {
@@ -155,20 +169,17 @@ export class HealthChecker {
           failures: check.failures,
           err,
         });
-        if (check.failures >= this.#maxFailures) {
-          this.#pings.labels({ outcome: "disconnected" }).inc();
-          this.#log.warn("peer failed its health checks", {
-            peer: peer.toString(),
-            connection: check.connectionId,
-            failures: check.failures,
-          });
-          const current = this.#manager.connection(peer);
-          if (current !== undefined && current.id === check.connectionId) {
-            this.#manager.markReason(peer, "health");
-            // A peer that does not answer pings will not answer a GoAway either.
-            current.abort(err);
-          }
-        }
+        if (check.failures < this.#maxFailures) return;
+        this.#pings.labels({ outcome: "disconnected" }).inc();
+        this.#log.warn("peer failed its health checks", {
+          peer: peer.toString(),
+          connection: check.connectionId,
+          failures: check.failures,
+        });
+        check.dropped = true;
+        this.#manager.markReason(peer, "health");
+        // A peer that does not answer pings will not answer a GoAway either.
+        current.abort(err);
       },
     ).finally(() => {
       deadline.clear();

@@ -5,9 +5,11 @@
  *
  * - **One connection per peer.** A second connection to a connected peer
  *   goes through {@linkcode keepNewConnection} (Diem's rule), so two peers
- *   that dial each other at once both keep the same one; the loser is
- *   aborted with `CONNECTION_REPLACED` (retriable), which is what a stream
- *   opened on it during the race gets. Dialing ourselves is refused.
+ *   that dial each other at once both keep the same one. A stream opened
+ *   on the losing connection during the race fails with
+ *   `CONNECTION_REPLACED` (its peer sees it reset: both retriable), then the
+ *   loser closes gracefully, so a handshake message already written on it
+ *   still arrives. Dialing ourselves is refused.
  * - **Connections carry ids.** The registry keeps the connection it
  *   adopted; when an older connection to the same peer closes later, its
  *   close is recognised by id and evicts nothing.
@@ -379,6 +381,9 @@ export class PeerManager {
       }
     }
     if (signal?.aborted) throw NetworkError.wrap(signal.reason, "ABORTED", "dial cancelled");
+    // The peer's own dial may have connected us meanwhile (ours lost the race).
+    const entry = this.#peers.get(peer.toString());
+    if (entry !== undefined && !entry.conn.goingAway) return entry.conn;
     throw lastError;
   }
 
@@ -465,21 +470,14 @@ export class PeerManager {
     if (inboundUnknown) this.#unknownInbound++;
     if (existing !== undefined) {
       if (!keepNewConnection(this.peerId, peer, existing.conn.direction, conn.direction)) {
-        const error = new NetworkError(
-          "CONNECTION_REPLACED",
-          `connection ${conn.id} to ${peer} lost to connection ${existing.conn.id}`,
-        );
         this.#metrics.refused.labels({ reason: "replaced" }).inc();
-        conn.abort(error);
+        void conn.replace(existing.conn.id);
         return existing.conn;
       }
       existing.reason = "replaced";
-      existing.error = new NetworkError(
-        "CONNECTION_REPLACED",
-        `connection ${existing.conn.id} to ${peer} replaced by connection ${conn.id}`,
-      );
+      void existing.conn.replace(conn.id);
+      existing.error = existing.conn.replacedError;
       this.#remove(existing);
-      existing.conn.abort(existing.error);
     }
     const metadata: PeerMetadata = {
       peerId: peer,

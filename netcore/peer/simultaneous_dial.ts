@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type PeerId } from "../identity/peer_id.ts";
+import type { PeerId } from "../identity/peer_id.ts";
 import type { Direction } from "../upgrade/peer_connection.ts";
 
 /** Lexicographic order of the peer ids' bytes: negative, zero or positive. */

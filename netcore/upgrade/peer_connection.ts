@@ -18,6 +18,7 @@ import {
   selectProtocolOptimistic,
 } from "../negotiate/mod.ts";
 import type { SecureChannel } from "../noise/secure_channel.ts";
+import { NetworkError } from "../network_error.ts";
 import { ForwardingConnection } from "../transport/byte_connection.ts";
 import type { Connection, ConnectionLifecycle } from "../transport/connection.ts";
 import type { Role } from "../transport/transport.ts";
@@ -258,6 +259,8 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
   readonly #negotiate: Omit<NegotiateOptions, "signal">;
   readonly #metrics: StreamMetrics;
   #remoteAddr: Multiaddr | undefined;
+  /** Why new streams are refused while the connection closes, when it was replaced. */
+  #replaced: NetworkError | undefined;
 
   /** Use {@linkcode multiplex}. */
   constructor(
@@ -310,7 +313,8 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
    * connection rather than reusing it.
    */
   get goingAway(): boolean {
-    return this.#muxer.state !== "open" || this.#muxer.remoteGoAway !== undefined;
+    return this.#replaced !== undefined || this.#muxer.state !== "open" ||
+      this.#muxer.remoteGoAway !== undefined;
   }
   /** The smoothed round trip of the session's pings in ms, once measured. */
   get rtt(): number | undefined {
@@ -331,6 +335,7 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
     protocols: readonly string[],
     options: OpenStreamOptions = {},
   ): Promise<ProtocolStream> {
+    if (this.#replaced !== undefined) throw this.#replaced;
     const stream = await this.#muxer.openStream();
     try {
       const negotiate = { ...this.#negotiate, signal: options.signal };
@@ -377,6 +382,28 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
   /** Closes the session (GoAway, streams finish) and the connection. */
   close(): Promise<void> {
     return this.#muxer.close();
+  }
+
+  /**
+   * Closes the connection because connection `winner` to the same peer
+   * replaces it (a simultaneous dial). Its streams fail at once with
+   * `CONNECTION_REPLACED` (retriable: open them again on the peer; the peer
+   * sees them reset), as do streams opened on it from now on; then the
+   * session closes gracefully, so what was already written, such as the
+   * last handshake message, still reaches the peer.
+   */
+  replace(winner: number): Promise<void> {
+    this.#replaced ??= new NetworkError(
+      "CONNECTION_REPLACED",
+      `connection ${this.id} to ${this.remotePeer} was replaced by connection ${winner}`,
+    );
+    this.#muxer.resetStreams(this.#replaced);
+    return this.close();
+  }
+
+  /** The `CONNECTION_REPLACED` error, once {@linkcode PeerConnection.replace} was called. */
+  get replacedError(): NetworkError | undefined {
+    return this.#replaced;
   }
 
   /** Drops the connection at once. */
