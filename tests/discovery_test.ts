@@ -156,8 +156,9 @@ function pushesIn(node: Node, outcome?: string): number {
   return n;
 }
 
+/** A records message: the type byte (1), then each envelope behind its varint length. */
 function framed(envelopes: readonly Uint8Array[]): Uint8Array {
-  const parts = envelopes.flatMap((e) => [encodeVarint(e.length), e]);
+  const parts = [new Uint8Array([1]), ...envelopes.flatMap((e) => [encodeVarint(e.length), e])];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {

@@ -17,6 +17,7 @@
  *   over memory and TCP. Every count is read from the metrics.
  */
 
+import { Series } from "../netcore/metrics.ts";
 import { assert, assertEquals, assertNetworkError, assertRejectsCode } from "./_assert.ts";
 import { randomBytes } from "./_bytes.ts";
 import { echoThrough, readAllFrom, settlesWithin } from "./_streams.ts";
@@ -235,7 +236,18 @@ function eventStream(): { stream: PeerEventStream; coalesced: number[]; closed: 
     coalesced: [] as number[],
     closed: 0,
   };
-  state.stream = new PeerEventStream(() => state.closed++, (n) => state.coalesced.push(n));
+  const dropped = new class extends Series {
+    override inc(n = 1): void {
+      super.inc(n);
+      state.coalesced.push(n);
+    }
+  }();
+  state.stream = new PeerEventStream(() => state.closed++, {
+    depth: new Series(),
+    enqueued: new Series(),
+    dequeued: new Series(),
+    dropped: () => dropped,
+  });
   return state;
 }
 
@@ -732,7 +744,14 @@ Deno.test("manager: a subscriber that never reads blocks nothing and keeps only 
     assertEquals([only?.type, only?.peer.connectionId], ["new-peer", conns[19].id]);
     assertEquals(lagging.pendingPeers, 0);
     assertEquals(lagging.coalesced, 38);
-    assertEquals(cluster.metric("a", "validator_network_peer_events_coalesced_total"), 38);
+    // The event queues are bounded channels: their drops are counted as such.
+    assertEquals(
+      cluster.metric("a", "validator_network_channel_dropped_total", {
+        name: "peer_events",
+        reason: "coalesced",
+      }),
+      38,
+    );
     lagging.close();
   });
 });

@@ -11,7 +11,7 @@ import { defaultMetrics } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import { checkBound, checkItem } from "./_check.ts";
 import { Deque } from "./_deque.ts";
-import { channelMetrics, type ChannelSeries } from "./_metrics.ts";
+import { channelMetrics, type ChannelSeries } from "./channel_metrics.ts";
 
 /**
  * Options of a wait on a queue (a push waiting for room, a pop waiting for

@@ -13,7 +13,7 @@ import { NetworkError } from "../network_error.ts";
 import type { ChannelMetricsTarget, WaitOptions } from "./bounded_queue.ts";
 import { checkBound, checkItem } from "./_check.ts";
 import { Deque } from "./_deque.ts";
-import { channelMetrics, type ChannelSeries } from "./_metrics.ts";
+import { channelMetrics, type ChannelSeries } from "./channel_metrics.ts";
 import { Link, Rotation } from "./_rotation.ts";
 
 /**
@@ -49,7 +49,9 @@ export type DropPolicy = "drop-newest" | "drop-oldest" | "backpressure";
  * - `total_full`: the queue held `totalCapacity` items; the item dropped
  *   is one of the longest key's (or the new one, when its own key is the
  *   longest).
- * - `closed`: the queue was closed with an error while the item waited.
+ * - `closed`: the queue was closed with an error while the item waited;
+ * - `coalesced`: a later item made it needless (the peer manager's event
+ *   streams keep only each peer's latest state).
  *
  * @example
  * ```ts
@@ -61,7 +63,7 @@ export type DropPolicy = "drop-newest" | "drop-oldest" | "backpressure";
  * console.log(reason); // "key_full"
  * ```
  */
-export type DropReason = "key_full" | "total_full" | "closed";
+export type DropReason = "key_full" | "total_full" | "closed" | "coalesced";
 
 /**
  * What became of a pushed item. Every outcome but `"queued"` is a drop,

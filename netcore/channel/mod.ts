@@ -59,3 +59,4 @@
 
 export * from "./bounded_queue.ts";
 export * from "./keyed_queue.ts";
+export * from "./channel_metrics.ts";

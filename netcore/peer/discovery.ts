@@ -6,28 +6,24 @@
  * Ed25519 identity key, and gossips its own record and those it knows to
  * the peers it is connected to.
  *
- * How it flows:
- * - a peer that dialed us gets every record we know, at once (so a node
- *   that knows one seed learns everyone's addresses from it); a peer we
- *   dialed gets our own record (we learned its address from someone, who
- *   most likely told it what we know too; gossip and the refresh cover the
- *   rest);
- * - a record we did not know (or a newer one), ours included, is pushed on
- *   to the connected peers that do not have it yet (push on change),
- *   batched: changes within `gossipDelay` leave in one push per peer. We
- *   remember which records each peer has (it sent them, or we sent them
- *   and it confirmed; a failed push is forgotten and sent again), so a
- *   record crosses each connection about once, not once per neighbour;
- * - everything we know is pushed again every `refreshInterval`, to heal
- *   pushes that were lost with a connection;
- * - a record's addresses feed the connectivity manager, which dials.
+ * How it flows, per connection: both ends first send a digest (each record
+ * they know as its peer id and sequence number, no signatures), and each
+ * answers with the records the other lacks or has older; from then on a
+ * record that changes (ours, or one learned) goes to every peer that lacks
+ * it, batched: changes within `gossipDelay` leave in one push per peer.
+ * What each peer has is known from its digest, from what it sent, and from
+ * what we sent it once it confirmed the push (a failed push is sent again),
+ * so a record crosses each connection about once, and a node that knows one
+ * seed learns every address the seed knows. Every `refreshInterval` the
+ * digests go out again, which heals whatever was lost. A record's addresses
+ * feed the connectivity manager, which dials.
  *
- * Wire: one stream per push, protocol `/validator-network/discovery/1.0.0`:
- * the dialer writes up to `maxRecordsPerPush` envelopes, each behind an
- * unsigned varint length, and closes its side; the listener reads them all
- * and closes its side, which tells the dialer they arrived. Only then does
- * the dialer count the records as the peer's: a push lost with its
- * connection (a simultaneous dial's loser) is sent again.
+ * Wire: one stream per message, protocol `/validator-network/discovery/1.0.0`.
+ * The dialer writes a type byte, then `1` (records): envelopes, each behind
+ * an unsigned varint length, or `2` (digest): entries of a varint-length
+ * peer id and an 8-byte big-endian sequence number; then it closes its
+ * side. The listener reads everything (at most `maxRecordsPerPush` records,
+ * `maxRecords` digest entries) and closes its side, which confirms it.
  *
  * A record is ignored, and counted in
  * `validator_network_discovery_records_total{outcome}`, when it is
@@ -117,6 +113,29 @@ interface Known {
   envelope: Uint8Array;
 }
 
+/** What we know of one connected peer's records. */
+interface PeerState {
+  /** The peer. */
+  peer: PeerId;
+  /** The sequence number of each record it has (by {@linkcode keyOf}). */
+  has: Map<string, bigint>;
+  /** Records (by {@linkcode keyOf}) to send it with the next push. */
+  outbox: Set<string>;
+}
+
+/** A record's key: its peer id's bytes as latin1 text (digest entries carry the bytes). */
+function keyOf(peer: PeerId): string {
+  return latin1(peer.bytes);
+}
+
+/** Message types: the first byte of every discovery stream. */
+const RECORDS = 1;
+const DIGEST = 2;
+/** A digest entry's sequence number: a big-endian uint64. */
+const SEQ_BYTES = 8;
+/** Longer peer ids do not exist (an inlined Ed25519 key is 38 bytes). */
+const MAX_PEER_ID_BYTES = 64;
+
 /**
  * Gossips signed peer records over the peer manager's connections.
  *
@@ -141,8 +160,8 @@ export class Discovery {
   readonly #known = new Map<string, Known>();
   /** The records we keep, by their envelope's bytes (as latin1 text). */
   readonly #byEnvelope = new Map<string, Known>();
-  /** Per connected peer: the sequence number of each record it is known to have. */
-  readonly #peerHas = new Map<string, Map<string, bigint>>();
+  /** Per connected peer (by peer id text): what it has, what it is owed. */
+  readonly #peers = new Map<string, PeerState>();
   #gossipTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #log: Logger;
   readonly #records: Metric;
@@ -197,12 +216,12 @@ export class Discovery {
     this.#events = this.#manager.subscribe();
     this.refresh();
     this.#spawn(this.#watch(this.#events));
-    this.#timer = setInterval(() => this.#pushAll(), this.#options.refreshInterval);
+    this.#timer = setInterval(() => this.#refreshAll(), this.#options.refreshInterval);
   }
 
   /** The addresses a record told us for `peer`, if any. */
   addresses(peer: PeerId): Multiaddr[] | undefined {
-    return this.#known.get(peer.toString())?.record.addrs;
+    return this.#known.get(keyOf(peer))?.record.addrs;
   }
 
   /** The records we know, ours included. */
@@ -211,7 +230,7 @@ export class Discovery {
   }
 
   /**
-   * Signs a new record of ours (our addresses may have changed) and pushes
+   * Signs a new record of ours (our addresses may have changed) and sends
    * it to every connected peer. Sequence numbers come from the clock and
    * always grow, as libp2p's do.
    */
@@ -225,141 +244,146 @@ export class Discovery {
       record: { peerId: this.#identity.peerId, seq: this.#seq, addrs },
       envelope,
     };
-    this.#keep(this.#identity.peerId.toString(), this.#own);
-    this.#scheduleGossip();
+    this.#keep(keyOf(this.#identity.peerId), this.#own);
+    this.#owe(keyOf(this.#identity.peerId), this.#own.record.seq);
   }
 
   async #watch(events: PeerEventStream): Promise<void> {
     for await (const event of events) {
       const key = event.peer.peerId.toString();
       if (event.type === "lost-peer") {
-        this.#peerHas.delete(key);
+        this.#peers.delete(key);
         continue;
       }
-      this.#peerHas.set(key, new Map());
-      if (event.peer.direction === "inbound") this.#pushLacking(event.peer.peerId);
-      else if (this.#own !== undefined) this.#push(event.peer.peerId, [this.#own]);
+      // A new connection: we know nothing of what it has until its digest.
+      this.#peers.set(key, { peer: event.peer.peerId, has: new Map(), outbox: new Set() });
+      this.#sendDigest(event.peer.peerId);
     }
   }
 
-  /** Pushes changes on after `gossipDelay`, so a burst of them leaves together. */
+  /** Every connected peer that lacks record `key` (at `seq`) is owed it. */
+  #owe(key: string, seq: bigint): void {
+    for (const state of this.#peers.values()) {
+      if ((state.has.get(key) ?? -1n) < seq) state.outbox.add(key);
+    }
+    this.#scheduleGossip();
+  }
+
+  /** Sends what is owed after `gossipDelay`, so a burst of changes leaves together. */
   #scheduleGossip(): void {
     if (this.#gossipTimer !== undefined || this.#closed) return;
     this.#gossipTimer = setTimeout(() => {
       this.#gossipTimer = undefined;
-      for (const info of this.#manager.peers()) this.#pushLacking(info.peerId);
+      for (const state of this.#peers.values()) this.#flush(state);
     }, this.#options.gossipDelay);
   }
 
-  /** Pushes `peer` the records it is not known to have (in their newest version). */
-  #pushLacking(peer: PeerId): void {
-    const has = this.#peerHas.get(peer.toString());
-    this.#push(
-      peer,
-      [...this.#known.values()].filter((known) => {
-        const seq = has?.get(known.record.peerId.toString());
-        return seq === undefined || seq < known.record.seq;
-      }),
-    );
-  }
-
-  /**
-   * Counts `records` as `peer`'s (they are on their way: a later change
-   * does not send them again); `undo` forgets that again when the push
-   * failed, so they are sent with the next one.
-   */
-  #markSent(peer: PeerId, records: Known[], undo = false): void {
-    const has = this.#peerHas.get(peer.toString());
-    if (has === undefined) return;
-    for (const { record } of records) {
-      const key = record.peerId.toString();
-      if (undo) {
-        if (has.get(key) === record.seq) has.delete(key);
-      } else if ((has.get(key) ?? -1n) < record.seq) {
-        has.set(key, record.seq);
+  /** Pushes one peer what it is owed, in the newest version we know. */
+  #flush(state: PeerState): void {
+    if (state.outbox.size === 0) return;
+    const records: Known[] = [];
+    for (const key of state.outbox) {
+      const known = this.#known.get(key);
+      if (known !== undefined && (state.has.get(key) ?? -1n) < known.record.seq) {
+        records.push(known);
       }
     }
+    state.outbox.clear();
+    this.#push(state.peer, records);
   }
 
-  #pushAll(): void {
-    const all = [...this.#known.values()];
-    for (const info of this.#manager.peers()) this.#push(info.peerId, all);
+  #sendDigest(peer: PeerId): void {
+    const parts: Uint8Array[] = [new Uint8Array([DIGEST])];
+    for (const known of this.#known.values()) {
+      const id = known.record.peerId.bytes;
+      const seq = new Uint8Array(SEQ_BYTES);
+      new DataView(seq.buffer).setBigUint64(0, known.record.seq);
+      parts.push(encodeVarint(id.length), id, seq);
+    }
+    this.#send(peer, concat(parts), () => {});
+  }
+
+  /** A refresh: every peer gets our digest again, and answers with what we lack. */
+  #refreshAll(): void {
+    for (const info of this.#manager.peers()) this.#sendDigest(info.peerId);
   }
 
   /**
-   * Pushes `records` to `peer`, in pushes of at most `maxRecordsPerPush`,
-   * each on a stream of its own; once the peer confirms a push, its records
-   * count as the peer's.
+   * Pushes `records` to `peer`, at most `maxRecordsPerPush` per stream. They
+   * count as the peer's once it confirms; a failed push owes them again.
    */
   #push(peer: PeerId, records: Known[]): void {
     if (this.#closed || records.length === 0) return;
-    this.#markSent(peer, records);
-    this.#spawn((async () => {
-      const max = this.#options.maxRecordsPerPush;
-      for (let i = 0; i < records.length; i += max) {
-        const batch = records.slice(i, i + max);
-        let stream: ProtocolStream | undefined;
-        // A peer that never confirms must not hold the push (or our close).
-        using deadline = new Deadline(this.#options.pushTimeout, { what: "discovery push" });
-        try {
-          stream = await this.#manager.openStream(peer, [DISCOVERY_PROTOCOL], {
-            negotiateFully: false,
-            signal: deadline.signal,
-          });
-          const open = stream;
-          this.#streams.add(open);
-          deadline.signal.addEventListener("abort", () => open.abort(deadline.error), {
-            once: true,
-          });
-          for (const { envelope } of batch) {
-            const room = stream.write(concat(encodeVarint(envelope.length), envelope));
-            if (room !== undefined) await room;
-          }
-          await stream.closeWrite();
-          // The peer closes its side once it read everything.
-          while ((await stream.read()) !== null) {
-            // it sends nothing else
-          }
-          this.#streams.delete(stream);
-          this.#pushes.labels({ direction: "out", outcome: "ok" }).inc();
-        } catch (err) {
-          stream?.abort(err);
-          this.#markSent(peer, records.slice(i), true);
-          if (stream !== undefined) this.#streams.delete(stream);
-          this.#pushes.labels({
-            direction: "out",
-            outcome: NetworkError.is(err) ? err.code : "error",
-          }).inc();
-          this.#log.debug("push failed", { peer: peer.toString(), err });
-          return;
+    const state = this.#peers.get(peer.toString());
+    for (const { record } of records) state?.has.set(keyOf(record.peerId), record.seq);
+    const max = this.#options.maxRecordsPerPush;
+    for (let i = 0; i < records.length; i += max) {
+      const batch = records.slice(i, i + max);
+      const parts: Uint8Array[] = [new Uint8Array([RECORDS])];
+      for (const { envelope } of batch) parts.push(encodeVarint(envelope.length), envelope);
+      this.#send(peer, concat(parts), (ok) => {
+        if (ok || state === undefined || this.#peers.get(peer.toString()) !== state) return;
+        // Lost (the connection was replaced, say): owed again, to the new one too.
+        for (const { record } of batch) {
+          const key = keyOf(record.peerId);
+          if (state.has.get(key) === record.seq) state.has.delete(key);
+          this.#owe(key, record.seq);
         }
+      });
+    }
+  }
+
+  /** Sends one message on a stream of its own and waits for the peer's confirmation. */
+  #send(peer: PeerId, message: Uint8Array, done: (ok: boolean) => void): void {
+    this.#spawn((async () => {
+      let stream: ProtocolStream | undefined;
+      // A peer that never confirms must not hold the push (or our close).
+      using deadline = new Deadline(this.#options.pushTimeout, { what: "discovery push" });
+      try {
+        stream = await this.#manager.openStream(peer, [DISCOVERY_PROTOCOL], {
+          negotiateFully: false,
+          signal: deadline.signal,
+        });
+        const open = stream;
+        this.#streams.add(open);
+        deadline.signal.addEventListener("abort", () => open.abort(deadline.error), {
+          once: true,
+        });
+        const room = stream.write(message);
+        if (room !== undefined) await room;
+        await stream.closeWrite();
+        // The peer closes its side once it read everything.
+        while ((await stream.read()) !== null) {
+          // it sends nothing else
+        }
+        this.#pushes.labels({ direction: "out", outcome: "ok" }).inc();
+        done(true);
+      } catch (err) {
+        stream?.abort(err);
+        this.#pushes.labels({
+          direction: "out",
+          outcome: NetworkError.is(err) ? err.code : "error",
+        }).inc();
+        this.#log.debug("push failed", { peer: peer.toString(), err });
+        done(false);
+      } finally {
+        if (stream !== undefined) this.#streams.delete(stream);
       }
     })());
   }
 
-  /** Reads one push: bounded in records and bytes; each record checked alone. */
+  /**
+   * Reads one message: records (each checked alone) or a digest, bounded in
+   * count and bytes; confirms it by closing our side.
+   */
   async #receive(stream: ProtocolStream, from: PeerConnection): Promise<void> {
     const reader = new ByteReader(stream);
-    const fromKey = from.remotePeer.toString();
-    let changed = false;
-    let count = 0;
+    const state = this.#peers.get(from.remotePeer.toString());
     try {
-      while (true) {
-        if (await reader.atEnd()) break;
-        if (++count > this.#options.maxRecordsPerPush) {
-          throw new NetworkError(
-            "LIMIT_EXCEEDED",
-            `more than ${this.#options.maxRecordsPerPush} records in one push`,
-          );
-        }
-        const length = await reader.readVarint(this.#options.maxRecordBytes);
-        const envelope = (await reader.readExactly(length)).slice();
-        const record = this.#accept(envelope);
-        if (record === undefined) continue;
-        // The sender has it: it will not be sent back.
-        this.#peerHas.get(fromKey)?.set(record.peerId.toString(), record.seq);
-        changed ||= record.fresh;
-      }
+      const [type] = await reader.readExactly(1);
+      if (type === RECORDS) await this.#receiveRecords(reader, state);
+      else if (type === DIGEST) await this.#receiveDigest(reader, state);
+      else throw new NetworkError("PROTOCOL_VIOLATION", `unknown discovery message type ${type}`);
       // Everything arrived: say so by ending our side.
       await stream.closeWrite();
       this.#pushes.labels({ direction: "in", outcome: "ok" }).inc();
@@ -370,10 +394,50 @@ export class Discovery {
         this.#records.labels({ outcome: "too_large" }).inc();
       }
       throw err; // the manager resets this stream only
-    } finally {
-      // What was new goes on to the peers that lack it.
-      if (changed) this.#scheduleGossip();
     }
+  }
+
+  async #receiveRecords(reader: ByteReader, from: PeerState | undefined): Promise<void> {
+    let count = 0;
+    while (!(await reader.atEnd())) {
+      if (++count > this.#options.maxRecordsPerPush) {
+        throw new NetworkError(
+          "LIMIT_EXCEEDED",
+          `more than ${this.#options.maxRecordsPerPush} records in one push`,
+        );
+      }
+      const length = await reader.readVarint(this.#options.maxRecordBytes);
+      const record = this.#accept((await reader.readExactly(length)).slice());
+      if (record === undefined) continue;
+      const key = keyOf(record.peerId);
+      // The sender has it: it is not sent back.
+      if ((from?.has.get(key) ?? -1n) < record.seq) from?.has.set(key, record.seq);
+      if (record.fresh) this.#owe(key, record.seq);
+    }
+  }
+
+  async #receiveDigest(reader: ByteReader, from: PeerState | undefined): Promise<void> {
+    let count = 0;
+    while (!(await reader.atEnd())) {
+      if (++count > this.#options.maxRecords) {
+        throw new NetworkError("LIMIT_EXCEEDED", `more than ${this.#options.maxRecords} entries`);
+      }
+      const idLength = await reader.readVarint(MAX_PEER_ID_BYTES);
+      // Only compared with the keys of records we hold: an id we do not
+      // know, or a malformed one, is a key that matches nothing.
+      const key = latin1(await reader.readExactly(idLength));
+      const bytes = await reader.readExactly(SEQ_BYTES);
+      const seq = new DataView(bytes.buffer, bytes.byteOffset, SEQ_BYTES).getBigUint64(0);
+      if (from !== undefined && this.#known.has(key) && (from.has.get(key) ?? -1n) < seq) {
+        from.has.set(key, seq);
+      }
+    }
+    if (from === undefined) return;
+    // It is owed whatever it lacks or has older.
+    for (const [key, known] of this.#known) {
+      if ((from.has.get(key) ?? -1n) < known.record.seq) from.outbox.add(key);
+    }
+    this.#scheduleGossip();
   }
 
   /**
@@ -385,7 +449,7 @@ export class Discovery {
     // The same record relayed again (the common case: every peer passes on
     // what it has) is recognised by its bytes, without a signature check.
     const same = this.#byEnvelope.get(latin1(envelope));
-    if (same !== undefined && this.#known.get(same.record.peerId.toString()) === same) {
+    if (same !== undefined && this.#known.get(keyOf(same.record.peerId)) === same) {
       this.#records.labels({ outcome: "stale" }).inc();
       return { ...same.record, fresh: false };
     }
@@ -401,7 +465,7 @@ export class Discovery {
       this.#log.debug("record refused", { outcome, err });
       return undefined;
     }
-    const key = record.peerId.toString();
+    const key = keyOf(record.peerId);
     if (record.peerId.equals(this.#identity.peerId)) return { ...record, fresh: false };
     if (!this.#isEligible(record.peerId)) {
       this.#records.labels({ outcome: "not_eligible" }).inc();
@@ -462,9 +526,14 @@ export class Discovery {
   }
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+function concat(parts: Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
   return out;
 }

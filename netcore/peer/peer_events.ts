@@ -12,6 +12,7 @@ import type { PeerId } from "../identity/peer_id.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import type { NetworkError } from "../network_error.ts";
 import type { Direction, SecurityProfile } from "../upgrade/peer_connection.ts";
+import type { ChannelSeries } from "../channel/channel_metrics.ts";
 
 /**
  * A connected peer as the peer manager knows it.
@@ -114,13 +115,18 @@ export class PeerEventStream implements AsyncIterable<PeerEvent> {
   #waiter: PromiseWithResolvers<void> | undefined;
   #closed = false;
   #coalesced = 0;
+  /** Events waiting (at most two per peer). */
+  #depth = 0;
   readonly #onClose: (stream: PeerEventStream) => void;
-  readonly #onCoalesced: (n: number) => void;
+  readonly #series: ChannelSeries;
 
-  /** Made by the peer manager's `subscribe()`. */
-  constructor(onClose: (stream: PeerEventStream) => void, onCoalesced: (n: number) => void) {
+  /**
+   * Made by the peer manager's `subscribe()`; counts into `series` (the
+   * bounded channels' depth, enqueued, dequeued and dropped series).
+   */
+  constructor(onClose: (stream: PeerEventStream) => void, series: ChannelSeries) {
     this.#onClose = onClose;
-    this.#onCoalesced = onCoalesced;
+    this.#series = series;
   }
 
   /** Events left out because later ones superseded them. */
@@ -136,6 +142,8 @@ export class PeerEventStream implements AsyncIterable<PeerEvent> {
   /** Queues `event` (called by the manager; never waits). */
   push(event: PeerEvent): void {
     if (this.#closed) return;
+    this.#series.enqueued.inc();
+    this.#changeDepth(1);
     const key = event.peer.peerId.toString();
     let slot = this.#pending.get(key);
     if (slot === undefined) this.#pending.set(key, slot = {});
@@ -158,7 +166,18 @@ export class PeerEventStream implements AsyncIterable<PeerEvent> {
 
   #drop(n: number): void {
     this.#coalesced += n;
-    this.#onCoalesced(n);
+    this.#series.dropped("coalesced").inc(n);
+    this.#changeDepth(-n);
+  }
+
+  #changeDepth(n: number): void {
+    this.#depth += n;
+    this.#series.depth.inc(n);
+  }
+
+  #taken(): void {
+    this.#series.dequeued.inc();
+    this.#changeDepth(-1);
   }
 
   /** The next event; `undefined` once closed and drained. */
@@ -169,9 +188,11 @@ export class PeerEventStream implements AsyncIterable<PeerEvent> {
           const event = slot.lost;
           slot.lost = undefined;
           if (slot.added === undefined) this.#pending.delete(key);
+          this.#taken();
           return event;
         }
         this.#pending.delete(key);
+        this.#taken();
         return slot.added!;
       }
       if (this.#closed) return undefined;
@@ -199,6 +220,11 @@ export class PeerEventStream implements AsyncIterable<PeerEvent> {
     this.#closed = true;
     this.#onClose(this);
     this.#wake();
+  }
+
+  /** Events waiting to be taken. */
+  get depth(): number {
+    return this.#depth;
   }
 
   #wake(): void {

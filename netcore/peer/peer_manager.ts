@@ -32,7 +32,8 @@
 
 import { Ed25519Identity, type PeerId } from "../identity/mod.ts";
 import { type Logger, rootLogger } from "../log.ts";
-import { defaultMetrics, type Metric, type Metrics, type Series } from "../metrics.ts";
+import { channelMetrics, type ChannelSeries } from "../channel/channel_metrics.ts";
+import { defaultMetrics, type Metric, type Metrics } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { YamuxStream } from "../multiplexing/yamux_stream.ts";
@@ -117,7 +118,8 @@ interface ManagerMetrics {
   connected: Metric;
   events: Metric;
   refused: Metric;
-  coalesced: Series;
+  /** The subscribers' event queues, as a bounded channel. */
+  eventQueues: ChannelSeries;
   inboundStreams: Metric;
   dials: Metric;
 }
@@ -185,10 +187,7 @@ export class PeerManager {
         "Connections closed after their handshake by the peer manager, by reason",
         ["reason"],
       ),
-      coalesced: metrics.counter(
-        "validator_network_peer_events_coalesced_total",
-        "Peer events a lagging subscriber did not need (superseded for the same peer)",
-      ).labels(),
+      eventQueues: channelMetrics(metrics, "peer_events"),
       inboundStreams: metrics.counter(
         "validator_network_inbound_streams_total",
         "Inbound streams, by protocol and outcome",
@@ -289,7 +288,7 @@ export class PeerManager {
   subscribe(): PeerEventStream {
     const stream = new PeerEventStream(
       (s) => this.#subscribers.delete(s),
-      (n) => this.#metrics.coalesced.inc(n),
+      this.#metrics.eventQueues,
     );
     if (this.#closed) stream.close();
     else this.#subscribers.add(stream);

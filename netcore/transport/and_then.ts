@@ -216,6 +216,7 @@ class UpgradedListener<Out extends ConnectionLifecycle> implements Listener<Out>
             out.abort(new NetworkError("CONNECTION_CLOSED", "listener closed"));
             return;
           }
+          if (this.#gate.refuseBacklog(out, this.#ready.length)) return;
           this.#ready.push(out);
           this.#wakeConsumer();
         },

@@ -114,7 +114,7 @@ function lessProgress(a: PendingInbound, b: PendingInbound): boolean {
 /**
  * Admits inbound connections within {@linkcode InboundLimits}, counting
  * every refusal in `validator_network_inbound_refused_total{reason}`
- * (`rate_limit`, `shed`, `first_message_timeout`).
+ * (`rate_limit`, `shed`, `first_message_timeout`, `backlog`).
  *
  * @example
  * ```ts ignore
@@ -139,6 +139,18 @@ export class InboundGate {
   /** Connections upgrading now. */
   get pending(): number {
     return this.#pending.size;
+  }
+
+  /**
+   * Refuses (and counts, reason `backlog`) an upgraded connection that
+   * nobody has taken yet when `waiting` connections already wait: the
+   * listener's consumer stalled. Returns whether it was refused.
+   */
+  refuseBacklog(conn: { abort(reason?: unknown): void }, waiting: number): boolean {
+    if (waiting < this.#limits.maxPending) return false;
+    this.#metrics.refused.labels({ reason: "backlog" }).inc();
+    conn.abort(new NetworkError("LIMIT_EXCEEDED", `${waiting} upgraded connections not taken`));
+    return true;
   }
 
   /**

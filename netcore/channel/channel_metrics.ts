@@ -8,7 +8,9 @@
  * Queues that share a name in one scope share their series: the depth is
  * then their sum (it moves with `inc`/`dec`, never `set`).
  *
- * Internal to `netcore/channel`.
+ * Other bounded queues of the stack that are not a `BoundedQueue` or a
+ * `KeyedQueue` (the peer manager's coalescing event streams) record into
+ * the same series.
  *
  * @module
  */
@@ -17,7 +19,18 @@ import { type Metric, type Metrics, perScope, type Series } from "../metrics.ts"
 import type { ChannelMetricsTarget } from "./bounded_queue.ts";
 import type { DropReason } from "./keyed_queue.ts";
 
-/** The series of one queue name in one scope. Internal. */
+/**
+ * The series of one queue name in one scope.
+ *
+ * @example
+ * ```ts
+ * import { channelMetrics } from "./channel_metrics.ts";
+ * import { MetricsRegistry } from "../metrics.ts";
+ * const series = channelMetrics(new MetricsRegistry().scope({ network: "t" }), "events");
+ * series.enqueued.inc();
+ * series.depth.inc();
+ * ```
+ */
 export interface ChannelSeries {
   /** Items held now (a gauge). */
   readonly depth: Series;
@@ -61,7 +74,16 @@ const families = perScope((metrics): Families => ({
   byName: new Map(),
 }));
 
-/** The series of the queue `name` in `metrics`, resolved on first use. */
+/**
+ * The series of the queue `name` in `metrics`, resolved on first use.
+ *
+ * @example
+ * ```ts
+ * import { channelMetrics } from "./channel_metrics.ts";
+ * import { defaultMetrics } from "../metrics.ts";
+ * channelMetrics(defaultMetrics, "example").dropped("key_full").inc();
+ * ```
+ */
 export function channelMetrics(metrics: ChannelMetricsTarget, name: string): ChannelSeries {
   // Every `Metrics` is a target, and a target is all `families` uses.
   const f = families(metrics as Metrics);
