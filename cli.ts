@@ -11,12 +11,22 @@
  * echo MULTIADDR --bytes N                -> "echo: N bytes in X ms"
  * perf MULTIADDR --upload N --download N  -> "perf: upload X MB/s download Y MB/s"
  * connect MULTIADDR [--count N]           -> "connect: N connections X/s"
+ * rpc MULTIADDR --count N --concurrency C --bytes B -> "rpc: N requests X req/s p50 Y us p99 Z us"
+ * send MULTIADDR --count N --bytes B      -> "send: N messages X msg/s Y MB/s"
+ * priority MULTIADDR [--bytes N] [--mode prioritized|fifo]
+ *                                         -> "priority: N requests p50 X us p99 Y us prioritized|fifo"
  * ```
+ *
+ * `listen` also serves the bench protocols of `protocols/bench.ts` (an
+ * echoing RPC, a counting DirectSend), on the project's own RPC and
+ * DirectSend.
  *
  * @module
  */
 
+import type { PeerId } from "./netcore/identity/peer_id.ts";
 import { Libp2pNode } from "./netcore/peer/libp2p_node.ts";
+import { runPriorityBench, runRpcBench, runSendBench, serveBench } from "./protocols/bench.ts";
 import { Multiaddr } from "./netcore/multiaddr.ts";
 import { NetworkError } from "./netcore/network_error.ts";
 import { handlePing, PING_PROTOCOL, Pinger } from "./protocols/ping.ts";
@@ -27,6 +37,9 @@ import {
   formatEchoLine,
   formatPerfLine,
   formatPingLine,
+  formatPriorityLine,
+  formatRpcLine,
+  formatSendLine,
   type NodeArgs,
   numberOption,
   parseNodeArgs,
@@ -38,7 +51,10 @@ const USAGE = `usage:
   cli.ts ping MULTIADDR [--count N]
   cli.ts echo MULTIADDR --bytes N
   cli.ts perf MULTIADDR --upload N --download N
-  cli.ts connect MULTIADDR [--count N]`;
+  cli.ts connect MULTIADDR [--count N]
+  cli.ts rpc MULTIADDR --count N --concurrency C --bytes B
+  cli.ts send MULTIADDR --count N --bytes B
+  cli.ts priority MULTIADDR [--bytes N] [--mode prioritized|fifo]`;
 
 /** Bad usage: exit 2 with the usage text. */
 class UsageError extends Error {}
@@ -72,10 +88,12 @@ async function listen(args: NodeArgs): Promise<void> {
   node.handle(PING_PROTOCOL, (stream) => handlePing(stream));
   node.handle(PERF_PROTOCOL, (stream) => handlePerf(stream));
   node.handle(ECHO_PROTOCOL, (stream) => handleEcho(stream));
+  const stopBench = serveBench(node.manager);
   for (const addr of node.listenAddrs) console.log(`listening ${addr}`);
   await stop.promise;
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
+  await stopBench();
   await node.close();
 }
 
@@ -162,12 +180,76 @@ async function connect(args: NodeArgs): Promise<void> {
   }
 }
 
+/** Dials `addr` (which names its peer) and returns the node and the peer. */
+async function connectTo(
+  args: NodeArgs,
+  options: { prioritized?: boolean } = {},
+): Promise<{ node: Libp2pNode; peer: PeerId }> {
+  const node = await Libp2pNode.create({
+    upgrade: { yamux: { prioritized: options.prioritized ?? true } },
+  });
+  try {
+    const conn = await node.dial(target(args));
+    return { node, peer: conn.remotePeer };
+  } catch (err) {
+    await node.close();
+    throw err;
+  }
+}
+
+async function rpc(args: NodeArgs): Promise<void> {
+  const n = count(args, "count");
+  const concurrency = count(args, "concurrency", 1);
+  const bytes = count(args, "bytes", 64);
+  const { node, peer } = await connectTo(args);
+  try {
+    const r = await runRpcBench(node.manager, peer, { count: n, concurrency, bytes });
+    console.log(formatRpcLine(r.latenciesMs, r.elapsedMs));
+  } finally {
+    await node.close();
+  }
+}
+
+async function send(args: NodeArgs): Promise<void> {
+  const n = count(args, "count");
+  const bytes = count(args, "bytes", 64);
+  const { node, peer } = await connectTo(args);
+  try {
+    const r = await runSendBench(node.manager, peer, { count: n, bytes });
+    if (r.counted !== n) {
+      throw new NetworkError("PROTOCOL_VIOLATION", `the server counted ${r.counted} of ${n}`);
+    }
+    console.log(formatSendLine(n, bytes, r.elapsedMs));
+  } finally {
+    await node.close();
+  }
+}
+
+async function priority(args: NodeArgs): Promise<void> {
+  const bytes = count(args, "bytes", 64 * 1024 * 1024);
+  const mode = args.options.get("mode") ?? "prioritized";
+  if (mode !== "prioritized" && mode !== "fifo") {
+    throw new UsageError(`--mode must be prioritized or fifo, not ${mode}`);
+  }
+  const fifo = mode === "fifo";
+  const { node, peer } = await connectTo(args, { prioritized: !fifo });
+  try {
+    const latencies = await runPriorityBench(node.manager, peer, { bytes });
+    console.log(formatPriorityLine(latencies, fifo ? "fifo" : "prioritized"));
+  } finally {
+    await node.close();
+  }
+}
+
 const COMMANDS: Record<string, (args: NodeArgs) => Promise<void>> = {
   listen,
   ping,
   echo,
   perf,
   connect,
+  rpc,
+  send,
+  priority,
 };
 
 if (import.meta.main) {

@@ -11,13 +11,36 @@
  * echo MULTIADDR --bytes N                -> "echo: N bytes in X ms"
  * perf MULTIADDR --upload N --download N  -> "perf: upload X MB/s download Y MB/s"
  * connect MULTIADDR [--count N]           -> "connect: N connections X/s"
+ * rpc MULTIADDR --count N --concurrency C --bytes B
+ *                                         -> "rpc: N requests X req/s p50 Y us p99 Z us"
+ * send MULTIADDR --count N --bytes B      -> "send: N messages X msg/s Y MB/s"
  * ```
+ *
+ * `listen` serves every client command: ping, perf, echo, an RPC protocol
+ * whose response is the request's bytes, and a DirectSend protocol that
+ * counts the messages of a stream and answers the count when the client
+ * ends the stream.
  *
  * Perf phases are timed the same way everywhere: upload runs from the first
  * byte the client sends to the first byte of the server's reply (the server
  * only replies after it has drained the whole upload and seen the client's
  * half-close); download runs from that first reply byte to the server's
  * end-of-stream. MB is 10^6 bytes.
+ *
+ * RPC keeps C requests in flight (a new one leaves as soon as one completes)
+ * until N have completed; each request is B bytes, the server echoes them back
+ * as the response, and the client checks each response against its request.
+ * The clock starts once the client is connected (dialing is not timed) and
+ * stops at the last response: req/s is N over that time. A request's latency
+ * runs from its send (a node that opens a stream per request opens it inside
+ * that time) to the end of its response; p50 and p99 are taken as ping's are
+ * ({@linkcode summarisePings}).
+ *
+ * DirectSend sends N one-way messages of B bytes, then ends its sending; the
+ * server, which counts the messages, answers the count. The clock starts
+ * once the client is connected and stops when the count arrives: msg/s is N
+ * over that time and MB/s is N * B / 10^6 over it. A client whose count
+ * comes back different from N prints no line and exits non-zero.
  *
  * @example
  * ```ts
@@ -32,7 +55,7 @@
 
 /** A parsed command line: the command, its positional target and its `--name value` options. */
 export interface NodeArgs {
-  /** The sub-command: listen, ping, echo, perf or connect. */
+  /** The sub-command: listen, ping, echo, perf, connect, rpc or send. */
   command: string;
   /** The multiaddr to dial, for the client commands. */
   target?: string;
@@ -181,6 +204,10 @@ function mbps(bytes: number, ms: number): number {
   return bytes / 1e6 / (Math.max(ms, 1e-3) / 1000);
 }
 
+function perSecond(count: number, ms: number): number {
+  return count / (Math.max(ms, 1e-3) / 1000);
+}
+
 /**
  * Formats the `connect:` result line.
  *
@@ -192,7 +219,7 @@ function mbps(bytes: number, ms: number): number {
  * ```
  */
 export function formatConnectLine(count: number, ms: number): string {
-  return `connect: ${count} connections ${(count / (Math.max(ms, 1e-3) / 1000)).toFixed(1)}/s`;
+  return `connect: ${count} connections ${perSecond(count, ms).toFixed(1)}/s`;
 }
 
 /**
@@ -289,4 +316,151 @@ export function parseEchoLine(
 ): { bytes: number; ms: number } | undefined {
   const m = output.match(/^echo: (\d+) bytes in ([\d.]+) ms/m);
   return m ? { bytes: Number(m[1]), ms: Number(m[2]) } : undefined;
+}
+
+/** Throughput and latency of an rpc run. */
+export interface RpcResult {
+  /** How many requests completed. */
+  count: number;
+  /** Requests completed per second over the whole run. */
+  perSecond: number;
+  /** Median request latency, us. */
+  p50Us: number;
+  /** 99th percentile request latency, us. */
+  p99Us: number;
+}
+
+/**
+ * Formats the `rpc:` result line from each request's latency and the time of
+ * the whole run, both in milliseconds (`performance.now()`); the count is
+ * the number of latencies.
+ *
+ * @example
+ * ```ts
+ * import { formatRpcLine } from "./cli_contract.ts";
+ *
+ * formatRpcLine([0.1, 0.2], 0.25);
+ * // "rpc: 2 requests 8000.0 req/s p50 200.0 us p99 200.0 us"
+ * ```
+ */
+export function formatRpcLine(latenciesMs: readonly number[], elapsedMs: number): string {
+  const { count, p50Us = 0, p99Us = 0 } = summarisePings(latenciesMs);
+  return `rpc: ${count} requests ${perSecond(count, elapsedMs).toFixed(1)} req/s` +
+    ` p50 ${p50Us.toFixed(1)} us p99 ${p99Us.toFixed(1)} us`;
+}
+
+/**
+ * Finds and parses the `rpc:` line.
+ *
+ * @example
+ * ```ts
+ * import { parseRpcLine } from "./cli_contract.ts";
+ *
+ * parseRpcLine("rpc: 2 requests 8000.0 req/s p50 200.0 us p99 200.0 us");
+ * // { count: 2, perSecond: 8000, p50Us: 200, p99Us: 200 }
+ * ```
+ */
+export function parseRpcLine(output: string): RpcResult | undefined {
+  const m = output.match(
+    /^rpc: (\d+) requests ([\d.]+) req\/s p50 ([\d.]+) us p99 ([\d.]+) us/m,
+  );
+  return m
+    ? { count: Number(m[1]), perSecond: Number(m[2]), p50Us: Number(m[3]), p99Us: Number(m[4]) }
+    : undefined;
+}
+
+/** Throughput of a DirectSend run. */
+export interface SendResult {
+  /** How many messages the server counted. */
+  count: number;
+  /** Messages per second. */
+  perSecond: number;
+  /** Message bytes (without framing) per second, MB/s (10^6 bytes). */
+  MBps: number;
+}
+
+/**
+ * Formats the `send:` result line from the message count, the size of each
+ * message and the time of the whole run in milliseconds.
+ *
+ * @example
+ * ```ts
+ * import { formatSendLine } from "./cli_contract.ts";
+ *
+ * formatSendLine(1000, 1000, 10); // "send: 1000 messages 100000.0 msg/s 100.00 MB/s"
+ * ```
+ */
+export function formatSendLine(count: number, messageBytes: number, ms: number): string {
+  return `send: ${count} messages ${perSecond(count, ms).toFixed(1)} msg/s ${
+    mbps(count * messageBytes, ms).toFixed(2)
+  } MB/s`;
+}
+
+/**
+ * Finds and parses the `send:` line.
+ *
+ * @example
+ * ```ts
+ * import { parseSendLine } from "./cli_contract.ts";
+ *
+ * parseSendLine("send: 1000 messages 100000.0 msg/s 100.00 MB/s");
+ * // { count: 1000, perSecond: 100000, MBps: 100 }
+ * ```
+ */
+export function parseSendLine(output: string): SendResult | undefined {
+  const m = output.match(/^send: (\d+) messages ([\d.]+) msg\/s ([\d.]+) MB\/s/m);
+  return m ? { count: Number(m[1]), perSecond: Number(m[2]), MBps: Number(m[3]) } : undefined;
+}
+
+/** The `priority` command's result: the high-priority round trips under a low-priority bulk transfer. */
+export interface PriorityResult {
+  /** High-priority requests measured. */
+  count: number;
+  /** Median round trip, us. */
+  p50Us: number;
+  /** 99th percentile round trip, us. */
+  p99Us: number;
+  /** Whether the sender's yamux served lanes by priority (`prioritized`) or first in, first out (`fifo`). */
+  mode: "prioritized" | "fifo";
+}
+
+/**
+ * The `priority` command's line: `priority: N requests p50 X us p99 Y us prioritized|fifo`.
+ *
+ * @example
+ * ```ts
+ * import { formatPriorityLine } from "./cli_contract.ts";
+ * formatPriorityLine([0.4, 0.5], "fifo"); // "priority: 2 requests p50 500.0 us p99 500.0 us fifo"
+ * ```
+ */
+export function formatPriorityLine(
+  latenciesMs: readonly number[],
+  mode: "prioritized" | "fifo",
+): string {
+  const { count, p50Us = 0, p99Us = 0 } = summarisePings(latenciesMs);
+  return `priority: ${count} requests p50 ${p50Us.toFixed(1)} us p99 ${
+    p99Us.toFixed(1)
+  } us ${mode}`;
+}
+
+/**
+ * Reads a `priority` line back.
+ *
+ * @example
+ * ```ts
+ * import { parsePriorityLine } from "./cli_contract.ts";
+ * parsePriorityLine("priority: 2 requests p50 500.0 us p99 500.0 us fifo")?.p99Us; // 500
+ * ```
+ */
+export function parsePriorityLine(output: string): PriorityResult | undefined {
+  const m = /^priority: (\d+) requests p50 ([\d.]+) us p99 ([\d.]+) us (prioritized|fifo)$/m.exec(
+    output,
+  );
+  if (m === null) return undefined;
+  return {
+    count: Number(m[1]),
+    p50Us: Number(m[2]),
+    p99Us: Number(m[3]),
+    mode: m[4] as "prioritized" | "fifo",
+  };
 }

@@ -22,3 +22,5 @@ export type {
   MultiaddrProtocol,
   TcpEndpoint,
 } from "../netcore/multiaddr.ts";
+export * from "./direct_send.ts";
+export * from "./rpc.ts";

@@ -8,12 +8,16 @@ import {
   formatEchoLine,
   formatPerfLine,
   formatPingLine,
+  formatRpcLine,
+  formatSendLine,
   numberOption,
   parseConnectLine,
   parseEchoLine,
   parseNodeArgs,
   parsePerfLine,
   parsePingLine,
+  parseRpcLine,
+  parseSendLine,
   summarisePings,
 } from "../protocols/cli_contract.ts";
 import { assertEquals } from "./_assert.ts";
@@ -48,6 +52,41 @@ Deno.test("perf line: MB is 10^6 bytes per second, each phase on its own", () =>
 Deno.test("connect and echo lines round-trip", () => {
   assertEquals(parseConnectLine(formatConnectLine(300, 2000)), { count: 300, perSecond: 150 });
   assertEquals(parseEchoLine(formatEchoLine(1024, 1.25)), { bytes: 1024, ms: 1.25 });
+});
+
+Deno.test("rpc line: requests per second over the run, latency percentiles as ping's", () => {
+  // 4 requests in 2 ms: 2000 req/s; p50 and p99 pick as summarisePings does.
+  const line = formatRpcLine([0.4, 0.1, 0.3, 0.2], 2);
+  assertEquals(line, "rpc: 4 requests 2000.0 req/s p50 300.0 us p99 400.0 us");
+  assertEquals(parseRpcLine(`noise\n${line}\n`), {
+    count: 4,
+    perSecond: 2000,
+    p50Us: 300,
+    p99Us: 400,
+  });
+  assertEquals(
+    formatRpcLine([], 0),
+    "rpc: 0 requests 0.0 req/s p50 0.0 us p99 0.0 us",
+  );
+  assertEquals(parseRpcLine("rpc: 4 requests 2000.0 req/s"), undefined);
+  assertEquals(parseRpcLine("send: 4 messages 2000.0 msg/s 0.13 MB/s"), undefined);
+});
+
+Deno.test("send line: messages per second and N * B / 10^6 MB per second", () => {
+  // 100 000 messages of 64 bytes in 400 ms.
+  const line = formatSendLine(100_000, 64, 400);
+  assertEquals(line, "send: 100000 messages 250000.0 msg/s 16.00 MB/s");
+  assertEquals(parseSendLine(`listening x\n${line}\n`), {
+    count: 100_000,
+    perSecond: 250_000,
+    MBps: 16,
+  });
+  // 2 000 messages of 64 KiB in 250 ms.
+  assertEquals(
+    parseSendLine(formatSendLine(2000, 65536, 250)),
+    { count: 2000, perSecond: 8000, MBps: 524.29 },
+  );
+  assertEquals(parseSendLine("send: 5 messages"), undefined);
 });
 
 Deno.test("arguments: target, --name value and --name=value", () => {

@@ -10,6 +10,25 @@
  * asks to wait, and the stream writers wait once the queue passes its
  * high-water mark.
  *
+ * Queued frames wait in lanes, served in order: control frames (window
+ * updates, pings, GoAway) first, then each priority class (`high`,
+ * `normal`, `low`) in turn; within a lane, first in, first out. A stream's
+ * frames (its data, FIN and RST) all take its lane, so they never overtake
+ * one another. So a consensus message queued behind a bulk transfer waits
+ * for the frame already handed down, not for the transfer. Lower lanes are
+ * not starved: after {@linkcode STARVATION_LIMIT} frames of the lanes above,
+ * a waiting lower lane sends one. With `prioritized: false`, every frame
+ * takes one lane (first in, first out), for comparison.
+ *
+ * Lanes alone cannot help a frame overtake bytes already handed down: the
+ * secure channel, the socket and the kernel's buffers may hold megabytes of
+ * a bulk transfer. So while high-priority frames were sent recently
+ * (`throttleWindow`), the normal and low lanes keep at most
+ * `throttleInFlight` bytes unacknowledged by the peer: every
+ * `throttleMarkEvery` bytes a Ping follows them, and its answer (which the
+ * peer sends once it read everything before it) acknowledges them. A bulk
+ * transfer alone runs unthrottled.
+ *
  * @module
  */
 
@@ -18,6 +37,24 @@ import type { Series } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
 import type { ByteSink } from "../transport/connection.ts";
 import { type FrameType, HEADER_LENGTH, writeFrameHeader } from "./frame.ts";
+import type { Priority } from "./yamux_stream.ts";
+
+/** The lanes frames wait in, served in this order. */
+export enum Lane {
+  /** Window updates, pings, GoAway: small and time-critical. */
+  Control = 0,
+  High = 1,
+  Normal = 2,
+  Low = 3,
+}
+
+/** The lane of a priority class. */
+export function laneOf(priority: Priority): Lane {
+  return priority === "high" ? Lane.High : priority === "normal" ? Lane.Normal : Lane.Low;
+}
+
+/** Frames of the lanes above a waiting lane after which it sends one anyway. */
+export const STARVATION_LIMIT = 64;
 
 /** Data frames this large come from the scheduler's frame pool. */
 const POOLED_FRAME_MIN = 16 * 1024;
@@ -47,20 +84,60 @@ export interface WriteSchedulerOptions {
   metrics: WriteSchedulerMetrics;
   /** The connection failed a write, or the peer provokes frames without reading them. */
   onError(error: NetworkError): void;
+  /** Whether lanes are served by priority (else one first-in, first-out lane). Default true. */
+  prioritized?: boolean;
+  /**
+   * Sends a marker (a Ping) after everything handed down so far; resolves
+   * when the peer answered it. Without it, lower lanes are never throttled.
+   */
+  marker?: () => Promise<unknown>;
+  /** How long after a high-priority frame the lower lanes stay throttled, in ms. Default 10_000. */
+  throttleWindow?: number;
+  /** Bytes of the lower lanes unacknowledged while throttled. Default 256 KiB. */
+  throttleInFlight?: number;
+  /** Bytes of the lower lanes between two markers while throttled. Default 64 KiB. */
+  throttleMarkEvery?: number;
+}
+
+/** One lane's frames. */
+interface Queue {
+  frames: Uint8Array[];
+  head: number;
+  bytes: number;
 }
 
 /** The frame queue of one session. */
 export class WriteScheduler {
   readonly #sink: ByteSink;
   readonly #options: WriteSchedulerOptions;
-  #queue: Uint8Array[] = [];
-  #head = 0;
+  readonly #lanes: Queue[] = [0, 1, 2, 3].map(() => ({ frames: [], head: 0, bytes: 0 }));
+  readonly #prioritized: boolean;
+  /** Frames sent in a row from the lanes above each lane (starvation guard). */
+  readonly #passedOver = [0, 0, 0, 0];
   #queuedBytes = 0;
   #queuedControl = 0;
   /** The connection asked to wait: its write promise has not resolved. */
   #blocked = false;
   #closed = false;
-  #drain: PromiseWithResolvers<void> | undefined;
+  /** Until when (performance.now()) the lower lanes are throttled: a high frame went recently. */
+  #throttledUntil = 0;
+  /** Bytes of the lower lanes handed down, ever; and how many of them the peer acknowledged. */
+  #bulkSent = 0;
+  #bulkAcked = 0;
+  /** `#bulkSent` when the last marker went. */
+  #lastMark = 0;
+  /** Whether the pump stopped the lower lanes to wait for an acknowledgement. */
+  #waitingForAck = false;
+  readonly #throttleWindow: number;
+  readonly #throttleInFlight: number;
+  readonly #throttleMarkEvery: number;
+  /** Per lane: writers waiting for the lanes up to it to drain. */
+  readonly #drain: (PromiseWithResolvers<void> | undefined)[] = [
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+  ];
   #idle: PromiseWithResolvers<void> | undefined;
   /** Large frame buffers for reuse. */
   readonly #pool: BufferPool;
@@ -69,19 +146,38 @@ export class WriteScheduler {
   constructor(sink: ByteSink, options: WriteSchedulerOptions) {
     this.#sink = sink;
     this.#options = options;
+    this.#prioritized = options.prioritized ?? true;
+    this.#throttleWindow = options.throttleWindow ?? 10_000;
+    this.#throttleInFlight = options.throttleInFlight ?? 256 * 1024;
+    this.#throttleMarkEvery = options.throttleMarkEvery ?? 64 * 1024;
     this.#pool = new BufferPool(FRAME_POOL_SIZE, HEADER_LENGTH + options.maxFrameSize);
   }
 
-  /** Queues a complete frame (header and body in one buffer) for the wire. */
-  send(frame: Uint8Array): void {
+  /** Queues a complete frame (header and body in one buffer) for the wire, in `lane`. */
+  send(frame: Uint8Array, lane: Lane): void {
     if (this.#closed) return;
-    this.#queue.push(frame);
+    const queue = this.#lanes[this.#prioritized ? lane : Lane.Control];
+    if (lane === Lane.High && this.#prioritized && this.#options.marker !== undefined) {
+      this.#throttle();
+    }
+    queue.frames.push(frame);
+    queue.bytes += frame.length;
     this.#queuedBytes += frame.length;
     if (!this.#blocked) this.#pump();
   }
 
-  /** Queues a header-only frame; a peer that provokes too many without reading is an error. */
-  sendHeader(type: FrameType, flags: number, streamId: number, length: number): void {
+  /**
+   * Queues a header-only frame in `lane` (a stream's FIN or RST takes the
+   * stream's lane); a peer that provokes too many without reading is an
+   * error.
+   */
+  sendHeader(
+    type: FrameType,
+    flags: number,
+    streamId: number,
+    length: number,
+    lane: Lane = Lane.Control,
+  ): void {
     if (this.#closed) return;
     if (this.#blocked && ++this.#queuedControl > MAX_QUEUED_CONTROL_FRAMES) {
       this.#options.onError(
@@ -91,7 +187,7 @@ export class WriteScheduler {
     }
     const frame = new Uint8Array(HEADER_LENGTH);
     writeFrameHeader(frame, 0, type, flags, streamId, length);
-    this.send(frame);
+    this.send(frame, lane);
   }
 
   /**
@@ -105,17 +201,75 @@ export class WriteScheduler {
     return length < POOLED_FRAME_MIN ? new Uint8Array(length) : this.#pool.take(length);
   }
 
-  /** A promise while the queue is above its high-water mark, else `undefined`. */
-  drained(): Promise<void> | undefined {
-    if (this.#queuedBytes <= this.#options.highWater || this.#closed) return undefined;
-    this.#drain ??= Promise.withResolvers<void>();
-    return this.#drain.promise;
+  /**
+   * A promise while the frames queued in `lane` and the lanes before it pass
+   * the high-water mark, else `undefined`: a high-priority writer does not
+   * wait for bulk data queued behind it.
+   */
+  drained(lane: Lane): Promise<void> | undefined {
+    const l = this.#prioritized ? lane : Lane.Control;
+    if (this.#bytesUpTo(l) <= this.#options.highWater || this.#closed) return undefined;
+    this.#drain[l] ??= Promise.withResolvers<void>();
+    return this.#drain[l]!.promise;
+  }
+
+  #bytesUpTo(lane: Lane): number {
+    let bytes = 0;
+    for (let l = 0; l <= lane; l++) bytes += this.#lanes[l].bytes;
+    return bytes;
+  }
+
+  /**
+   * A high-priority frame is queued: throttle the lower lanes for the next
+   * `throttleWindow`. What was handed down unthrottled counts as acknowledged
+   * (it is on its way; a marker follows at once to catch up with it).
+   */
+  #throttle(): void {
+    const now = performance.now();
+    if (now >= this.#throttledUntil) {
+      this.#bulkAcked = this.#bulkSent;
+      this.#lastMark = this.#bulkSent - this.#throttleMarkEvery;
+    }
+    this.#throttledUntil = now + this.#throttleWindow;
+  }
+
+  /** Whether the lower lanes must wait for an acknowledgement now. */
+  #lowerLanesHeld(): boolean {
+    return performance.now() < this.#throttledUntil &&
+      this.#bulkSent - this.#bulkAcked >= this.#throttleInFlight;
+  }
+
+  /** Counts a lower-lane frame handed down; while throttled, a marker follows every so often. */
+  #bulkHandedDown(bytes: number): void {
+    this.#bulkSent += bytes;
+    if (
+      performance.now() >= this.#throttledUntil ||
+      this.#bulkSent - this.#lastMark < this.#throttleMarkEvery
+    ) {
+      return;
+    }
+    this.#lastMark = this.#bulkSent;
+    const position = this.#bulkSent;
+    this.#options.marker!().then(() => {
+      if (position > this.#bulkAcked) this.#bulkAcked = position;
+      if (this.#waitingForAck) {
+        this.#waitingForAck = false;
+        if (!this.#blocked) this.#pump();
+      }
+    }, () => {
+      // The session is ending: nothing more goes out anyway.
+    });
   }
 
   /** Hands frames down until the connection asks to wait or none is left. */
   #pump(): void {
-    while (this.#head < this.#queue.length && !this.#closed) {
+    while (this.#queuedBytes > 0 && !this.#closed) {
       const frame = this.#next();
+      if (frame === undefined) {
+        // Only throttled lower-lane frames are left: an acknowledgement wakes us.
+        this.#waitingForAck = true;
+        return;
+      }
       let room: Promise<void> | undefined;
       try {
         room = this.#sink.write(frame);
@@ -145,23 +299,62 @@ export class WriteScheduler {
     }
   }
 
-  /** The next frame to write (first in, first out), counted and out of the queue. */
-  #next(): Uint8Array {
-    const frame = this.#queue[this.#head];
-    this.#queue[this.#head++] = EMPTY;
-    if (this.#head === this.#queue.length) {
-      this.#queue = [];
-      this.#head = 0;
+  /**
+   * The lane to send from: the first that has frames, unless a lower one
+   * waited too long; `undefined` when only throttled lower lanes have frames.
+   */
+  #pick(): Lane | undefined {
+    const held = this.#prioritized && this.#options.marker !== undefined && this.#lowerLanesHeld();
+    const last = held ? Lane.High : Lane.Low;
+    let lane = Lane.Control;
+    while (lane <= last && this.#lanes[lane].bytes === 0) lane++;
+    if (lane > last) return undefined;
+    if (held) return lane;
+    for (let lower = Lane.Low; lower > lane; lower--) {
+      if (this.#lanes[lower].bytes > 0 && this.#passedOver[lower] >= STARVATION_LIMIT) {
+        lane = lower;
+        break;
+      }
     }
+    for (let l = lane + 1; l <= Lane.Low; l++) {
+      if (this.#lanes[l].bytes > 0) this.#passedOver[l]++;
+    }
+    this.#passedOver[lane] = 0;
+    return lane;
+  }
+
+  /** The next frame to write, counted and out of its lane; `undefined` while throttled. */
+  #next(): Uint8Array | undefined {
+    const lane = this.#pick();
+    if (lane === undefined) return undefined;
+    const queue = this.#lanes[lane];
+    const frame = queue.frames[queue.head];
+    queue.frames[queue.head++] = EMPTY;
+    if (queue.head === queue.frames.length) {
+      queue.frames = [];
+      queue.head = 0;
+    }
+    queue.bytes -= frame.length;
     this.#queuedBytes -= frame.length;
+    if (lane >= Lane.Normal && this.#prioritized) this.#bulkHandedDown(frame.length);
     this.#options.metrics.bytes.inc(frame.length);
     this.#options.metrics.frames.inc();
-    if (this.#drain !== undefined && this.#queuedBytes <= this.#options.highWater / 2) {
-      const drain = this.#drain;
-      this.#drain = undefined;
-      drain.resolve();
-    }
+    this.#wakeWriters();
     return frame;
+  }
+
+  /** Wakes the writers of every lane whose queue ahead drained to half the mark. */
+  #wakeWriters(): void {
+    const half = this.#options.highWater / 2;
+    let bytes = 0;
+    for (let l = 0; l <= Lane.Low; l++) {
+      bytes += this.#lanes[l].bytes;
+      const drain = this.#drain[l];
+      if (drain !== undefined && bytes <= half) {
+        this.#drain[l] = undefined;
+        drain.resolve();
+      }
+    }
   }
 
   #recycle(frame: Uint8Array): void {
@@ -170,7 +363,7 @@ export class WriteScheduler {
 
   /** Resolves when everything queued was handed to the connection. */
   idle(): Promise<void> {
-    if (this.#head >= this.#queue.length && !this.#blocked) return Promise.resolve();
+    if (this.#queuedBytes === 0 && !this.#blocked) return Promise.resolve();
     this.#idle ??= Promise.withResolvers<void>();
     return this.#idle.promise;
   }
@@ -186,12 +379,17 @@ export class WriteScheduler {
   /** Drops what is queued and takes no more frames; waiting writers go on (and fail). */
   close(): void {
     this.#closed = true;
-    this.#queue = [];
-    this.#head = 0;
+    for (const queue of this.#lanes) {
+      queue.frames = [];
+      queue.head = 0;
+      queue.bytes = 0;
+    }
     this.#queuedBytes = 0;
-    const drain = this.#drain;
-    this.#drain = undefined;
-    drain?.resolve();
+    for (let l = 0; l <= Lane.Low; l++) {
+      const drain = this.#drain[l];
+      this.#drain[l] = undefined;
+      drain?.resolve();
+    }
     const idle = this.#idle;
     this.#idle = undefined;
     idle?.resolve();

@@ -32,7 +32,7 @@ import {
   MAX_WINDOW,
 } from "./frame.ts";
 import { FrameDecoder, type FrameHandler } from "./frame_decoder.ts";
-import { type StreamHost, YamuxStream } from "./yamux_stream.ts";
+import { type Priority, type StreamHost, YamuxStream } from "./yamux_stream.ts";
 
 /**
  * The multistream-select id of yamux.
@@ -106,6 +106,12 @@ export interface YamuxOptions {
   closeTimeout?: number;
   /** How long a stream's `close()` waits for the peer's FIN before resetting, in ms. Default 10_000. */
   streamCloseTimeout?: number;
+  /**
+   * Whether queued frames go out by their stream's priority class (control
+   * frames first, then `high`, `normal`, `low`), or all first in, first out.
+   * Default true.
+   */
+  prioritized?: boolean;
   /** Where the session's counters go. Default `defaultMetrics`. */
   metrics?: Metrics;
   /** Logger; default `rootLogger`, with `component: "yamux"`. */
@@ -135,6 +141,7 @@ export const YAMUX_DEFAULTS: Readonly<
   pingTimeout: 10_000,
   closeTimeout: 5_000,
   streamCloseTimeout: 10_000,
+  prioritized: true,
 };
 
 /**
@@ -338,6 +345,8 @@ export class Yamux<C extends Connection = Connection>
       maxFrameSize: o.maxFrameSize,
       metrics: { bytes: this.#metrics.bytesOut, frames: this.#metrics.framesOut },
       onError: (error) => this.#fail(error, undefined),
+      prioritized: o.prioritized,
+      marker: () => this.#pings.ping(),
     });
     this.#pings = new Pings({
       send: (id) => this.#writer.sendHeader(FrameType.Ping, Flag.SYN, 0, id),
@@ -353,12 +362,13 @@ export class Yamux<C extends Connection = Connection>
       streamCloseTimeout: o.streamCloseTimeout,
       addrs: conn,
       budget: this.#budget,
-      send: (frame) => writer.send(frame),
+      send: (frame, lane) => writer.send(frame, lane),
       frameBuffer: (length) => writer.frameBuffer(length),
-      sendHeader: (type, flags, id, length) => writer.sendHeader(type, flags, id, length),
+      sendHeader: (type, flags, id, length, lane) =>
+        writer.sendHeader(type, flags, id, length, lane),
       deferred: (stream) => this.#deferred(stream),
       sendingOpenFlag: (stream) => this.#sendingOpenFlag(stream),
-      drained: () => writer.drained(),
+      drained: (lane) => writer.drained(lane),
       rtt: () => this.#pings.rttForTuning(),
       released: (stream) => this.#released(stream),
     };
@@ -442,25 +452,25 @@ export class Yamux<C extends Connection = Connection>
   }
 
   /**
-   * Opens a stream. The SYN goes out with the stream's first frame when that
-   * is sent in this turn of the event loop (a protocol proposal, say), else
-   * on its own at the end of the turn; data may follow before the peer
-   * acknowledges.
+   * Opens a stream, of priority class `priority` (default `"normal"`). The
+   * SYN goes out with the stream's first frame when that is sent in this
+   * turn of the event loop (a protocol proposal, say), else on its own at
+   * the end of the turn; data may follow before the peer acknowledges.
    *
    * @throws {NetworkError} `CONNECTION_CLOSED` when the session is closing
    *   or closed or the peer sent GoAway; `LIMIT_EXCEEDED` when
    *   `maxUnackedOutboundStreams` streams await the peer's ACK or stream ids
    *   are exhausted
    */
-  openStream(): Promise<YamuxStream> {
+  openStream(priority: Priority = "normal"): Promise<YamuxStream> {
     try {
-      return Promise.resolve(this.#open());
+      return Promise.resolve(this.#open(priority));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  #open(): YamuxStream {
+  #open(priority: Priority): YamuxStream {
     if (!this.#started) throw new TypeError("yamux: call start() before openStream()");
     if (this.#state !== "open") {
       throw this.#error ?? new NetworkError("CONNECTION_CLOSED", "yamux: session is closed");
@@ -478,6 +488,7 @@ export class Yamux<C extends Connection = Connection>
     if (id > MAX_WINDOW) throw new NetworkError("LIMIT_EXCEEDED", "yamux: stream ids exhausted");
     this.#nextId += 2;
     const stream = this.#addStream(id, true);
+    stream.priority = priority;
     this.#unacked++;
     this.#sendOpenFlag(stream, Flag.SYN);
     return stream;

@@ -12,6 +12,7 @@ import { NetworkError } from "../network_error.ts";
 import { ByteConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
 import { ReceiveWindow, SendWindow, type WindowBudget } from "./_flow_control.ts";
+import { Lane, laneOf } from "./_write_scheduler.ts";
 import {
   Flag,
   FrameType,
@@ -40,6 +41,19 @@ import {
 export type StreamState = "established" | "localClose" | "remoteClose" | "closed" | "reset";
 
 /**
+ * A stream's priority class: what its frames wait behind when the
+ * connection is busy. Consensus is `high`, mempool `normal`, state sync and
+ * bulk transfers `low`.
+ *
+ * @example
+ * ```ts
+ * import type { Priority } from "./yamux_stream.ts";
+ * const consensus: Priority = "high";
+ * ```
+ */
+export type Priority = "high" | "normal" | "low";
+
+/**
  * What a stream needs from its session; the `Yamux` session gives
  * one to every {@linkcode YamuxStream} it makes.
  *
@@ -55,18 +69,18 @@ export interface StreamHost {
   readonly addrs: Pick<Connection, "localAddr" | "remoteAddr">;
   /** The session's receive window budget. */
   readonly budget: WindowBudget;
-  /** Queues a complete frame (header and body in one buffer) for the wire. */
-  send(frame: Uint8Array): void;
+  /** Queues a complete frame (header and body in one buffer) for the wire, in `lane`. */
+  send(frame: Uint8Array, lane: Lane): void;
   /** A buffer of exactly `length` bytes for a frame given to `send` next. */
   frameBuffer(length: number): Uint8Array;
-  /** Queues a header-only frame. */
-  sendHeader(type: FrameType, flags: number, streamId: number, length: number): void;
+  /** Queues a header-only frame (in the control lane unless given another). */
+  sendHeader(type: FrameType, flags: number, streamId: number, length: number, lane?: Lane): void;
   /** `stream` holds a deferred SYN or ACK: make sure it goes out this turn of the event loop. */
   deferred(stream: YamuxStream): void;
   /** `stream` sends its deferred SYN or ACK now: streams deferred before it go first. */
   sendingOpenFlag(stream: YamuxStream): void;
-  /** A promise while the outbound queue is above its high-water mark, else undefined. */
-  drained(): Promise<void> | undefined;
+  /** A promise while the frames queued up to `lane` pass the high-water mark, else undefined. */
+  drained(lane: Lane): Promise<void> | undefined;
   /** The smoothed round-trip time in ms, or NaN while unknown. */
   rtt(): number;
   /** The stream reached a terminal state; forget it. */
@@ -154,6 +168,10 @@ export class YamuxStream extends ByteConnection {
   acked: boolean;
   /** The protocol negotiated on the stream, once the application sets it. */
   protocol: string | undefined;
+  /** The lane the stream's frames wait in (see {@linkcode YamuxStream.priority}). */
+  #lane: Lane = Lane.Normal;
+  /** A frame of ours took the lane: the lane is fixed from now on (frames keep their order). */
+  #laneUsed = false;
 
   readonly #host: StreamHost;
   #state: StreamState = "established";
@@ -219,6 +237,30 @@ export class YamuxStream extends ByteConnection {
     return this.#state;
   }
 
+  /**
+   * The stream's priority class: when the connection is busy, its frames
+   * wait behind those of higher classes (and ahead of lower ones). Default
+   * `"normal"`.
+   *
+   * @throws {TypeError} when set after the stream sent a frame: its frames
+   *   must keep their order, which one lane guarantees
+   */
+  get priority(): Priority {
+    return this.#lane === Lane.High ? "high" : this.#lane === Lane.Normal ? "normal" : "low";
+  }
+  set priority(value: Priority) {
+    const lane = laneOf(value);
+    if (lane === this.#lane) return;
+    if (this.#laneUsed) throw new TypeError("set a stream's priority before it sends anything");
+    this.#lane = lane;
+  }
+
+  /** The lane for a frame of ours that must keep its place among the stream's frames. */
+  #streamLane(): Lane {
+    this.#laneUsed = true;
+    return this.#lane;
+  }
+
   /** The window granted at open beyond the spec's 256 KiB (announced in the SYN/ACK frame). */
   get initialWindowDelta(): number {
     return this.#receiveWindow.window - INITIAL_STREAM_WINDOW;
@@ -261,7 +303,13 @@ export class YamuxStream extends ByteConnection {
   /** Sends the deferred SYN or ACK on its own, if still pending. Called by the session. */
   flushDeferred(): void {
     if (this.#openFlag === 0 || this.#state === "reset") return;
-    this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, 0);
+    this.#host.sendHeader(
+      FrameType.WindowUpdate,
+      this.#takeOpenFlag(),
+      this.id,
+      0,
+      this.#streamLane(),
+    );
   }
 
   // ---- frames from the session --------------------------------------------
@@ -428,8 +476,8 @@ export class YamuxStream extends ByteConnection {
       window.take(n);
       this.#bytesSent += n;
       offset += n;
-      host.send(frame);
-      const drained = host.drained();
+      host.send(frame, this.#streamLane());
+      const drained = host.drained(this.#lane);
       if (drained !== undefined) await drained;
     }
   }
@@ -444,7 +492,13 @@ export class YamuxStream extends ByteConnection {
     if (this.#state === "established") this.#state = "localClose";
     else if (this.#state === "remoteClose") this.#state = "closed";
     else return;
-    this.#host.sendHeader(FrameType.WindowUpdate, Flag.FIN | this.#takeOpenFlag(), this.id, 0);
+    this.#host.sendHeader(
+      FrameType.WindowUpdate,
+      Flag.FIN | this.#takeOpenFlag(),
+      this.id,
+      0,
+      this.#streamLane(),
+    );
     if (this.#state === "closed") this.#finish();
   }
 
@@ -477,7 +531,7 @@ export class YamuxStream extends ByteConnection {
   #sendReset(): void {
     // A stream whose SYN never left is unknown to the peer: nothing to reset.
     if ((this.#takeOpenFlag() & Flag.SYN) !== 0) return;
-    this.#host.sendHeader(FrameType.WindowUpdate, Flag.RST, this.id, 0);
+    this.#host.sendHeader(FrameType.WindowUpdate, Flag.RST, this.id, 0, this.#streamLane());
   }
 
   /** Reached `reset`: fail both directions and release. */

@@ -12,6 +12,7 @@ import { PeerId } from "../identity/peer_id.ts";
 
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
+import type { Priority } from "../multiplexing/yamux_stream.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Connection } from "../transport/connection.ts";
@@ -120,8 +121,8 @@ export class Libp2pNode {
   }
 
   /** Serves inbound streams of `protocol` with `handler` (replacing any before). */
-  handle(protocol: string, handler: StreamHandler): void {
-    this.#manager.handle(protocol, handler);
+  handle(protocol: string, handler: StreamHandler, options: { priority?: Priority } = {}): void {
+    this.#manager.handle(protocol, handler, options);
   }
 
   /** Stops serving `protocol`. */

@@ -36,7 +36,7 @@ import { channelMetrics, type ChannelSeries } from "../channel/channel_metrics.t
 import { defaultMetrics, type Metric, type Metrics } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
-import type { YamuxStream } from "../multiplexing/yamux_stream.ts";
+import type { Priority, YamuxStream } from "../multiplexing/yamux_stream.ts";
 import { andThen } from "../transport/and_then.ts";
 import { choice } from "../transport/choice.ts";
 import type { Connection } from "../transport/connection.ts";
@@ -142,7 +142,7 @@ export class PeerManager {
   readonly #identity: Ed25519Identity;
   readonly #transport: Transport<PeerConnection>;
   readonly #listeners: Listener<PeerConnection>[] = [];
-  readonly #handlers = new Map<string, StreamHandler>();
+  readonly #handlers = new Map<string, { handler: StreamHandler; priority?: Priority }>();
   readonly #peers = new Map<string, Entry>();
   /** Every connection not yet closed, adopted or not (a loser lives until its close). */
   readonly #open = new Set<PeerConnection>();
@@ -246,9 +246,12 @@ export class PeerManager {
     return listener.addr.withPeerId(this.peerId.toString());
   }
 
-  /** Serves inbound streams of `protocol` with `handler` (replacing any before). */
-  handle(protocol: string, handler: StreamHandler): void {
-    this.#handlers.set(protocol, handler);
+  /**
+   * Serves inbound streams of `protocol` with `handler` (replacing any
+   * before); with `priority`, the streams answer in that priority class.
+   */
+  handle(protocol: string, handler: StreamHandler, options: { priority?: Priority } = {}): void {
+    this.#handlers.set(protocol, { handler, priority: options.priority });
   }
 
   /** Stops serving `protocol`. */
@@ -557,13 +560,17 @@ export class PeerManager {
   async #serveStream(conn: PeerConnection, stream: YamuxStream): Promise<void> {
     let negotiated: ProtocolStream;
     try {
-      negotiated = await conn.acceptStream(stream, (p) => this.#handlers.has(p));
+      negotiated = await conn.acceptStream(
+        stream,
+        (p) => this.#handlers.has(p),
+        (p) => this.#handlers.get(p)?.priority,
+      );
     } catch (err) {
       this.#metrics.inboundStreams.labels({ protocol: "", outcome: "negotiation_failed" }).inc();
       this.#log.debug("stream negotiation failed", { peer: conn.remotePeer.toString(), err });
       return;
     }
-    const handler = this.#handlers.get(negotiated.protocol)!;
+    const { handler } = this.#handlers.get(negotiated.protocol)!;
     try {
       await handler(negotiated, conn);
       this.#metrics.inboundStreams.labels({ protocol: negotiated.protocol, outcome: "ok" }).inc();

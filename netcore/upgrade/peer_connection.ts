@@ -10,7 +10,7 @@ import type { PeerId } from "../identity/peer_id.ts";
 import { defaultMetrics, type Metric, type Metrics, perScope } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { Yamux, type YamuxOptions } from "../multiplexing/yamux.ts";
-import type { YamuxStream } from "../multiplexing/yamux_stream.ts";
+import type { Priority, YamuxStream } from "../multiplexing/yamux_stream.ts";
 import {
   handleProtocol,
   type NegotiateOptions,
@@ -69,6 +69,11 @@ export interface OpenStreamOptions {
    * protocols negotiation always completes first. Default `true`.
    */
   negotiateFully?: boolean;
+  /**
+   * The stream's priority class: when the connection is busy, its frames
+   * wait only behind those of higher classes. Default `"normal"`.
+   */
+  priority?: Priority;
 }
 
 /**
@@ -336,7 +341,7 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
     options: OpenStreamOptions = {},
   ): Promise<ProtocolStream> {
     if (this.#replaced !== undefined) throw this.#replaced;
-    const stream = await this.#muxer.openStream();
+    const stream = await this.#muxer.openStream(options.priority);
     try {
       const negotiate = { ...this.#negotiate, signal: options.signal };
       const negotiated = options.negotiateFully === false && protocols.length === 1
@@ -359,9 +364,27 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
   async acceptStream(
     stream: YamuxStream,
     protocols: readonly string[] | ((protocol: string) => boolean),
+    priorityOf?: (protocol: string) => Priority | undefined,
   ): Promise<ProtocolStream> {
+    const supports = typeof protocols === "function"
+      ? protocols
+      : (protocol: string) => protocols.includes(protocol);
+    // The priority of the protocol takes effect before our agreement is
+    // written, so the agreement and the answers share one lane.
+    const accept = priorityOf === undefined ? protocols : (protocol: string) => {
+      if (!supports(protocol)) return false;
+      const priority = priorityOf(protocol);
+      if (priority !== undefined) {
+        try {
+          stream.priority = priority;
+        } catch {
+          // an `na` already left in the default lane: stay there
+        }
+      }
+      return true;
+    };
     try {
-      const negotiated = await handleProtocol(stream, protocols, this.#negotiate);
+      const negotiated = await handleProtocol(stream, accept, this.#negotiate);
       return this.#protocolStream(stream, negotiated.protocol, negotiated.stream);
     } catch (err) {
       stream.abort(err);
