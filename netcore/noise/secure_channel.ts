@@ -67,7 +67,7 @@ const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest write buffer, so bursts of small writes reuse one. */
 const MIN_BUFFER = 16 * 1024;
 /** Write buffers kept for reuse once the connection below gave them back. */
-const POOL_SIZE = 4;
+const POOL_SIZE = 8;
 
 /**
  * What a handshake hands to {@linkcode SecureChannel}.
