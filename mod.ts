@@ -13,7 +13,8 @@
  * Noise channel and yamux session under a `PeerConnection`, metric series).
  * Each layer's full API is a sub-path export of the package: `./transport`,
  * `./identity`, `./noise`, `./negotiate`, `./multiplexing`, `./upgrade`,
- * `./memsocket`, `./protocols`.
+ * `./memsocket`, `./protocols`, `./validator` (with the protobuf messages of
+ * consensus and mempool).
  *
  * @example Ping between two nodes (over TCP, listen on `/ip4/127.0.0.1/tcp/0` instead)
  * ```ts
@@ -30,6 +31,45 @@
  *
  * @module
  */
+
+// The validator network: what a validator node imports.
+export {
+  type ConnectedPeer,
+  ValidatorNetwork,
+  type ValidatorNetworkOptions,
+} from "./validator/validator_network.ts";
+export {
+  type ValidatorInfo,
+  type ValidatorKeyFile,
+  ValidatorKeys,
+} from "./validator/validator_keys.ts";
+export {
+  DirectSendHandle,
+  type DirectSendHandleEvent,
+  type PeerChange,
+  type PeerLike,
+  type ProtocolOptions,
+  type RequestOptions,
+  RpcHandle,
+  type RpcHandleEvent,
+} from "./validator/protocol_handle.ts";
+export {
+  LIMIT_DEFAULTS,
+  type NetworkLimits,
+  type NetworkTimeouts,
+  type ParsedValidator,
+  parseValidatorSet,
+  resolveLimits,
+  resolveTimeouts,
+  TIMEOUT_DEFAULTS,
+} from "./validator/config.ts";
+export {
+  CONSENSUS_DIRECT_SEND,
+  CONSENSUS_RPC,
+  type ConsensusEvent,
+  ConsensusHandle,
+} from "./validator/consensus.ts";
+export { MEMPOOL_RPC, type MempoolEvent, MempoolHandle } from "./validator/mempool.ts";
 
 // Errors and addresses.
 export {

@@ -38,6 +38,8 @@
  *   the same peer won (simultaneous dials keep one); retry on the peer.
  * - `REMOTE_ERROR`: the peer's handler failed the request (the message is
  *   the peer's).
+ * - `BAD_CONFIG`: a configuration, key file or validator-set entry is
+ *   invalid (the message names the field).
  *
  * @example
  * ```ts
@@ -64,7 +66,8 @@ export type NetworkErrorCode =
   | "ABORTED"
   | "NOT_CONNECTED"
   | "CONNECTION_REPLACED"
-  | "REMOTE_ERROR";
+  | "REMOTE_ERROR"
+  | "BAD_CONFIG";
 
 /** Codes for which the same operation may succeed if tried again (on the same or a new connection). */
 const RETRIABLE: ReadonlySet<NetworkErrorCode> = new Set<NetworkErrorCode>([
