@@ -300,6 +300,14 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
     const key = peer.toString();
     const reader = new ByteReader(stream);
     const max = this.#options.maxMessageSize;
+    // A push waiting for room gives up when the stream is reset (its
+    // connection closing, say): otherwise it would wait for a reader forever
+    // and hold up the peer manager's close.
+    const reset = new AbortController();
+    stream.closed.then(() =>
+      reset.abort(new NetworkError("CONNECTION_RESET", "direct send: stream closed"))
+    );
+    const signal = reset.signal;
     try {
       while (!(await reader.atEnd())) {
         const length = await reader.readVarint(max);
@@ -308,9 +316,11 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
         this.#counters.bytesIn.inc(length);
         // Waits while the peer's queue is full: the stream is not read
         // meanwhile, so flow control stalls this peer alone.
-        await this.#inbound.push(key, { type: "message", peer, message });
+        await this.#inbound.push(key, { type: "message", peer, message }, { signal });
       }
-      await this.#inbound.push(key, { type: "end", peer });
+      await this.#inbound.push(key, { type: "end", peer }, { signal });
+      // Our side carries nothing: closing it releases the stream both ways.
+      await stream.closeWrite();
     } catch (err) {
       if (NetworkError.is(err, "FRAME_TOO_LARGE")) {
         this.#counters.refused("too_large_in").inc();
@@ -365,6 +375,13 @@ export function messageCounters(metrics: Metrics, protocol: string): Counters {
   };
 }
 
+/** A sender waiting for room in the queue. */
+interface Waiter {
+  pending: Pending;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
 /** The outbound queue and stream of one peer. */
 class PeerSender {
   readonly #peer: PeerId;
@@ -372,8 +389,9 @@ class PeerSender {
   #queue: Pending[] = [];
   #head = 0;
   #queuedBytes = 0;
-  /** Senders waiting for room, in order. */
-  readonly #waiting: { resolve: () => void; reject: (error: NetworkError) => void }[] = [];
+  /** Senders waiting for room, in order, from `#waitHead` (no `shift`: it copies). */
+  #waiting: Waiter[] = [];
+  #waitHead = 0;
   #stream: ProtocolStream | undefined;
   #pumping = false;
   #ending: PromiseWithResolvers<void> | undefined;
@@ -387,51 +405,69 @@ class PeerSender {
     return this.#queue.length - this.#head;
   }
 
-  async enqueue(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
-    const { outboundQueue, outboundBytes } = this.#owner.options;
-    while (
-      this.#length > 0 &&
-      (this.#length >= outboundQueue || this.#queuedBytes + message.length > outboundBytes)
-    ) {
-      await this.#room(signal);
-    }
+  /**
+   * Queues `message`, or waits for room behind the senders already waiting
+   * (in call order, whatever their sizes: a small message never overtakes
+   * a larger one waiting for room); resolves once it was written.
+   */
+  enqueue(message: Uint8Array, signal: AbortSignal | undefined): Promise<void> {
     const { promise, resolve, reject } = Promise.withResolvers<void>();
-    this.#queue.push({ message, resolve, reject });
-    this.#queuedBytes += message.length;
-    if (!this.#pumping) this.#owner.spawn(this.#pump());
-    return await promise;
-  }
-
-  #room(signal: AbortSignal | undefined): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve: () => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        },
-        reject: (error: NetworkError) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(error);
-        },
-      };
-      const onAbort = () => {
-        const i = this.#waiting.indexOf(waiter);
+    const pending = { message, resolve, reject };
+    if (this.#waitHead === this.#waiting.length && this.#fits(message.length)) {
+      this.#admit(pending);
+      return promise;
+    }
+    const aborted = () =>
+      NetworkError.wrap(signal!.reason, "ABORTED", "waiting for room in the queue");
+    if (signal?.aborted) {
+      reject(aborted());
+      return promise;
+    }
+    const waiter: Waiter = { pending, signal, onAbort: undefined };
+    if (signal !== undefined) {
+      waiter.onAbort = () => {
+        const i = this.#waiting.indexOf(waiter, this.#waitHead);
         if (i >= 0) this.#waiting.splice(i, 1);
-        reject(NetworkError.wrap(signal!.reason, "ABORTED", "waiting for room in the queue"));
+        reject(aborted());
+        // It may have held back smaller messages that fit.
+        this.#wakeWaiting();
       };
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#waiting.push(waiter);
-    });
+      signal.addEventListener("abort", waiter.onAbort, { once: true });
+    }
+    this.#waiting.push(waiter);
+    return promise;
   }
 
-  #wakeWaiting(): void {
+  /** Whether a message of `size` bytes fits in the queue now (alone, any message does). */
+  #fits(size: number): boolean {
     const { outboundQueue, outboundBytes } = this.#owner.options;
+    return this.#length === 0 ||
+      (this.#length < outboundQueue && this.#queuedBytes + size <= outboundBytes);
+  }
+
+  #admit(pending: Pending): void {
+    this.#queue.push(pending);
+    this.#queuedBytes += pending.message.length;
+    if (!this.#pumping) this.#owner.spawn(this.#pump());
+  }
+
+  /** Admits the waiting senders, first come first, while the first fits. */
+  #wakeWaiting(): void {
     while (
-      this.#waiting.length > 0 &&
-      (this.#length === 0 || (this.#length < outboundQueue && this.#queuedBytes < outboundBytes))
+      this.#waitHead < this.#waiting.length &&
+      this.#fits(this.#waiting[this.#waitHead].pending.message.length)
     ) {
-      this.#waiting.shift()!.resolve();
+      const waiter = this.#waiting[this.#waitHead];
+      this.#waiting[this.#waitHead++] = undefined!;
+      if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener("abort", waiter.onAbort);
+      this.#admit(waiter.pending);
+    }
+    if (this.#waitHead === this.#waiting.length) {
+      this.#waiting = [];
+      this.#waitHead = 0;
+    } else if (this.#waitHead > 1024 && this.#waitHead * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#waitHead);
+      this.#waitHead = 0;
     }
   }
 
@@ -471,6 +507,8 @@ class PeerSender {
       this.fail(NetworkError.wrap(err, "CONNECTION_RESET", "direct send"), false);
     } finally {
       this.#pumping = false;
+      // Messages admitted after a failed write, or while the stream closed.
+      if (this.#length > 0) this.#owner.spawn(this.#pump());
     }
   }
 
@@ -533,8 +571,17 @@ class PeerSender {
     this.#ending = undefined;
     ending?.reject(error);
     ending?.promise.catch(() => {});
-    if (all) { for (const waiter of this.#waiting.splice(0)) waiter.reject(error); }
-    else this.#wakeWaiting();
+    if (all) {
+      const waiting = this.#waiting.slice(this.#waitHead);
+      this.#waiting = [];
+      this.#waitHead = 0;
+      for (const waiter of waiting) {
+        if (waiter.onAbort !== undefined) {
+          waiter.signal?.removeEventListener("abort", waiter.onAbort);
+        }
+        waiter.pending.reject(error);
+      }
+    } else this.#wakeWaiting();
   }
 }
 

@@ -138,6 +138,9 @@ const STATUS_CODES: Record<number, NetworkErrorCode> = {
 /** Error messages on the wire are at most this long. */
 const MAX_ERROR_MESSAGE = 1024;
 
+/** How long a responder that refused a request unread waits for the requester to reset it. */
+const REFUSAL_GRACE = 1_000;
+
 interface RpcCounters {
   requestsOut: Series;
   requestsIn: Series;
@@ -146,6 +149,7 @@ interface RpcCounters {
   refused(reason: string): Series;
   outboundLatency: HistogramSeries;
   inboundLatency: HistogramSeries;
+  failures(code: string): Series;
 }
 
 /**
@@ -266,7 +270,11 @@ export class Rpc implements AsyncIterable<InboundRequest> {
       // refuses early (over its limit, request too large) is heard at once.
       const response = readResponse(stream, this.#options.maxResponseSize);
       let refusal: unknown;
-      response.catch((err) => refusal = err);
+      response.catch((err) => {
+        refusal = err;
+        // Refused while we still write (over its limit, too large): stop.
+        open.abort(err);
+      });
       try {
         await writeMessage(stream, request);
         await stream.closeWrite();
@@ -284,9 +292,12 @@ export class Rpc implements AsyncIterable<InboundRequest> {
     } catch (err) {
       const error = deadline.expired
         ? deadline.error
-        : NetworkError.wrap(err, "CONNECTION_RESET", `${this.protocol} request`);
+        : notOurTimeout(NetworkError.wrap(err, "CONNECTION_RESET", `${this.protocol} request`));
       stream?.abort(error);
       this.#counters.refused(`out_${error.code.toLowerCase()}`).inc();
+      // An error that was not a NetworkError is a bug of ours: counted apart.
+      const typed = deadline.expired || err instanceof NetworkError;
+      this.#counters.failures(typed ? error.code : "BUG").inc();
       throw error;
     } finally {
       const left = (this.#outboundCount.get(key) ?? 1) - 1;
@@ -327,7 +338,7 @@ export class Rpc implements AsyncIterable<InboundRequest> {
         Status.LimitExceeded,
         `over ${this.#options.maxConcurrentInbound} requests`,
       );
-      stream.cancelRead();
+      await stopReading(stream);
       return;
     }
     this.#inboundCount.set(key, served + 1);
@@ -346,7 +357,7 @@ export class Rpc implements AsyncIterable<InboundRequest> {
         if (!NetworkError.is(err, "FRAME_TOO_LARGE")) throw err;
         this.#counters.refused("request_too_large_in").inc();
         await answer(stream, Status.TooLarge, err.message);
-        stream.cancelRead();
+        await stopReading(stream);
         release();
         return;
       }
@@ -395,6 +406,16 @@ export class Rpc implements AsyncIterable<InboundRequest> {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * `TIMEOUT` is the request's own deadline: a lower layer's (yamux resetting
+ * the streams still open when its connection closes, or a keepalive that
+ * went unanswered) is the connection going away.
+ */
+function notOurTimeout(error: NetworkError): NetworkError {
+  if (error.code !== "TIMEOUT") return error;
+  return new NetworkError("CONNECTION_CLOSED", error.message, { cause: error });
+}
+
 /** Writes `varint length || message`, small ones in one write. */
 async function writeMessage(stream: ProtocolStream, message: Uint8Array): Promise<void> {
   const prefix = varintLength(message.length);
@@ -422,6 +443,20 @@ async function writeAnswer(
   if (room !== undefined) await room;
   await writeMessage(stream, payload);
   await stream.closeWrite();
+}
+
+/**
+ * Stops reading a request refused unread. The requester resets the stream
+ * once it has read the refusal; a reset of ours right behind the answer
+ * could reach it first and discard the answer unread (a reset drops what
+ * the stream holds), so ours waits for that, up to `REFUSAL_GRACE`.
+ */
+async function stopReading(stream: ProtocolStream): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, REFUSAL_GRACE));
+  await Promise.race([stream.closed, grace]);
+  clearTimeout(timer);
+  stream.cancelRead();
 }
 
 /** An error answer; a requester that went away is no concern. */
@@ -469,6 +504,11 @@ function rpcCounters(metrics: Metrics, protocol: string): RpcCounters {
     "RPC latency in ms: outbound from request to response, inbound from request to answer",
     ["protocol", "direction"],
   );
+  const failures = metrics.counter(
+    "validator_network_rpc_failures_total",
+    "Outbound RPCs that failed, by protocol and error code (BUG: not a NetworkError)",
+    ["protocol", "code"],
+  );
   return {
     requestsOut: messages.messagesOut,
     requestsIn: messages.messagesIn,
@@ -477,5 +517,6 @@ function rpcCounters(metrics: Metrics, protocol: string): RpcCounters {
     refused: messages.refused,
     outboundLatency: latency.labels({ protocol, direction: "out" }),
     inboundLatency: latency.labels({ protocol, direction: "in" }),
+    failures: (code) => failures.labels({ protocol, code }),
   };
 }

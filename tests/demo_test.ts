@@ -1,34 +1,35 @@
 /**
- * The README's demo command runs a validator testnet to completion: a full
- * mesh of authenticated connections, pings on each, and an intruder refused.
+ * The README's main command runs to completion: `cli.ts demo` starts four
+ * validator processes with the consensus demo, kills one with SIGKILL and
+ * restarts it, and exits 0 only when every node committed the same chain
+ * and the restarted one caught up. Its report has a row per node.
  */
 
 import { assert, assertEquals } from "./_assert.ts";
 
-Deno.test("demo: a 3-validator testnet pings in a full mesh and refuses an intruder", async () => {
-  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+Deno.test("demo: four validator processes commit one chain; the killed one restarts and catches up", async () => {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-env",
-      "--allow-sys",
-      new URL("../demo.ts", import.meta.url).pathname,
-      "--validators",
-      "3",
-      "--pings",
-      "3",
+      "--allow-all",
+      new URL("../cli.ts", import.meta.url).pathname,
+      "demo",
+      "--seconds",
+      "12",
     ],
-    env: { NETWORK_LOG: "off", NO_COLOR: "1" },
+    env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).output();
   const out = new TextDecoder().decode(stdout);
-  assertEquals(code, 0, out);
-  assertEquals(out.match(/listening on \/ip4\/127\.0\.0\.1\/tcp\/\d+/g)?.length, 3, out);
-  // Each row of the table: a validator, "-" for itself and two round trips.
-  assertEquals(out.match(/^\s+validator-\d(\s+(-|\d+)){3}$/gm)?.length, 3, out);
-  assert(out.includes("refused an inbound connection: UNAUTHORIZED"), out);
-  assert(/^\s+validator_network_noise_rejected_total\{[^}]*"unknown_peer"\} 1$/m.test(out), out);
-  assert(out.includes("demo complete"), out);
+  assertEquals(code, 0, out + new TextDecoder().decode(stderr));
+  assert(/^demo: SIGKILL node1 at height \d+$/m.test(out), out);
+  assert(/^demo: restarting node1/m.test(out), out);
+  const rows = out.match(/^node\d\s+\d+\s+yes\s+\d+\s+\d+\s+.*$/gm) ?? [];
+  assertEquals(rows.length, 4, out);
+  assert(
+    /^node1\s+\d+\s+yes\s+1\s.*\syes$/m.test(out),
+    `node1 restarted once and caught up: ${out}`,
+  );
+  assert(out.includes("demo: ok: 4 validators, one chain, the restarted node caught up"), out);
 });

@@ -12,6 +12,7 @@ import { PeerId } from "../netcore/identity/peer_id.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import { staticKeyHex } from "../netcore/noise/trusted_peers.ts";
+import { configError } from "./_config_error.ts";
 import { fromHex } from "./_hex.ts";
 import type { ValidatorInfo, ValidatorKeys } from "./validator_keys.ts";
 
@@ -230,14 +231,14 @@ export function parseValidatorSet(
       if (typeof e.peerId !== "string") throw new Error("expected a string");
       peerId = PeerId.parse(e.peerId);
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_CONFIG", `${at}.peerId`);
+      throw configError(err, `${at}.peerId`);
     }
     let noiseKey: Uint8Array;
     try {
       noiseKey = fromHex(e.noiseKey, "noiseKey");
       if (noiseKey.length !== 32) throw new Error("must be 32 bytes (64 hex digits)");
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_CONFIG", `${at}.noiseKey`);
+      throw configError(err, `${at}.noiseKey`);
     }
     const addrsField = e.addrs ?? [];
     if (!Array.isArray(addrsField)) {
@@ -252,7 +253,7 @@ export function parseValidatorSet(
         }
         return addr.withoutPeerId();
       } catch (err) {
-        throw NetworkError.wrap(err, "BAD_CONFIG", `${at}.addrs[${j}]`);
+        throw configError(err, `${at}.addrs[${j}]`);
       }
     });
     const id = peerId.toString();

@@ -12,6 +12,7 @@ import { getCryptoBackend, type KeyPair } from "../netcore/noise/crypto.ts";
 import { staticKeyHex } from "../netcore/noise/trusted_peers.ts";
 import { Multiaddr } from "../netcore/multiaddr.ts";
 import { NetworkError } from "../netcore/network_error.ts";
+import { configError } from "./_config_error.ts";
 import { fromHex } from "./_hex.ts";
 
 /**
@@ -128,7 +129,7 @@ export class ValidatorKeys {
     try {
       identity = Ed25519Identity.fromProtobuf(fromHex(file.identity, "identity"));
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_CONFIG", "key file: identity");
+      throw configError(err, "key file: identity");
     }
     let noise: KeyPair;
     try {
@@ -136,7 +137,7 @@ export class ValidatorKeys {
       if (scalar.length !== 32) throw new Error("must be 32 bytes");
       noise = getCryptoBackend().dh.keyPairFromPrivate(scalar);
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_CONFIG", "key file: noise");
+      throw configError(err, "key file: noise");
     }
     if (file.peerId !== undefined && file.peerId !== identity.peerId.toString()) {
       throw new NetworkError(

@@ -38,6 +38,7 @@ import {
   resolveLimits,
   resolveTimeouts,
 } from "./config.ts";
+import { configError } from "./_config_error.ts";
 import { ConsensusHandle } from "./consensus.ts";
 import { MempoolHandle } from "./mempool.ts";
 import { PingHandle } from "./ping.ts";
@@ -198,7 +199,7 @@ export class ValidatorNetwork {
       try {
         return typeof a === "string" ? Multiaddr.parse(a) : a;
       } catch (err) {
-        throw NetworkError.wrap(err, "BAD_CONFIG", `listen[${i}]`);
+        throw configError(err, `listen[${i}]`);
       }
     });
     this.#limits = resolveLimits(options.limits);
@@ -208,11 +209,9 @@ export class ValidatorNetwork {
 
     this.metrics = options.metrics ?? new MetricsRegistry();
     this.#scope = this.metrics.scope({ network: this.networkId });
-    this.#log = (options.logger ?? rootLogger).child({
-      network: this.networkId,
-      self: this.#keys.peerId.toString(),
-    });
-    const logger = options.logger ?? rootLogger;
+    // Every component's lines carry the network; they add our peer id as `self`.
+    const logger = (options.logger ?? rootLogger).child({ network: this.networkId });
+    this.#log = logger.child({ self: this.#keys.peerId.toString() });
     const metrics = this.#scope;
     const limits = this.#limits;
     const timeouts = this.#timeouts;
@@ -561,7 +560,7 @@ function parseSeeds(
     try {
       addr = Multiaddr.parse(text);
     } catch (err) {
-      throw NetworkError.wrap(err, "BAD_CONFIG", `seeds[${i}]`);
+      throw configError(err, `seeds[${i}]`);
     }
     const id = addr.peerId;
     if (id === undefined) {
