@@ -33,6 +33,7 @@
  */
 
 import type { PeerId } from "../netcore/identity/peer_id.ts";
+import { delay } from "../netcore/_async.ts";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { KeyedQueue } from "../netcore/channel/keyed_queue.ts";
 import { type Logger, rootLogger } from "../netcore/log.ts";
@@ -62,6 +63,12 @@ export interface DirectSendOptions {
   inboundQueue?: number;
   /** Small messages are joined into writes of up to this many bytes. Default 64 KiB. */
   batchBytes?: number;
+  /**
+   * How long a sender whose connection went away keeps what it holds
+   * for a new connection to the peer, in ms; then queued messages fail and
+   * those handed over but never acknowledged are counted lost. Default 1_000.
+   */
+  resendGrace?: number;
   /** Where messages, bytes and refusals are counted. Default `defaultMetrics`. */
   metrics?: Metrics;
   /** The logger. Default `rootLogger`. */
@@ -76,6 +83,7 @@ export const DIRECT_SEND_DEFAULTS = {
   outboundBytes: 16 * 1024 * 1024,
   inboundQueue: 1024,
   batchBytes: 64 * 1024,
+  resendGrace: 1_000,
 };
 
 /**
@@ -133,6 +141,10 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
   readonly #counters: Counters;
   readonly #log: Logger;
   readonly #tasks = new Set<Promise<void>>();
+  /** Per sending peer: its sender's epoch and the number of the next message we expect. */
+  readonly #inboundOrder = new Map<string, { epoch: number; next: number }>();
+  /** The inbound streams being read (reset when we close). */
+  readonly #reading = new Set<ProtocolStream>();
   #events: PeerEventStream | undefined;
   #closed = false;
 
@@ -147,6 +159,7 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       outboundBytes: options.outboundBytes ?? DIRECT_SEND_DEFAULTS.outboundBytes,
       inboundQueue: options.inboundQueue ?? DIRECT_SEND_DEFAULTS.inboundQueue,
       batchBytes: options.batchBytes ?? DIRECT_SEND_DEFAULTS.batchBytes,
+      resendGrace: options.resendGrace ?? DIRECT_SEND_DEFAULTS.resendGrace,
     };
     const metrics = options.metrics ?? defaultMetrics;
     this.#inbound = new KeyedQueue(this.#options.inboundQueue, {
@@ -237,6 +250,8 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
     const error = new NetworkError("CONNECTION_CLOSED", `${this.protocol} closed`);
     for (const sender of this.#senders.values()) sender.fail(error, true);
     this.#senders.clear();
+    // The peers' streams to us end now, not when their connections close.
+    for (const stream of this.#reading) stream.abort(error);
     this.#inbound.close();
     await Promise.allSettled([...this.#tasks]);
   }
@@ -254,6 +269,35 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       negotiateFully: false,
       priority: this.#options.priority,
     });
+  }
+
+  /** @internal The id of the connection to `peer`, 0 when there is none. */
+  connectionId(peer: PeerId): number {
+    return this.#manager.connection(peer)?.id ?? 0;
+  }
+
+  /** @internal A sender gave up: forget it (unless another took its place). */
+  forget(peer: PeerId, sender: PeerSender): void {
+    const key = peer.toString();
+    if (this.#senders.get(key) === sender) this.#senders.delete(key);
+  }
+
+  /** @internal Counts messages handed over and never acknowledged. */
+  lost(messages: number): void {
+    this.#counters.refused("lost_unacknowledged").inc(messages);
+    this.#log.warn("messages handed to a connection that went away were not acknowledged", {
+      messages,
+    });
+  }
+
+  /** @internal Counts messages the peer refused as too large. */
+  refusedByPeer(): void {
+    this.#counters.refused("too_large_at_peer").inc();
+  }
+
+  /** @internal Counts messages written again on a new connection. */
+  resent(messages: number): void {
+    this.#counters.refused("resent").inc(messages);
   }
 
   /** @internal Counts messages handed to the connection. */
@@ -279,23 +323,33 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
     this.#tasks.add(tracked);
   }
 
-  /** A lost peer's queued messages fail: they were not handed to a connection. */
+  /**
+   * A lost peer's sender waits for a new connection (a simultaneous dial's
+   * winner, a reconnection), which gets what was not acknowledged.
+   */
   async #watch(events: PeerEventStream): Promise<void> {
     for await (const event of events) {
-      if (event.type !== "lost-peer") continue;
       const key = event.peer.peerId.toString();
       const sender = this.#senders.get(key);
       if (sender === undefined) continue;
-      this.#senders.delete(key);
-      sender.fail(
-        event.error ??
-          new NetworkError("CONNECTION_CLOSED", `connection to ${key} closed (${event.reason})`),
-        true,
-      );
+      if (event.type === "new-peer") {
+        sender.connected(event.peer.connectionId);
+      } else {
+        sender.disconnected(
+          event.error ??
+            new NetworkError("CONNECTION_CLOSED", `connection to ${key} closed (${event.reason})`),
+        );
+      }
     }
   }
 
-  /** Reads one peer's stream: messages into the inbound queue, until its end. */
+  /**
+   * Reads one peer's stream: its header (the sender's epoch, the number of
+   * its first message), then messages into the inbound queue, in order,
+   * dropping those we already have (written again after a connection
+   * change), and acknowledging what we took whenever we have read all
+   * that arrived.
+   */
   async #receive(stream: ProtocolStream, peer: PeerId): Promise<void> {
     const key = peer.toString();
     const reader = new ByteReader(stream);
@@ -308,27 +362,141 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       reset.abort(new NetworkError("CONNECTION_RESET", "direct send: stream closed"))
     );
     const signal = reset.signal;
+    this.#reading.add(stream);
+    // The number after the last message this stream put in the queue: what it acknowledges.
+    let pushed = 0;
+    const acks = new AckWriter(stream, () => pushed);
     try {
-      while (!(await reader.atEnd())) {
-        const length = await reader.readVarint(max);
-        const message = await readMessage(reader, length);
-        this.#counters.messagesIn.inc();
-        this.#counters.bytesIn.inc(length);
-        // Waits while the peer's queue is full: the stream is not read
-        // meanwhile, so flow control stalls this peer alone.
-        await this.#inbound.push(key, { type: "message", peer, message }, { signal });
+      const epoch = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+      let seq = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+      let known = this.#inboundOrder.get(key);
+      if (known === undefined || known.epoch !== epoch) {
+        known = { epoch, next: seq };
+        this.#inboundOrder.delete(key);
+        this.#inboundOrder.set(key, known);
+        if (this.#inboundOrder.size > MAX_SENDERS_REMEMBERED) {
+          this.#inboundOrder.delete(this.#inboundOrder.keys().next().value!);
+        }
       }
+      const order = known;
+      pushed = seq;
+      while (!(await reader.atEnd())) {
+        const length = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+        if (length > max) {
+          // Tell the sender which one, so it drops it and goes on, and give it
+          // a moment to reset the stream itself: our reset would discard the
+          // refusal before the sender read it.
+          acks.flush();
+          await written(stream.write(encodeVarint(seq * 2 + 1))).catch(() => {});
+          const waited = new AbortController();
+          await Promise.race([
+            stream.closed,
+            delay(REFUSAL_GRACE, { signal: waited.signal }).catch(() => {}),
+          ]);
+          waited.abort();
+          throw new NetworkError("FRAME_TOO_LARGE", `message of ${length} bytes exceeds ${max}`);
+        }
+        const message = await readMessage(reader, length);
+        const number = seq++;
+        if (number >= order.next) {
+          // Claimed before the wait below: a second stream of the same
+          // sender (after a connection change) cannot take it too.
+          order.next = number + 1;
+          this.#counters.messagesIn.inc();
+          this.#counters.bytesIn.inc(length);
+          // Waits while the peer's queue is full: the stream is not read
+          // meanwhile, so flow control stalls this peer alone.
+          try {
+            await this.#inbound.push(key, { type: "message", peer, message }, { signal });
+          } catch (err) {
+            // The stream closed while the application did not read: give the
+            // number back, so the sender's next stream delivers it again.
+            if (order.next === number + 1) order.next = number;
+            else this.#counters.refused("dropped_unread").inc();
+            throw err;
+          }
+          pushed = number + 1;
+        } else {
+          this.#counters.refused("duplicate").inc();
+          pushed = Math.max(pushed, number + 1);
+        }
+        acks.took(length);
+      }
+      acks.flush();
       await this.#inbound.push(key, { type: "end", peer }, { signal });
-      // Our side carries nothing: closing it releases the stream both ways.
+      // Our side carries nothing more: closing it releases the stream both ways.
       await stream.closeWrite();
     } catch (err) {
       if (NetworkError.is(err, "FRAME_TOO_LARGE")) {
         this.#counters.refused("too_large_in").inc();
       }
       throw err; // the peer manager resets this stream only
+    } finally {
+      acks.stop();
+      this.#reading.delete(stream);
     }
   }
 }
+
+/** Acknowledge after this many messages or bytes taken, at the latest... */
+const ACK_EVERY_MESSAGES = 1024;
+const ACK_EVERY_BYTES = 1024 * 1024;
+/** ...or this many ms after the first one not acknowledged. */
+const ACK_DELAY = 5;
+
+/**
+ * The receiver's acknowledgements on one stream: the number of the next
+ * message it expects, written after enough messages, or shortly after the
+ * first one taken, so a stream of small messages costs a few writes back,
+ * not one per message.
+ */
+class AckWriter {
+  readonly #stream: ProtocolStream;
+  readonly #next: () => number;
+  #messages = 0;
+  #bytes = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  constructor(stream: ProtocolStream, next: () => number) {
+    this.#stream = stream;
+    this.#next = next;
+  }
+
+  /** A message of `bytes` was taken (or dropped as a duplicate). */
+  took(bytes: number): void {
+    this.#messages++;
+    this.#bytes += bytes;
+    if (this.#messages >= ACK_EVERY_MESSAGES || this.#bytes >= ACK_EVERY_BYTES) this.flush();
+    else this.#timer ??= setTimeout(() => this.flush(), ACK_DELAY);
+  }
+
+  /** Writes the acknowledgement now, if anything is unacknowledged. */
+  flush(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#stopped || this.#messages === 0) return;
+    this.#messages = 0;
+    this.#bytes = 0;
+    try {
+      this.#stream.write(encodeVarint(this.#next() * 2))?.catch(() => {});
+    } catch {
+      // The stream is gone: its reader hears of it.
+    }
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}
+
+/** How long a receiver that refused a message waits for its sender to reset the stream, in ms. */
+const REFUSAL_GRACE = 1_000;
+
+/** Senders whose message order is remembered (the oldest forgotten first). */
+const MAX_SENDERS_REMEMBERED = 4096;
 
 /**
  * Reads a message of `length` bytes: a copy into one buffer (a view of the
@@ -382,19 +550,76 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
-/** The outbound queue and stream of one peer. */
+/** Messages written but not acknowledged: at most this many bytes (one larger message alone may). */
+const UNACKED_BYTES = 4 * 1024 * 1024;
+/** ... and at most this many messages. */
+const UNACKED_MESSAGES = 8192;
+
+/** Errors that mean the connection went (or is going) away: the sender waits for it to settle. */
+const CONNECTION_GONE: ReadonlySet<string> = new Set([
+  "CONNECTION_REPLACED",
+  "CONNECTION_RESET",
+  "CONNECTION_CLOSED",
+  "NOT_CONNECTED",
+  "TIMEOUT",
+]);
+
+/**
+ * Messages written together on a stream, some not acknowledged yet: kept
+ * as the bytes that were written (one buffer per batch, so a stream of
+ * small messages keeps few objects alive), with their senders until the
+ * write completed.
+ */
+interface Sent {
+  /** The number of the first message. */
+  first: number;
+  /** How many messages. */
+  count: number;
+  /** What was written: each message behind its varint length. */
+  bytes: Uint8Array;
+  /** A single large message is written as its length, then itself: `bytes` is the message. */
+  large: boolean;
+  /** Messages before this index are acknowledged. */
+  acked: number;
+  /** Their senders, until a write of them completed. */
+  items: Pending[] | undefined;
+}
+
+/**
+ * The outbound queue and stream of one peer: messages are numbered, kept
+ * once written until the receiver acknowledges them, and written again on
+ * the next stream when the connection changed under them.
+ */
 class PeerSender {
   readonly #peer: PeerId;
   readonly #owner: DirectSend;
+  /** Tells a receiver that this is a new sender, whose numbers start afresh. */
+  readonly #epoch = Math.floor(Math.random() * 2 ** 48);
   #queue: Pending[] = [];
   #head = 0;
   #queuedBytes = 0;
   /** Senders waiting for room, in order, from `#waitHead` (no `shift`: it copies). */
   #waiting: Waiter[] = [];
   #waitHead = 0;
+  /** The number of the next message written. */
+  #nextSeq = 0;
+  /** What was written and not acknowledged, oldest first, from `#sentHead`. */
+  #sent: Sent[] = [];
+  #sentHead = 0;
+  #unackedCount = 0;
+  #unackedBytes = 0;
+  /** Wakes the writer when an acknowledgement makes room. */
+  #acked: PromiseWithResolvers<void> | undefined;
   #stream: ProtocolStream | undefined;
+  /** The connection of `#stream`. */
+  #connectionId = 0;
   #pumping = false;
   #ending: PromiseWithResolvers<void> | undefined;
+  /** Set while the stream broke and the sender waits for the connection to settle. */
+  #stalled: ReturnType<typeof setTimeout> | undefined;
+  /** The peer refused a message: the stream it resets is not a connection change. */
+  #retryAtOnce = false;
+  #failed = false;
 
   constructor(peer: PeerId, owner: DirectSend) {
     this.#peer = peer;
@@ -403,6 +628,12 @@ class PeerSender {
 
   get #length(): number {
     return this.#queue.length - this.#head;
+  }
+
+  /** Whether the sender holds nothing: it can be forgotten. */
+  get idle(): boolean {
+    return this.#length === 0 && this.#unackedCount === 0 &&
+      this.#waitHead === this.#waiting.length && !this.#pumping;
   }
 
   /**
@@ -448,7 +679,13 @@ class PeerSender {
   #admit(pending: Pending): void {
     this.#queue.push(pending);
     this.#queuedBytes += pending.message.length;
-    if (!this.#pumping) this.#owner.spawn(this.#pump());
+    this.#kick();
+  }
+
+  #kick(): void {
+    if (!this.#pumping && this.#stalled === undefined && !this.#failed) {
+      this.#owner.spawn(this.#pump());
+    }
   }
 
   /** Admits the waiting senders, first come first, while the first fits. */
@@ -471,45 +708,259 @@ class PeerSender {
     }
   }
 
+  /** Whether written messages fill the window: wait for acknowledgements. */
+  get #windowFull(): boolean {
+    return this.#unackedCount > 0 &&
+      (this.#unackedCount >= UNACKED_MESSAGES || this.#unackedBytes >= UNACKED_BYTES);
+  }
+
+  /**
+   * Opens a stream on the peer's connection: the header (our epoch, the
+   * number of the first message), then the messages not acknowledged on
+   * the stream before it, in order.
+   */
+  async #open(): Promise<ProtocolStream> {
+    const connectionId = this.#owner.connectionId(this.#peer);
+    const stream = await this.#owner.openStream(this.#peer);
+    const head = this.#sent[this.#sentHead];
+    const first = head !== undefined ? head.first + head.acked : this.#nextSeq;
+    const header = new Uint8Array(varintLength(this.#epoch) + varintLength(first));
+    encodeVarint(this.#epoch, header, 0);
+    encodeVarint(first, header, varintLength(this.#epoch));
+    this.#stream = stream;
+    this.#connectionId = connectionId;
+    this.#owner.spawn(this.#readAcks(stream));
+    await written(stream.write(header));
+    if (this.#unackedCount > 0) this.#owner.resent(this.#unackedCount);
+    // The batches as they were, each from its first message not acknowledged.
+    for (let i = this.#sentHead; i < this.#sent.length; i++) {
+      const sent = this.#sent[i];
+      if (sent.large) {
+        await written(stream.write(encodeVarint(sent.bytes.length)));
+        await written(stream.write(sent.bytes));
+      } else {
+        await written(stream.write(sent.bytes.subarray(offsetOf(sent.bytes, sent.acked))));
+      }
+      handedOver(sent);
+    }
+    return stream;
+  }
+
+  /**
+   * Writes a batch: small messages joined in one write, a large one behind
+   * its length; kept (numbered) before the write, so if the stream breaks
+   * during it, it is written again on the next one (the receiver drops what
+   * it already has), and its senders hear when that completes.
+   */
+  async #writeBatch(stream: ProtocolStream, items: Pending[]): Promise<void> {
+    const { batchBytes } = this.#owner.options;
+    const large = items.length === 1 && items[0].message.length > batchBytes;
+    const joined = large ? undefined : join(items);
+    const bytes = large ? items[0].message : joined!.buffer;
+    const sent: Sent = { first: this.#nextSeq, count: items.length, bytes, large, acked: 0, items };
+    this.#nextSeq += items.length;
+    this.#sent.push(sent);
+    this.#unackedCount += items.length;
+    this.#unackedBytes += bytes.length;
+    if (large) await written(stream.write(encodeVarint(bytes.length)));
+    await written(stream.write(bytes));
+    this.#owner.sent(items.length, large ? bytes.length : joined!.payload);
+    handedOver(sent);
+  }
+
   /** Writes the queue, batch by batch, until it is empty. */
   async #pump(): Promise<void> {
     this.#pumping = true;
     const { batchBytes } = this.#owner.options;
+    let stream: ProtocolStream | undefined;
     try {
-      while (this.#length > 0) {
-        const stream = this.#stream ??= await this.#owner.openStream(this.#peer);
-        const batch = this.#takeBatch(batchBytes);
-        let bytes = 0;
-        try {
-          if (batch.length === 1 && batch[0].message.length > batchBytes) {
-            // A large message: its length, then itself (yamux frames it).
-            const message = batch[0].message;
-            await written(stream.write(encodeVarint(message.length)));
-            await written(stream.write(message));
-            bytes = message.length;
-          } else {
-            const joined = join(batch);
-            bytes = joined.payload;
-            await written(stream.write(joined.buffer));
+      while (this.#stalled === undefined && !this.#failed) {
+        if (this.#stream === undefined) {
+          if (this.#length === 0 && this.#unackedCount === 0) break;
+          stream = undefined;
+          try {
+            stream = await this.#open();
+          } catch (err) {
+            const error = NetworkError.wrap(err, "CONNECTION_RESET", "direct send");
+            if (stream === undefined && !CONNECTION_GONE.has(error.code)) {
+              // The peer refused the stream itself (say, it does not serve
+              // the protocol): nothing queued can be delivered.
+              this.fail(error, false);
+              break;
+            }
+            this.#broken(stream, error);
+            continue;
           }
-        } catch (err) {
-          const error = NetworkError.wrap(err, "CONNECTION_RESET", "direct send write");
-          for (const p of batch) p.reject(error);
-          this.#stream = undefined;
-          stream.abort(error);
+        }
+        stream = this.#stream!;
+        if (this.#windowFull) {
+          this.#acked ??= Promise.withResolvers();
+          await this.#acked.promise;
           continue;
         }
-        this.#owner.sent(batch.length, bytes);
-        for (const p of batch) p.resolve();
+        if (this.#length === 0) break;
+        // Numbered and kept before the write: if the stream breaks during
+        // it, they are written again on the next one (the receiver drops
+        // what it already has), and their senders hear when that completes.
+        try {
+          await this.#writeBatch(stream, this.#takeBatch(batchBytes));
+        } catch (err) {
+          this.#broken(stream, NetworkError.wrap(err, "CONNECTION_RESET", "direct send"));
+        }
       }
-      if (this.#ending !== undefined) await this.#closeStream();
+      if (this.#ending !== undefined && this.#length === 0 && this.#stalled === undefined) {
+        await this.#closeStream();
+      }
     } catch (err) {
       this.fail(NetworkError.wrap(err, "CONNECTION_RESET", "direct send"), false);
     } finally {
       this.#pumping = false;
-      // Messages admitted after a failed write, or while the stream closed.
-      if (this.#length > 0) this.#owner.spawn(this.#pump());
+      // Messages admitted while the last write was under way.
+      if (this.#length > 0 && this.#stream !== undefined) this.#kick();
     }
+  }
+
+  /** Reads the receiver's acknowledgements: the number of the next message it expects. */
+  async #readAcks(stream: ProtocolStream): Promise<void> {
+    const reader = new ByteReader(stream);
+    try {
+      while (!(await reader.atEnd())) {
+        const record = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+        if (record % 2 === 1) {
+          this.#refusedByPeer((record - 1) / 2);
+          // The receiver waits for us to drop this stream; the rest go on a new one.
+          this.#broken(stream, new NetworkError("FRAME_TOO_LARGE", "the peer refused a message"));
+          return;
+        }
+        this.#acknowledged(record / 2);
+        const acked = this.#acked;
+        this.#acked = undefined;
+        acked?.resolve();
+      }
+    } catch (err) {
+      if (this.#stream === stream) {
+        this.#broken(stream, NetworkError.wrap(err, "CONNECTION_RESET", "direct send"));
+      }
+    }
+  }
+
+  /** The receiver took every message numbered below `next`. */
+  #acknowledged(next: number): void {
+    while (this.#sentHead < this.#sent.length) {
+      const sent = this.#sent[this.#sentHead];
+      const end = Math.min(next - sent.first, sent.count);
+      if (end <= sent.acked) break;
+      // Acknowledged before its write completed: it is delivered.
+      if (sent.items !== undefined) {
+        for (let i = sent.acked; i < end; i++) sent.items[i].resolve();
+      }
+      this.#unackedCount -= end - sent.acked;
+      sent.acked = end;
+      if (end < sent.count) break;
+      this.#unackedBytes -= sent.bytes.length;
+      this.#sent[this.#sentHead++] = undefined!;
+    }
+    if (this.#sentHead === this.#sent.length) {
+      this.#sent = [];
+      this.#sentHead = 0;
+    } else if (this.#sentHead > 256 && this.#sentHead * 2 > this.#sent.length) {
+      this.#sent = this.#sent.slice(this.#sentHead);
+      this.#sentHead = 0;
+    }
+  }
+
+  /**
+   * The receiver refused message `seq` (larger than it accepts; it
+   * acknowledged every one before it) and resets the stream: that message
+   * is dropped, the others go on a new stream at once.
+   */
+  #refusedByPeer(seq: number): void {
+    const head = this.#sent[this.#sentHead];
+    if (head === undefined || head.first + head.acked !== seq) return;
+    const refused = head.items?.[head.acked];
+    // Its sender (when the write is still under way) hears why; it is not written again.
+    refused?.reject(new NetworkError("FRAME_TOO_LARGE", "the peer refused a message as too large"));
+    if (head.items !== undefined) head.items[head.acked] = NOOP_PENDING;
+    this.#acknowledged(seq + 1);
+    this.#owner.refusedByPeer();
+    this.#retryAtOnce = true;
+  }
+
+  /**
+   * The stream broke (its connection was replaced, closed, or reset). What
+   * was written and not acknowledged is kept, with the queue, while the
+   * connection settles: a new connection to the peer (the winner of a
+   * simultaneous dial, a reconnection within `resendGrace`) gets it all
+   * again, in order; otherwise it fails (the queue) or is counted as lost
+   * (what was handed over and never acknowledged).
+   */
+  #broken(stream: ProtocolStream | undefined, error: NetworkError): void {
+    if (this.#failed) return;
+    if (stream !== undefined) {
+      if (this.#stream !== stream) return;
+      stream.abort(error);
+    }
+    this.#stream = undefined;
+    const acked = this.#acked;
+    this.#acked = undefined;
+    acked?.resolve();
+    if (this.#ending !== undefined && this.#length === 0 && this.#unackedCount === 0) {
+      void this.#closeStream();
+      return;
+    }
+    const current = this.#owner.connectionId(this.#peer);
+    if (current !== 0 && (current !== this.#connectionId || this.#retryAtOnce)) {
+      // Already a new connection, or the peer refused one message: go on at once.
+      this.#retryAtOnce = false;
+      this.#kick();
+      return;
+    }
+    this.#stall(error);
+  }
+
+  #stall(error: NetworkError): void {
+    if (this.#stalled !== undefined || this.#failed) return;
+    this.#stalled = setTimeout(() => {
+      this.#stalled = undefined;
+      const current = this.#owner.connectionId(this.#peer);
+      if (current === 0) {
+        this.#owner.forget(this.#peer, this);
+        this.fail(error, true);
+      } else {
+        // The same connection is still there: the stream alone broke. Try a new one.
+        this.#kick();
+      }
+    }, this.#owner.options.resendGrace);
+  }
+
+  /** A connection to the peer (a new one, or the one we had): go on, writing again what was not acknowledged. */
+  connected(connectionId: number): void {
+    if (this.#failed || connectionId === this.#connectionId && this.#stream !== undefined) return;
+    if (this.#stalled !== undefined) {
+      clearTimeout(this.#stalled);
+      this.#stalled = undefined;
+    }
+    if (this.#stream !== undefined) {
+      // Still writing on the old connection: leave it for the new one.
+      const old = this.#stream;
+      this.#stream = undefined;
+      old.abort(new NetworkError("CONNECTION_REPLACED", "direct send moved to a new connection"));
+    }
+    this.#kick();
+  }
+
+  /** The connection went away: wait for a new one (within `resendGrace`), then give up. */
+  disconnected(error: NetworkError): void {
+    if (this.#failed) return;
+    if (this.#stream !== undefined) {
+      this.#stream.abort(error);
+      this.#stream = undefined;
+    }
+    if (this.#length === 0 && this.#unackedCount === 0 && this.#waitHead === this.#waiting.length) {
+      this.#owner.forget(this.#peer, this);
+      return;
+    }
+    this.#stall(error);
   }
 
   /** Takes the next messages to write together: up to `limit` bytes, at least one. */
@@ -538,8 +989,8 @@ class PeerSender {
   async end(): Promise<void> {
     this.#ending ??= Promise.withResolvers<void>();
     const ending = this.#ending.promise;
-    if (!this.#pumping) {
-      if (this.#length > 0) this.#owner.spawn(this.#pump());
+    if (!this.#pumping && this.#stalled === undefined) {
+      if (this.#length > 0) this.#kick();
       else await this.#closeStream();
     }
     await ending;
@@ -558,13 +1009,37 @@ class PeerSender {
     }
   }
 
-  /** Fails everything queued with `error` (and the waiters for room, when `all`). */
+  /**
+   * Fails everything queued with `error` (and the waiters for room, when
+   * `all`); messages handed over and never acknowledged are counted lost.
+   */
   fail(error: NetworkError, all: boolean): void {
+    if (all) this.#failed = true;
+    if (this.#stalled !== undefined) {
+      clearTimeout(this.#stalled);
+      this.#stalled = undefined;
+    }
     const queued = this.#queue.slice(this.#head);
     this.#queue = [];
     this.#head = 0;
     this.#queuedBytes = 0;
     for (const p of queued) p.reject(error);
+    if (all && this.#unackedCount > 0) {
+      let lost = 0;
+      for (let i = this.#sentHead; i < this.#sent.length; i++) {
+        const sent = this.#sent[i];
+        if (sent.items === undefined) lost += sent.count - sent.acked;
+        else for (let j = sent.acked; j < sent.count; j++) sent.items[j].reject(error);
+      }
+      if (lost > 0) this.#owner.lost(lost);
+      this.#sent = [];
+      this.#sentHead = 0;
+      this.#unackedCount = 0;
+      this.#unackedBytes = 0;
+    }
+    const acked = this.#acked;
+    this.#acked = undefined;
+    acked?.resolve();
     this.#stream?.abort(error);
     this.#stream = undefined;
     const ending = this.#ending;
@@ -586,7 +1061,7 @@ class PeerSender {
 }
 
 /** Joins messages, each behind its varint length, into one buffer. */
-function join(batch: Pending[]): { buffer: Uint8Array; payload: number } {
+function join(batch: { message: Uint8Array }[]): { buffer: Uint8Array; payload: number } {
   let total = 0;
   let payload = 0;
   for (const { message } of batch) {
@@ -607,3 +1082,35 @@ function join(batch: Pending[]): { buffer: Uint8Array; payload: number } {
 async function written(room: Promise<void> | undefined): Promise<void> {
   if (room !== undefined) await room;
 }
+
+/** The senders of `sent`'s messages not acknowledged yet hear that they were written. */
+function handedOver(sent: Sent): void {
+  const items = sent.items;
+  if (items === undefined) return;
+  sent.items = undefined;
+  for (let i = sent.acked; i < items.length; i++) items[i].resolve();
+}
+
+/** Where message `index` starts in a joined batch (its varint length first). */
+function offsetOf(joined: Uint8Array, index: number): number {
+  let at = 0;
+  for (let i = 0; i < index; i++) {
+    let length = 0;
+    let shift = 1;
+    let byte: number;
+    do {
+      byte = joined[at++];
+      length += (byte & 0x7f) * shift;
+      shift *= 128;
+    } while (byte & 0x80);
+    at += length;
+  }
+  return at;
+}
+
+/** Stands in for a refused message's sender, already answered. */
+const NOOP_PENDING: Pending = {
+  message: new Uint8Array(0),
+  resolve: () => {},
+  reject: () => {},
+};
