@@ -11,16 +11,29 @@
  *   `sendTo` waits (backpressure). It resolves when the message was handed
  *   to the connection, and rejects with a typed error when the connection
  *   ended first: nothing is dropped without the sender knowing.
- * - One stream per (peer, protocol) carries the messages, each behind an
- *   unsigned varint length. The queue drains in batches: small messages
+ * - One stream per (peer, protocol) carries the messages. It starts with a
+ *   header: the sender's epoch (a random number per sender) and the number
+ *   of its first message; then each message behind an unsigned varint
+ *   length, numbered in order. The receiver acknowledges on the same stream
+ *   (after 1024 messages or 1 MiB, or 5 ms after the first one it took),
+ *   and the sender keeps what it wrote until then (at most 4 MiB or 8192
+ *   messages: then it waits). When a stream breaks because its connection
+ *   went (a simultaneous dial's loser, a dropped connection), the sender
+ *   writes what was not acknowledged again on the peer's next connection,
+ *   if one comes within `resendGrace`, and the receiver drops the numbers
+ *   it already has: the message is delivered once, in order. If none comes,
+ *   queued messages fail (typed) and those handed over but never
+ *   acknowledged are counted (`lost_unacknowledged`).
+ * - The queue drains in batches: small messages
  *   queued together leave in one stream write (one yamux frame, one Noise
  *   message, one socket write), so a stream of 64-byte messages does not
  *   cost a frame or a write each. A large message is written whole and
  *   streamed by yamux in frames under flow control; its stream's priority
  *   class (`priority`) decides what it waits behind on a busy connection.
  * - The receiver reads a message into one buffer of its announced length
- *   (refusing more than `maxMessageSize`: that stream is reset and the
- *   refusal counted), then queues it for the application in a queue per
+ *   (refusing more than `maxMessageSize`: it tells the sender which message,
+ *   which drops it and goes on with a new stream; the stream is reset and
+ *   the refusal counted), then queues it for the application in a queue per
  *   peer, bounded (`inboundQueue`): a peer whose queue is full is no longer
  *   read, so flow control stalls its sender and nobody else. The
  *   application takes messages round-robin across peers: one that floods
@@ -143,8 +156,8 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
   readonly #tasks = new Set<Promise<void>>();
   /** Per sending peer: its sender's epoch and the number of the next message we expect. */
   readonly #inboundOrder = new Map<string, { epoch: number; next: number }>();
-  /** The inbound streams being read (reset when we close). */
-  readonly #reading = new Set<ProtocolStream>();
+  /** The inbound streams being read, with their acknowledgements (reset when we close). */
+  readonly #reading = new Map<ProtocolStream, AckWriter>();
   #events: PeerEventStream | undefined;
   #closed = false;
 
@@ -251,7 +264,24 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
     for (const sender of this.#senders.values()) sender.fail(error, true);
     this.#senders.clear();
     // The peers' streams to us end now, not when their connections close.
-    for (const stream of this.#reading) stream.abort(error);
+    // What we took is acknowledged first, with our end of the stream, and
+    // the reset waits a moment: it would discard the acknowledgement on the
+    // peer's side before its sender read it, and the sender would count
+    // delivered messages as lost.
+    const reading = [...this.#reading];
+    for (const [stream, acks] of reading) {
+      acks.flush();
+      stream.closeWrite().catch(() => {});
+    }
+    if (reading.length > 0) {
+      const waited = new AbortController();
+      await Promise.race([
+        Promise.allSettled(reading.map(([stream]) => stream.closed)),
+        delay(CLOSE_GRACE, { signal: waited.signal }).catch(() => {}),
+      ]);
+      waited.abort();
+    }
+    for (const [stream] of reading) stream.abort(error);
     this.#inbound.close();
     await Promise.allSettled([...this.#tasks]);
   }
@@ -362,10 +392,10 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       reset.abort(new NetworkError("CONNECTION_RESET", "direct send: stream closed"))
     );
     const signal = reset.signal;
-    this.#reading.add(stream);
     // The number after the last message this stream put in the queue: what it acknowledges.
     let pushed = 0;
     const acks = new AckWriter(stream, () => pushed);
+    this.#reading.set(stream, acks);
     try {
       const epoch = await reader.readVarint(Number.MAX_SAFE_INTEGER);
       let seq = await reader.readVarint(Number.MAX_SAFE_INTEGER);
@@ -406,21 +436,26 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           this.#counters.bytesIn.inc(length);
           // Waits while the peer's queue is full: the stream is not read
           // meanwhile, so flow control stalls this peer alone.
+          // Counted as taken at once: with room, the queue took it already
+          // (and the application may have it before this function resumes).
+          const pushing = this.#inbound.push(key, { type: "message", peer, message }, { signal });
+          pushed = number + 1;
+          acks.took(length);
           try {
-            await this.#inbound.push(key, { type: "message", peer, message }, { signal });
+            await pushing;
           } catch (err) {
-            // The stream closed while the application did not read: give the
-            // number back, so the sender's next stream delivers it again.
-            if (order.next === number + 1) order.next = number;
-            else this.#counters.refused("dropped_unread").inc();
+            // The stream closed while the application did not read. Unless we
+            // acknowledged it, give the number back: the sender's next stream
+            // delivers it again. If we did, it is lost: counted.
+            if (acks.acknowledged > number) this.#counters.refused("dropped_unread").inc();
+            else if (order.next === number + 1) order.next = number;
             throw err;
           }
-          pushed = number + 1;
         } else {
           this.#counters.refused("duplicate").inc();
           pushed = Math.max(pushed, number + 1);
+          acks.took(length);
         }
-        acks.took(length);
       }
       acks.flush();
       await this.#inbound.push(key, { type: "end", peer }, { signal });
@@ -457,6 +492,8 @@ class AckWriter {
   #bytes = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #stopped = false;
+  /** The last number acknowledged (every message below it). */
+  acknowledged = 0;
 
   constructor(stream: ProtocolStream, next: () => number) {
     this.#stream = stream;
@@ -478,8 +515,9 @@ class AckWriter {
     if (this.#stopped || this.#messages === 0) return;
     this.#messages = 0;
     this.#bytes = 0;
+    this.acknowledged = this.#next();
     try {
-      this.#stream.write(encodeVarint(this.#next() * 2))?.catch(() => {});
+      this.#stream.write(encodeVarint(this.acknowledged * 2))?.catch(() => {});
     } catch {
       // The stream is gone: its reader hears of it.
     }
@@ -494,6 +532,9 @@ class AckWriter {
 
 /** How long a receiver that refused a message waits for its sender to reset the stream, in ms. */
 const REFUSAL_GRACE = 1_000;
+
+/** How long closing waits for the peers to take our acknowledgements and end their streams, in ms. */
+const CLOSE_GRACE = 100;
 
 /** Senders whose message order is remembered (the oldest forgotten first). */
 const MAX_SENDERS_REMEMBERED = 4096;
@@ -784,8 +825,9 @@ class PeerSender {
             const error = NetworkError.wrap(err, "CONNECTION_RESET", "direct send");
             if (stream === undefined && !CONNECTION_GONE.has(error.code)) {
               // The peer refused the stream itself (say, it does not serve
-              // the protocol): nothing queued can be delivered.
-              this.fail(error, false);
+              // the protocol): nothing held can be delivered.
+              this.#owner.forget(this.#peer, this);
+              this.fail(error, true);
               break;
             }
             this.#broken(stream, error);
@@ -836,6 +878,11 @@ class PeerSender {
         const acked = this.#acked;
         this.#acked = undefined;
         acked?.resolve();
+      }
+      // The receiver ended its side while we still write: it stopped reading
+      // (its protocol closed). What it did not acknowledge goes elsewhere or fails.
+      if (this.#stream === stream) {
+        this.#broken(stream, new NetworkError("CONNECTION_CLOSED", "the peer stopped reading"));
       }
     } catch (err) {
       if (this.#stream === stream) {
