@@ -45,7 +45,14 @@ function spawn(
     if (record.msg === "commit") commits.push({ height: record.height, hash: record.hash });
   });
   const metrics = net.metrics.scope({ network: NETWORK });
-  const demo = new ConsensusDemo({ net, logger, metrics, slotTimeout: 300, dataDir });
+  const demo = new ConsensusDemo({
+    net,
+    logger,
+    metrics,
+    slotTimeout: 300,
+    dataDir,
+    blockInterval: 0,
+  });
   return { net, demo, commits };
 }
 
@@ -176,7 +183,14 @@ Deno.test("consensus demo: a persisted vote is never contradicted", async () => 
     {
       await using net = new ValidatorNetwork({ ...options, keys });
       const metrics = net.metrics.scope({ network: NETWORK });
-      const demo = new ConsensusDemo({ net, logger: quiet, metrics, slotTimeout: 50, dataDir });
+      const demo = new ConsensusDemo({
+        net,
+        logger: quiet,
+        metrics,
+        slotTimeout: 50,
+        dataDir,
+        blockInterval: 0,
+      });
       await net.start();
       demo.start();
       await waitFor("height 3", () => demo.height >= 3);
@@ -187,7 +201,14 @@ Deno.test("consensus demo: a persisted vote is never contradicted", async () => 
     {
       await using net = new ValidatorNetwork({ ...options, keys });
       const metrics = net.metrics.scope({ network: NETWORK });
-      const demo = new ConsensusDemo({ net, logger: quiet, metrics, slotTimeout: 50, dataDir });
+      const demo = new ConsensusDemo({
+        net,
+        logger: quiet,
+        metrics,
+        slotTimeout: 50,
+        dataDir,
+        blockInterval: 0,
+      });
       await net.start();
       demo.start();
       await new Promise((resolve) => setTimeout(resolve, 300));

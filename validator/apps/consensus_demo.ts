@@ -83,9 +83,15 @@ export interface ConsensusDemoOptions {
   txInterval?: number;
   /** Most transactions in a block. Default 100. */
   maxBlockTxs?: number;
+  /**
+   * The least time between a commit and the next proposal, ms: the chain's
+   * pace when all is well (without it, blocks follow as fast as round trips
+   * allow). Default 100.
+   */
+  blockInterval?: number;
 }
 
-const DEFAULTS = { slotTimeout: 1_000, txInterval: 100, maxBlockTxs: 100 };
+const DEFAULTS = { slotTimeout: 1_000, txInterval: 100, maxBlockTxs: 100, blockInterval: 100 };
 const ZERO_HASH = "00".repeat(32);
 const EMPTY_CERT: QuorumCert = create(QuorumCertSchema, {});
 /** Blocks a request asks for and a response holds, at most. */
@@ -164,6 +170,9 @@ export class ConsensusDemo {
   #state: "new" | "running" | "stopped" = "new";
   readonly #abort = new AbortController();
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Holds a proposal back until `blockInterval` after the last commit. */
+  #paceTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastCommitAt = 0;
   readonly #intervals: ReturnType<typeof setInterval>[] = [];
   readonly #tasks = new Set<Promise<unknown>>();
 
@@ -179,6 +188,7 @@ export class ConsensusDemo {
       slotTimeout: options.slotTimeout ?? DEFAULTS.slotTimeout,
       txInterval: options.txInterval ?? DEFAULTS.txInterval,
       maxBlockTxs: options.maxBlockTxs ?? DEFAULTS.maxBlockTxs,
+      blockInterval: options.blockInterval ?? DEFAULTS.blockInterval,
       dataDir: options.dataDir,
     };
     for (const key of ["slotTimeout", "txInterval", "maxBlockTxs"] as const) {
@@ -248,6 +258,7 @@ export class ConsensusDemo {
     this.#state = "stopped";
     this.#abort.abort();
     clearTimeout(this.#timer);
+    clearTimeout(this.#paceTimer);
     for (const id of this.#intervals) clearInterval(id);
     while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
   }
@@ -453,6 +464,7 @@ export class ConsensusDemo {
     for (const h of this.#voted.keys()) if (h <= height) this.#voted.delete(h);
     for (const [k, b] of this.#pending) if (Number(b.height) <= height) this.#pending.delete(k);
     for (const [k, v] of this.#votes) if (v.height <= height) this.#votes.delete(k);
+    this.#lastCommitAt = performance.now();
     this.#log.info("commit", { height, hash });
     this.#m.height.set(height);
   }
@@ -502,6 +514,14 @@ export class ConsensusDemo {
     if (this.#leader(slot) !== this.#me || this.#proposed >= slot) return;
     if (this.#justified !== slot || this.#syncing || this.#state !== "running") return;
     if (Number(this.#headCert.height) !== this.height) return; // nothing certified to build on
+    const wait = this.#lastCommitAt + this.#o.blockInterval - performance.now();
+    if (wait > 0) {
+      this.#paceTimer ??= setTimeout(() => {
+        this.#paceTimer = undefined;
+        this.#tryPropose();
+      }, wait);
+      return;
+    }
     this.#proposed = slot;
     const block = this.#mostVoted(this.height + 1) ?? create(BlockSchema, {
       height: BigInt(this.height + 1),
