@@ -70,6 +70,18 @@ export {
   ConsensusHandle,
 } from "./validator/consensus.ts";
 export { MEMPOOL_RPC, type MempoolEvent, MempoolHandle } from "./validator/mempool.ts";
+export type {
+  Block,
+  BlockRequest,
+  BlockResponse,
+  ConsensusMessage,
+  Proposal,
+  QuorumCert,
+  Timeout,
+  TransactionAck,
+  TransactionBatch,
+  Vote,
+} from "./validator/messages.ts";
 
 // Errors and addresses.
 export {
@@ -134,6 +146,7 @@ export {
 } from "./memsocket/memory_network.ts";
 export type { MemorySocket } from "./memsocket/memory_socket.ts";
 export { andThen, type AndThenOptions } from "./netcore/transport/and_then.ts";
+export type { InboundLimits } from "./netcore/transport/inbound_gate.ts";
 export { withTimeout } from "./netcore/transport/with_timeout.ts";
 export { choice, type ConnectionOf } from "./netcore/transport/choice.ts";
 export { ByteReader } from "./netcore/byte_reader.ts";
@@ -169,6 +182,7 @@ export type {
   YamuxState,
 } from "./netcore/multiplexing/yamux.ts";
 export type {
+  Priority,
   StreamState,
   YamuxStream,
   YamuxStreamStats,
@@ -178,6 +192,7 @@ export type { NegotiateOptions } from "./netcore/negotiate/options.ts";
 // The peer layer: one connection per peer, events; a node over it.
 export { Libp2pNode, type Libp2pNodeOptions } from "./netcore/peer/libp2p_node.ts";
 export {
+  type PeerDialOptions,
   PeerManager,
   type PeerManagerOptions,
   type StreamHandler,
@@ -186,6 +201,7 @@ export type {
   DisconnectReason,
   PeerEvent,
   PeerEventStream,
+  PeerInfo,
   PeerMetadata,
 } from "./netcore/peer/peer_events.ts";
 

@@ -357,7 +357,13 @@ Deno.test("consensus: requestBlocks is answered with blocks; a refusal is REMOTE
       }
       const blocks = [];
       for (let h = fromHeight; h < fromHeight + BigInt(count) && h <= 10n; h++) {
-        blocks.push({ height: h, slot: h, parentHash: new Uint8Array(32) });
+        blocks.push({
+          height: h,
+          slot: h,
+          parentHash: new Uint8Array(32),
+          proposer: new Uint8Array(0),
+          transactions: [],
+        });
       }
       await ev.respond({ blocks });
     }

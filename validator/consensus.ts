@@ -7,20 +7,18 @@
  * @module
  */
 
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { PeerId } from "../netcore/identity/peer_id.ts";
 import type { Logger } from "../netcore/log.ts";
 import type { Metrics } from "../netcore/metrics.ts";
 import type { NetworkError } from "../netcore/network_error.ts";
 import { decodeMessage } from "../netcore/proto/decode_message.ts";
 import {
-  type BlockRequest,
   BlockRequestSchema,
-  type BlockResponse,
   BlockResponseSchema,
-  type ConsensusMsg,
   ConsensusMsgSchema,
 } from "./proto/_gen/consensus_pb.ts";
+import type { BlockRequest, BlockResponse, ConsensusMessage } from "./messages.ts";
 import { mergeEvents } from "./_merge.ts";
 import { TypedDecoder } from "./_typed.ts";
 import type {
@@ -40,13 +38,13 @@ export const CONSENSUS_RPC = "/validator/consensus/rpc/1.0.0";
 /** What the consensus handle's `events` yield. */
 export type ConsensusEvent =
   | PeerChange
-  | { readonly type: "message"; readonly peer: PeerId; readonly message: ConsensusMsg }
+  | { readonly type: "message"; readonly peer: PeerId; readonly message: ConsensusMessage }
   | {
     readonly type: "block-request";
     readonly peer: PeerId;
     readonly request: BlockRequest;
     /** Answers with blocks. */
-    respond(response: MessageInitShape<typeof BlockResponseSchema>): Promise<void>;
+    respond(response: BlockResponse): Promise<void>;
     /** Fails the request (`REMOTE_ERROR` on the requester's side). */
     reject(error: string | Error): Promise<void>;
   };
@@ -86,14 +84,12 @@ export class ConsensusHandle {
    *
    * @throws {NetworkError} as `DirectSendHandle.sendTo`
    */
-  sendTo(peer: PeerLike, message: MessageInitShape<typeof ConsensusMsgSchema>): Promise<void> {
+  sendTo(peer: PeerLike, message: ConsensusMessage): Promise<void> {
     return this.#messages.sendTo(peer, encode(message));
   }
 
   /** Sends `message` to every connected validator at once: each peer's outcome. */
-  broadcast(
-    message: MessageInitShape<typeof ConsensusMsgSchema>,
-  ): Promise<Map<string, NetworkError | undefined>> {
+  broadcast(message: ConsensusMessage): Promise<Map<string, NetworkError | undefined>> {
     return this.#messages.broadcast(encode(message));
   }
 
@@ -104,7 +100,7 @@ export class ConsensusHandle {
    */
   async requestBlocks(
     peer: PeerLike,
-    request: MessageInitShape<typeof BlockRequestSchema>,
+    request: BlockRequest,
     options: RequestOptions = {},
   ): Promise<BlockResponse> {
     const bytes = toBinary(BlockRequestSchema, create(BlockRequestSchema, request));
@@ -150,6 +146,6 @@ export class ConsensusHandle {
   }
 }
 
-function encode(message: MessageInitShape<typeof ConsensusMsgSchema>): Uint8Array {
+function encode(message: ConsensusMessage): Uint8Array {
   return toBinary(ConsensusMsgSchema, create(ConsensusMsgSchema, message));
 }

@@ -7,17 +7,13 @@
  * @module
  */
 
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { PeerId } from "../netcore/identity/peer_id.ts";
 import type { Logger } from "../netcore/log.ts";
 import type { Metrics } from "../netcore/metrics.ts";
 import { decodeMessage } from "../netcore/proto/decode_message.ts";
-import {
-  type TransactionAck,
-  TransactionAckSchema,
-  type TransactionBatch,
-  TransactionBatchSchema,
-} from "./proto/_gen/mempool_pb.ts";
+import { TransactionAckSchema, TransactionBatchSchema } from "./proto/_gen/mempool_pb.ts";
+import type { TransactionAck, TransactionBatch } from "./messages.ts";
 import { mergeEvents } from "./_merge.ts";
 import { TypedDecoder } from "./_typed.ts";
 import type { PeerChange, PeerLike, RequestOptions, RpcHandle } from "./protocol_handle.ts";
@@ -70,7 +66,7 @@ export class MempoolHandle {
    */
   async broadcastTransactions(
     peer: PeerLike,
-    batch: MessageInitShape<typeof TransactionBatchSchema>,
+    batch: { batchId?: bigint; transactions: Uint8Array[] },
     options: RequestOptions = {},
   ): Promise<TransactionAck> {
     const message = create(TransactionBatchSchema, batch);

@@ -2,8 +2,8 @@
  * The validator network: what a validator node builds from its config
  * ({@linkcode ValidatorNetwork}), its keys ({@linkcode ValidatorKeys}),
  * protocol handles over DirectSend and RPC, the consensus and mempool
- * handles with their protobuf messages, config validation, and the
- * command-line node's config file.
+ * handles with their messages (protobuf on the wire), config validation,
+ * and the command-line node's config file.
  *
  * @example
  * ```ts
@@ -22,4 +22,4 @@ export * from "./config.ts";
 export * from "./consensus.ts";
 export * from "./mempool.ts";
 export { PING_RPC } from "./ping.ts";
-export * from "./proto/mod.ts";
+export * from "./messages.ts";

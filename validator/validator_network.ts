@@ -345,8 +345,11 @@ export class ValidatorNetwork {
    *
    * @throws {NetworkError} `BAD_CONFIG` for a protocol already registered or bad options
    */
+  /** A DirectSend protocol: its handle. */
   register(protocol: string, options: ProtocolOptions & { kind: "direct-send" }): DirectSendHandle;
+  /** An RPC protocol: its handle. */
   register(protocol: string, options: ProtocolOptions & { kind: "rpc" }): RpcHandle;
+  /** A protocol of either kind: its handle. */
   register(protocol: string, options: ProtocolOptions): DirectSendHandle | RpcHandle;
   register(protocol: string, options: ProtocolOptions): DirectSendHandle | RpcHandle {
     if (this.#state === "stopped") {

@@ -32,26 +32,16 @@
  */
 
 import { createHash } from "node:crypto";
-import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import type { PeerId } from "../../netcore/identity/peer_id.ts";
 import type { Logger } from "../../netcore/log.ts";
 import type { Metric, Metrics, Series } from "../../netcore/metrics.ts";
 import { fromHex } from "../_hex.ts";
 import type { ConsensusEvent } from "../consensus.ts";
 import type { MempoolEvent } from "../mempool.ts";
-import {
-  type Block,
-  BlockSchema,
-  type ConsensusMsgSchema,
-  type Proposal,
-  ProposalSchema,
-  type QuorumCert,
-  QuorumCertSchema,
-  type Timeout,
-  TimeoutSchema,
-  type Vote,
-  VoteSchema,
-} from "../proto/_gen/consensus_pb.ts";
+import type { Block, ConsensusMessage, Proposal, QuorumCert, Timeout, Vote } from "../messages.ts";
+// The block's encoding is what its hash covers: the one place the demo needs the wire format.
+import { BlockSchema } from "../proto/_gen/consensus_pb.ts";
 import type { ValidatorNetwork } from "../validator_network.ts";
 
 /**
@@ -93,7 +83,7 @@ export interface ConsensusDemoOptions {
 
 const DEFAULTS = { slotTimeout: 1_000, txInterval: 100, maxBlockTxs: 100, blockInterval: 100 };
 const ZERO_HASH = "00".repeat(32);
-const EMPTY_CERT: QuorumCert = create(QuorumCertSchema, {});
+const EMPTY_CERT: QuorumCert = { height: 0n, blockHash: new Uint8Array(0), voters: [] };
 /** Blocks a request asks for and a response holds, at most. */
 const MAX_FETCH = 100;
 const MAX_POOL = 10_000;
@@ -101,10 +91,7 @@ const MAX_POOL = 10_000;
 const MAX_PENDING = 1_000;
 const BATCH_INTERVAL = 200;
 
-type Message = Exclude<
-  MessageInitShape<typeof ConsensusMsgSchema>["message"],
-  undefined | { case: undefined }
->;
+type Message = Exclude<ConsensusMessage["message"], { case: undefined }>;
 /** Who voted for one block; `slot` is the latest slot of votes sent to us as its next leader. */
 type VoteTally = { height: number; voters: Set<string>; slot?: number };
 
@@ -442,11 +429,11 @@ export class ConsensusDemo {
     if (entry === undefined || block === undefined || entry.voters.size < this.#quorum) return;
     if (Number(block.height) !== this.height + 1 || hex(block.parentHash) !== this.headHash) return;
     this.#commit(block, hash);
-    this.#headCert = create(QuorumCertSchema, {
+    this.#headCert = {
       height: block.height,
       blockHash: fromHex(hash, "hash"),
       voters: [...entry.voters].map((v) => this.#ids.get(v)!.bytes),
-    });
+    };
     // Votes sent to us as the next leader: propose in that slot.
     if (entry.slot !== undefined) this.#justify(entry.slot + 1);
   }
@@ -523,14 +510,14 @@ export class ConsensusDemo {
       return;
     }
     this.#proposed = slot;
-    const block = this.#mostVoted(this.height + 1) ?? create(BlockSchema, {
+    const block: Block = this.#mostVoted(this.height + 1) ?? {
       height: BigInt(this.height + 1),
       slot: BigInt(slot),
       parentHash: fromHex(this.headHash, "head"),
       proposer: this.#net.peerId.bytes,
       transactions: [...this.#pool.values()].slice(0, this.#o.maxBlockTxs),
-    });
-    const proposal = create(ProposalSchema, { block, parentCert: this.#headCert });
+    };
+    const proposal: Proposal = { block, parentCert: this.#headCert };
     this.#m.proposals.inc();
     this.#broadcast({ case: "proposal", value: proposal });
     this.#onProposal(this.#me, proposal, slot);
@@ -568,11 +555,11 @@ export class ConsensusDemo {
     }
     this.#voted.set(height, block);
     this.#m.votes.inc();
-    const vote = create(VoteSchema, {
+    const vote: Vote = {
       slot: BigInt(slot),
       height: block.height,
       blockHash: fromHex(hash, "hash"),
-    });
+    };
     const next = this.#leader(slot + 1);
     // To ourselves (we lead the next slot) on a later turn: in a set of one, a direct call would
     // recurse from commit to proposal to vote forever.
@@ -583,11 +570,11 @@ export class ConsensusDemo {
   #sendTimeout(slot: number): void {
     if (slot <= this.#timeoutSent || !this.#ids.has(this.#me)) return;
     this.#timeoutSent = slot;
-    const timeout = create(TimeoutSchema, {
+    const timeout: Timeout = {
       slot: BigInt(slot),
       voted: this.#voted.get(this.height + 1),
       highCert: this.#headCert,
-    });
+    };
     this.#m.timeouts.inc();
     this.#broadcast({ case: "timeout", value: timeout });
     this.#onTimeout(this.#me, timeout);
@@ -714,7 +701,9 @@ export class ConsensusDemo {
 }
 
 function hashOf(block: Block): string {
-  return createHash("sha256").update(toBinary(BlockSchema, block)).digest("hex");
+  return createHash("sha256").update(toBinary(BlockSchema, create(BlockSchema, block))).digest(
+    "hex",
+  );
 }
 
 function hex(bytes: Uint8Array): string {
