@@ -168,15 +168,16 @@ export class ReceiveWindow {
    * window (fewer, larger updates). Auto-tuning: when half a window was
    * consumed in less than two round trips, the window, not the link,
    * limited the transfer, so the window doubles (up to the maximum and the
-   * budget), as QUIC implementations and rust-yamux do. `rtt()` (NaN while
-   * unknown) is asked only when an update is due: asking may start a ping.
+   * budget), as QUIC implementations and rust-yamux do. `clock.rtt()` (NaN
+   * while unknown) is asked only when an update is due: asking may start a
+   * ping.
    */
-  consumed(n: number, rtt: () => number): number {
+  consumed(n: number, clock: { rtt(): number }): number {
     this.#buffered -= n;
     let grant = this.#window - this.#credit - this.#buffered;
     if (grant < this.#window / 2) return 0;
     const now = performance.now();
-    const roundTrip = rtt();
+    const roundTrip = clock.rtt();
     if (roundTrip > 0 && now - this.#lastUpdate < 2 * roundTrip) {
       const wanted = Math.min(this.#window, this.#max - this.#window);
       if (wanted > 0) {

@@ -31,7 +31,8 @@ export interface PingsOptions {
 /** The pings of one session: those in flight, the smoothed RTT, the keepalive timer. */
 export class Pings {
   readonly #options: PingsOptions;
-  readonly #pending = new Map<number, PendingPing>();
+  /** Pings in flight (made with the first: most sessions of a quiet process have none). */
+  #pending: Map<number, PendingPing> | undefined;
   #next = 1;
   #srtt = Number.NaN;
   #probing = false;
@@ -80,18 +81,19 @@ export class Pings {
     const id = this.#next;
     this.#next = (this.#next + 1) >>> 0 || 1;
     const { promise, resolve, reject } = Promise.withResolvers<number>();
-    this.#pending.set(id, { start: performance.now(), resolve, reject });
+    const pendingPings = this.#pending ??= new Map();
+    pendingPings.set(id, { start: performance.now(), resolve, reject });
     this.#options.send(id);
     if (signal === undefined) return promise;
-    signal.addEventListener("abort", () => this.#pending.delete(id), { once: true });
+    signal.addEventListener("abort", () => pendingPings.delete(id), { once: true });
     return abortable(promise, signal);
   }
 
   /** The peer answered ping `id`. Unknown answers are ignored. */
   onAck(id: number): void {
-    const pending = this.#pending.get(id);
+    const pending = this.#pending?.get(id);
     if (pending === undefined) return;
-    this.#pending.delete(id);
+    this.#pending!.delete(id);
     const rtt = performance.now() - pending.start;
     // Smoothed like TCP's SRTT (RFC 6298): new samples weigh 1/8.
     this.#srtt = Number.isNaN(this.#srtt) ? rtt : this.#srtt * 0.875 + rtt * 0.125;
@@ -103,8 +105,8 @@ export class Pings {
     this.#stopKeepAlive();
     if (this.#stopped !== undefined) return;
     this.#stopped = error;
-    for (const pending of this.#pending.values()) pending.reject(error);
-    this.#pending.clear();
+    for (const pending of this.#pending?.values() ?? []) pending.reject(error);
+    this.#pending = undefined;
   }
 
   /** Stops keepalive pings only (a closing session still answers and measures). */

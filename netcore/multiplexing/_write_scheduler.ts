@@ -35,6 +35,7 @@
 import { BufferPool } from "../_bytes.ts";
 import type { Series } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
+import { forgetHolder, keptForReuse, releaseIdle } from "../transport/_idle_release.ts";
 import type { ByteSink } from "../transport/connection.ts";
 import { type FrameType, HEADER_LENGTH, writeFrameHeader } from "./frame.ts";
 import type { Priority } from "./yamux_stream.ts";
@@ -139,8 +140,12 @@ export class WriteScheduler {
     undefined,
   ];
   #idle: PromiseWithResolvers<void> | undefined;
-  /** Large frame buffers for reuse. */
-  readonly #pool: BufferPool;
+  /**
+   * Large frame buffers for reuse: made with the first large frame, dropped
+   * after about a second without one (`_idle_release.ts`), so a quiet
+   * session keeps none.
+   */
+  #pool: BufferPool | undefined;
 
   /** Writes frames to `sink` (the connection under the session). */
   constructor(sink: ByteSink, options: WriteSchedulerOptions) {
@@ -150,7 +155,6 @@ export class WriteScheduler {
     this.#throttleWindow = options.throttleWindow ?? 10_000;
     this.#throttleInFlight = options.throttleInFlight ?? 256 * 1024;
     this.#throttleMarkEvery = options.throttleMarkEvery ?? 64 * 1024;
-    this.#pool = new BufferPool(FRAME_POOL_SIZE, HEADER_LENGTH + options.maxFrameSize);
   }
 
   /** Queues a complete frame (header and body in one buffer) for the wire, in `lane`. */
@@ -198,7 +202,15 @@ export class WriteScheduler {
    * allocate no frame per write. Its contents are undefined.
    */
   frameBuffer(length: number): Uint8Array {
-    return length < POOLED_FRAME_MIN ? new Uint8Array(length) : this.#pool.take(length);
+    if (length < POOLED_FRAME_MIN) return new Uint8Array(length);
+    this.#pool ??= new BufferPool(FRAME_POOL_SIZE, HEADER_LENGTH + this.#options.maxFrameSize);
+    keptForReuse(this);
+    return this.#pool.take(length);
+  }
+
+  /** No large frame for a while: the pool goes (the next large frame makes it again). */
+  [releaseIdle](): void {
+    this.#pool = undefined;
   }
 
   /**
@@ -358,7 +370,7 @@ export class WriteScheduler {
   }
 
   #recycle(frame: Uint8Array): void {
-    if (frame.length >= POOLED_FRAME_MIN) this.#pool.give(frame);
+    if (frame.length >= POOLED_FRAME_MIN) this.#pool?.give(frame);
   }
 
   /** Resolves when everything queued was handed to the connection. */
@@ -379,6 +391,8 @@ export class WriteScheduler {
   /** Drops what is queued and takes no more frames; waiting writers go on (and fail). */
   close(): void {
     this.#closed = true;
+    this.#pool = undefined;
+    forgetHolder(this);
     for (const queue of this.#lanes) {
       queue.frames = [];
       queue.head = 0;

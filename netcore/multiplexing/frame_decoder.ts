@@ -74,7 +74,8 @@ export type FrameDecoderState = "header" | "body";
 export class FrameDecoder {
   readonly #maxDataLength: number;
   readonly #header: FrameHeader = { type: FrameType.Data, flags: 0, streamId: 0, length: 0 };
-  readonly #partial = new Uint8Array(HEADER_LENGTH);
+  /** The start of a header split across chunks (made the first time one is). */
+  #partial: Uint8Array | undefined;
   #partialLength = 0;
   #remaining = 0;
 
@@ -120,12 +121,13 @@ export class FrameDecoder {
       } else {
         // A header split across chunks: keep its start (at most 11 bytes).
         const take = Math.min(HEADER_LENGTH - this.#partialLength, end - offset);
-        this.#partial.set(chunk.subarray(offset, offset + take), this.#partialLength);
+        const partial = this.#partial ??= new Uint8Array(HEADER_LENGTH);
+        partial.set(chunk.subarray(offset, offset + take), this.#partialLength);
         this.#partialLength += take;
         offset += take;
         if (this.#partialLength < HEADER_LENGTH) return;
         this.#partialLength = 0;
-        header = decodeFrameHeader(this.#partial, 0, this.#maxDataLength, this.#header);
+        header = decodeFrameHeader(partial, 0, this.#maxDataLength, this.#header);
       }
       if (header.type === FrameType.Data) this.#remaining = header.length;
       handler.frame(header);

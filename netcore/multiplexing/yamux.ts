@@ -21,7 +21,7 @@ import type { Connection, ConnectionLifecycle } from "../transport/connection.ts
 import type { Role } from "../transport/transport.ts";
 import { WindowBudget } from "./_flow_control.ts";
 import { Pings } from "./_keepalive.ts";
-import { WriteScheduler } from "./_write_scheduler.ts";
+import { type Lane, WriteScheduler } from "./_write_scheduler.ts";
 import {
   describeFrame,
   Flag,
@@ -171,11 +171,21 @@ export interface YamuxPingOptions {
   signal?: AbortSignal;
 }
 
+// The session's methods its host calls: keyed by symbols this module keeps,
+// so they are not part of the session's API.
+const RELEASED = Symbol("released");
+const DEFERRED = Symbol("deferred");
+const SENDING_OPEN_FLAG = Symbol("sendingOpenFlag");
+const ON_FRAME = Symbol("onFrame");
+const ON_DATA = Symbol("onData");
+
 /** How long a failing session tries to get its GoAway out before aborting. */
 const GOAWAY_FLUSH_MS = 1_000;
 
 /** The series every session of one metrics scope adds to, resolved once per scope. */
 interface YamuxMetrics {
+  /** `bytesOut` and `framesOut`, as the write scheduler takes them. */
+  writer: { bytes: Series; frames: Series };
   bytesIn: Series;
   bytesOut: Series;
   framesIn: Series;
@@ -196,11 +206,14 @@ const yamuxMetrics = perScope((metrics): YamuxMetrics => {
   const frames = metrics.counter("validator_network_yamux_frames_total", "Yamux frames", [
     "direction",
   ]);
+  const bytesOut = bytes.labels({ direction: "out" });
+  const framesOut = frames.labels({ direction: "out" });
   return {
+    writer: { bytes: bytesOut, frames: framesOut },
     bytesIn: bytes.labels({ direction: "in" }),
-    bytesOut: bytes.labels({ direction: "out" }),
+    bytesOut,
     framesIn: frames.labels({ direction: "in" }),
-    framesOut: frames.labels({ direction: "out" }),
+    framesOut,
     streamsOpen: metrics.gauge("validator_network_yamux_streams_open", "Open yamux streams")
       .labels(),
     acceptQueueDepth: metrics.gauge(
@@ -277,8 +290,7 @@ export class Yamux<C extends Connection = Connection>
   readonly #options: Required<Omit<YamuxOptions, "logger" | "metrics">>;
   readonly #metrics: YamuxMetrics;
   readonly #log: Logger;
-  readonly #host: StreamHost;
-  readonly #handler: FrameHandler;
+  readonly #host: SessionHost;
   readonly #decoder: FrameDecoder;
   readonly #writer: WriteScheduler;
   readonly #pings: Pings;
@@ -336,14 +348,10 @@ export class Yamux<C extends Connection = Connection>
     this.#nextId = o.role === "dialer" ? 1 : 2;
     // A peer may send a Data frame as large as the largest window we grant.
     this.#decoder = new FrameDecoder(o.maxStreamWindow);
-    this.#handler = {
-      frame: (header) => this.#onFrame(header),
-      data: (piece, remaining) => this.#onData(piece, remaining),
-    };
     this.#writer = new WriteScheduler(conn, {
       highWater: Math.max(2 * o.maxFrameSize, 1024 * 1024),
       maxFrameSize: o.maxFrameSize,
-      metrics: { bytes: this.#metrics.bytesOut, frames: this.#metrics.framesOut },
+      metrics: this.#metrics.writer,
       onError: (error) => this.#fail(error, undefined),
       prioritized: o.prioritized,
       marker: () => this.#pings.ping(),
@@ -356,22 +364,7 @@ export class Yamux<C extends Connection = Connection>
     });
     const grown = this.#metrics.windowGrown;
     this.#budget = new WindowBudget(o.maxConnectionWindow, (bytes) => grown.inc(bytes));
-    const writer = this.#writer;
-    this.#host = {
-      maxFrameSize: o.maxFrameSize,
-      streamCloseTimeout: o.streamCloseTimeout,
-      addrs: conn,
-      budget: this.#budget,
-      send: (frame, lane) => writer.send(frame, lane),
-      frameBuffer: (length) => writer.frameBuffer(length),
-      sendHeader: (type, flags, id, length, lane) =>
-        writer.sendHeader(type, flags, id, length, lane),
-      deferred: (stream) => this.#deferred(stream),
-      sendingOpenFlag: (stream) => this.#sendingOpenFlag(stream),
-      drained: (lane) => writer.drained(lane),
-      rtt: () => this.#pings.rttForTuning(),
-      released: (stream) => this.#released(stream),
-    };
+    this.#host = new SessionHost(this, this.#writer, this.#pings, this.#budget, conn, o);
   }
 
   /**
@@ -590,7 +583,8 @@ export class Yamux<C extends Connection = Connection>
     return stream;
   }
 
-  #released(stream: YamuxStream): void {
+  /** @internal (for `SessionHost`) */
+  [RELEASED](stream: YamuxStream): void {
     if (this.#streams.get(stream.id) !== stream) return;
     this.#streams.delete(stream.id);
     this.#metrics.streamsOpen.dec();
@@ -602,25 +596,28 @@ export class Yamux<C extends Connection = Connection>
     }
   }
 
-  async #nextInbound(): Promise<IteratorResult<YamuxStream>> {
-    while (true) {
-      while (this.#acceptHead < this.#acceptQueue.length) {
-        const stream = this.#acceptQueue[this.#acceptHead++];
-        this.#metrics.acceptQueueDepth.dec();
-        if (this.#acceptHead === this.#acceptQueue.length) {
-          this.#acceptQueue.length = 0;
-          this.#acceptHead = 0;
-        }
-        if (stream.state === "reset") continue;
-        // Acknowledge when the application takes the stream, as the spec
-        // recommends, so the peer's ACK backlog reflects our pace.
-        this.#sendOpenFlag(stream, Flag.ACK);
-        return { done: false, value: stream };
+  /**
+   * The next inbound stream. Not an async function: a session waits here
+   * for its peer's next stream all its life, and a pending async frame
+   * would be held per session for it.
+   */
+  #nextInbound(): Promise<IteratorResult<YamuxStream>> {
+    while (this.#acceptHead < this.#acceptQueue.length) {
+      const stream = this.#acceptQueue[this.#acceptHead++];
+      this.#metrics.acceptQueueDepth.dec();
+      if (this.#acceptHead === this.#acceptQueue.length) {
+        this.#acceptQueue.length = 0;
+        this.#acceptHead = 0;
       }
-      if (this.#state !== "open") return { done: true, value: undefined };
-      this.#acceptSignal ??= Promise.withResolvers<void>();
-      await this.#acceptSignal.promise;
+      if (stream.state === "reset") continue;
+      // Acknowledge when the application takes the stream, as the spec
+      // recommends, so the peer's ACK backlog reflects our pace.
+      this.#sendOpenFlag(stream, Flag.ACK);
+      return Promise.resolve({ done: false, value: stream });
     }
+    if (this.#state !== "open") return Promise.resolve({ done: true, value: undefined });
+    this.#acceptSignal ??= Promise.withResolvers<void>();
+    return this.#acceptSignal.promise.then(() => this.#nextInbound());
   }
 
   /**
@@ -640,7 +637,8 @@ export class Yamux<C extends Connection = Connection>
       );}
   }
 
-  #deferred(stream: YamuxStream): void {
+  /** @internal (for `SessionHost`) */
+  [DEFERRED](stream: YamuxStream): void {
     if (this.#deferredOpen.includes(stream)) return;
     this.#deferredOpen.push(stream);
     // After every microtask of this turn: whatever the application sends in
@@ -648,7 +646,8 @@ export class Yamux<C extends Connection = Connection>
     if (this.#deferredOpen.length === 1) setImmediate(() => this.#flushDeferredOpen());
   }
 
-  #sendingOpenFlag(stream: YamuxStream): void {
+  /** @internal (for `SessionHost`) */
+  [SENDING_OPEN_FLAG](stream: YamuxStream): void {
     const list = this.#deferredOpen;
     const at = list.indexOf(stream);
     if (at < 0) return;
@@ -713,7 +712,7 @@ export class Yamux<C extends Connection = Connection>
       this.#lastReceived = performance.now();
       this.#metrics.bytesIn.inc(chunk.length);
       try {
-        this.#decoder.decode(chunk, this.#handler);
+        this.#decoder.decode(chunk, this.#host);
       } catch (err) {
         if (NetworkError.is(err)) {
           this.#fail(err, GoAwayCode.ProtocolError);
@@ -743,7 +742,8 @@ export class Yamux<C extends Connection = Connection>
     void this.#release(true);
   }
 
-  #onFrame(header: FrameHeader): void {
+  /** @internal (for `SessionHost`) */
+  [ON_FRAME](header: FrameHeader): void {
     this.#metrics.framesIn.inc();
     switch (header.type) {
       case FrameType.Data:
@@ -801,7 +801,8 @@ export class Yamux<C extends Connection = Connection>
     if (stream !== undefined) this.#applyCloseFlags(stream, flags);
   }
 
-  #onData(piece: Uint8Array, remaining: number): void {
+  /** @internal (for `SessionHost`) */
+  [ON_DATA](piece: Uint8Array, remaining: number): void {
     const stream = this.#current;
     if (stream === undefined) return;
     stream.onData(piece);
@@ -884,6 +885,69 @@ export class Yamux<C extends Connection = Connection>
       this.#closedSignal.resolve();
     })();
     return this.#releasing;
+  }
+}
+
+/**
+ * What a session's streams and its frame decoder call: one object per
+ * session whose methods live on the prototype, rather than a dozen closures
+ * per session (a process may hold thousands of quiet sessions).
+ */
+class SessionHost implements StreamHost, FrameHandler {
+  readonly maxFrameSize: number;
+  readonly streamCloseTimeout: number;
+  readonly addrs: Pick<Connection, "localAddr" | "remoteAddr">;
+  readonly budget: WindowBudget;
+  readonly #session: Yamux;
+  readonly #writer: WriteScheduler;
+  readonly #pings: Pings;
+
+  constructor(
+    session: Yamux,
+    writer: WriteScheduler,
+    pings: Pings,
+    budget: WindowBudget,
+    addrs: Pick<Connection, "localAddr" | "remoteAddr">,
+    options: { maxFrameSize: number; streamCloseTimeout: number },
+  ) {
+    this.#session = session;
+    this.#writer = writer;
+    this.#pings = pings;
+    this.budget = budget;
+    this.addrs = addrs;
+    this.maxFrameSize = options.maxFrameSize;
+    this.streamCloseTimeout = options.streamCloseTimeout;
+  }
+
+  send(frame: Uint8Array, lane: Lane): void {
+    this.#writer.send(frame, lane);
+  }
+  frameBuffer(length: number): Uint8Array {
+    return this.#writer.frameBuffer(length);
+  }
+  sendHeader(type: FrameType, flags: number, streamId: number, length: number, lane?: Lane): void {
+    this.#writer.sendHeader(type, flags, streamId, length, lane);
+  }
+  drained(lane: Lane): Promise<void> | undefined {
+    return this.#writer.drained(lane);
+  }
+  rtt(): number {
+    return this.#pings.rttForTuning();
+  }
+  deferred(stream: YamuxStream): void {
+    this.#session[DEFERRED](stream);
+  }
+  sendingOpenFlag(stream: YamuxStream): void {
+    this.#session[SENDING_OPEN_FLAG](stream);
+  }
+  released(stream: YamuxStream): void {
+    this.#session[RELEASED](stream);
+  }
+  frame(header: FrameHeader): void {
+    this.#session[ON_FRAME](header);
+  }
+  data(piece: Uint8Array, remaining: number): void {
+    this.#session[ON_DATA](piece, remaining);
   }
 }
 

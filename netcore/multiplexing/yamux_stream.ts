@@ -429,7 +429,7 @@ export class YamuxStream extends ByteConnection {
 
   /** The application took `n` bytes: credit the peer when it is worth a window update. */
   #consumed(n: number): void {
-    const grant = this.#receiveWindow.consumed(n, this.#host.rtt);
+    const grant = this.#receiveWindow.consumed(n, this.#host);
     if (grant === 0 || (this.#state !== "established" && this.#state !== "localClose")) return;
     this.#host.sendHeader(FrameType.WindowUpdate, this.#takeOpenFlag(), this.id, grant);
   }

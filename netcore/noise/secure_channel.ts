@@ -19,7 +19,20 @@
  *   channel keeps taking writes, so encryption runs ahead of the socket;
  * - ciphertext is read into one reused buffer; reads are pulled: the next
  *   frame is read only when the consumer asks, so a slow consumer never
- *   makes us buffer.
+ *   makes us buffer. The channel reads the connection below itself (the
+ *   handshake's reader only hands over what it had buffered), so a read
+ *   waiting for the peer is one async frame here and the socket's below.
+ *
+ * Memory of a quiet channel (a thousand connections each hold one):
+ * - the read buffer starts at 4 KiB and doubles, up to 512 KiB, while
+ *   reads fill it; the grown buffer is kept for the next burst while the
+ *   channel is busy, but a read that waits for the peer after small
+ *   traffic waits in the 4 KiB one, and the grown one is dropped after
+ *   about a second unused (`_idle_release.ts`);
+ * - a small write is sealed into a buffer shared by every channel of the
+ *   process (the connection below copies small chunks, so it comes back at
+ *   once); large writes take buffers from the channel's own pool, made on
+ *   first use and dropped after about a second unused.
  *
  * @module
  */
@@ -28,6 +41,7 @@ import { BufferPool } from "../_bytes.ts";
 import type { ByteReader } from "../byte_reader.ts";
 import { NetworkError } from "../network_error.ts";
 import type { Multiaddr } from "../multiaddr.ts";
+import { forgetHolder, keptForReuse, releaseIdle } from "../transport/_idle_release.ts";
 import { ByteConnection } from "../transport/byte_connection.ts";
 import type { Connection } from "../transport/connection.ts";
 import { EMPTY, LENGTH_PREFIX, MAX_PLAINTEXT, TAG_LENGTH } from "./_frame.ts";
@@ -66,8 +80,19 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest write buffer, so bursts of small writes reuse one. */
 const MIN_BUFFER = 16 * 1024;
-/** Write buffers kept for reuse once the connection below gave them back. */
+/** Large write buffers a channel keeps for reuse once the connection below gave them back. */
 const POOL_SIZE = 8;
+/**
+ * Buffers of small writes (sealed in at most `MIN_BUFFER` bytes), shared by
+ * every channel: the connection below copies such a chunk (it returns
+ * `undefined`), so the buffer comes back before the next write, whichever
+ * channel makes it. A few cover the writes the connection holds a while.
+ */
+const SMALL_WRITES = new BufferPool(4, MIN_BUFFER);
+/** The read buffer a channel starts with, and waits for the peer in after small traffic. */
+const READ_BUFFER = 4 * 1024;
+/** The largest the read buffer grows to while reads fill it. */
+const READ_BUFFER_MAX = 512 * 1024;
 
 /**
  * What a handshake hands to {@linkcode SecureChannel}.
@@ -140,7 +165,8 @@ type WriteState = "open" | "closed" | "failed";
  */
 export class SecureChannel extends ByteConnection {
   readonly #lower: Connection;
-  readonly #reader: ByteReader;
+  /** The handshake's reader, until its buffered bytes are taken over (first read). */
+  #reader: ByteReader | undefined;
   readonly #encrypter: TransportCipher;
   readonly #decrypter: TransportCipher;
   readonly #remoteStaticKey: Uint8Array;
@@ -154,13 +180,25 @@ export class SecureChannel extends ByteConnection {
   #hasReader = false;
   /** A decrypted message `readInto` could not fit, and how far it was read. */
   #leftover: Uint8Array | undefined;
+  /** The buffer ciphertext is read into; bytes `#readStart` to `#readEnd` are unread. */
+  #buffer: Uint8Array = EMPTY;
+  #readStart = 0;
+  #readEnd = 0;
+  /** The last read filled all the room it had: more was waiting, so grow. */
+  #filledRoom = false;
+  /** The last read's byte count. */
+  #lastRead = 0;
+  /** The 4 KiB buffer: reads wait for the peer in it after small traffic. */
+  #small: Uint8Array | undefined;
+  /** The grown buffer, kept for the next burst (dropped when idle). */
+  #large: Uint8Array | undefined;
 
-  /** Write buffers for reuse. */
-  readonly #pool = new BufferPool(POOL_SIZE, MIN_BUFFER);
+  /** Large write buffers for reuse (made on first use, dropped when idle). */
+  #pool: BufferPool | undefined;
   /** Encrypted bytes the connection below holds (its writes not yet resolved). */
   #held = 0;
   /** The writes the connection below holds, to wait for on close. */
-  readonly #inFlight = new Set<Promise<void>>();
+  #inFlight: Set<Promise<void>> | undefined;
   /** Wakes a writer waiting for the held bytes to drop. */
   #room: PromiseWithResolvers<void> | undefined;
 
@@ -168,11 +206,9 @@ export class SecureChannel extends ByteConnection {
   constructor(init: SecureChannelInit) {
     super();
     this.#lower = init.connection;
-    this.#reader = init.reader;
-    // Each message is decrypted into a fresh array before the next read, so
-    // the ciphertext can land in one reused buffer: no allocation per socket
-    // read (fresh memory costs page faults, a third of a bulk receiver's CPU).
-    this.#reader.reuseBuffer();
+    // Bytes the peer sent right after the handshake may sit in its reader:
+    // the first read takes them over, then reads the connection itself.
+    this.#reader = init.reader.buffered > 0 ? init.reader : undefined;
     this.#encrypter = init.encrypter;
     this.#decrypter = init.decrypter;
     this.#remoteStaticKey = init.remoteStaticKey;
@@ -219,6 +255,8 @@ export class SecureChannel extends ByteConnection {
       void this.#drain();
     }
     await this.#lower.close();
+    this.#pool = undefined;
+    forgetHolder(this);
   }
 
   async #drain(): Promise<void> {
@@ -256,48 +294,150 @@ export class SecureChannel extends ByteConnection {
     if (this.#readState === "failed") throw this.#failure!;
     if (this.#readState === "ended") return null;
     try {
-      // Empty transport messages are legal; skip them rather than hand an
-      // empty chunk to the consumer.
+      if (this.#reader !== undefined) await this.#takeOverReader(this.#reader);
+      // Each message is decrypted into a fresh array before the next read,
+      // so the ciphertext lands in one reused buffer: no allocation per
+      // socket read (fresh memory costs page faults, a third of a bulk
+      // receiver's CPU).
       while (true) {
-        const prefix = await this.#reader.readSome(LENGTH_PREFIX);
-        if (prefix === undefined) {
-          // The peer half-closed on a frame boundary: a clean end.
-          this.#readState = "ended";
-          return null;
+        const buffered = this.#readEnd - this.#readStart;
+        let needed = LENGTH_PREFIX;
+        if (buffered >= LENGTH_PREFIX) {
+          const buffer = this.#buffer;
+          const start = this.#readStart;
+          const length = (buffer[start] << 8) | buffer[start + 1];
+          if (length < TAG_LENGTH) {
+            throw new NetworkError(
+              "PROTOCOL_VIOLATION",
+              `noise transport message of ${length} bytes is shorter than its tag`,
+            );
+          }
+          needed = LENGTH_PREFIX + length;
+          if (buffered >= needed) {
+            const ciphertext = buffer.subarray(start + LENGTH_PREFIX, start + needed);
+            this.#readStart = start + needed;
+            // Empty transport messages are legal; skip them rather than hand
+            // an empty chunk to the consumer.
+            const plaintext = this.#decrypt(ciphertext);
+            if (plaintext.length > 0) return plaintext;
+            continue;
+          }
         }
-        let length: number;
-        if (prefix.length === LENGTH_PREFIX) {
-          length = (prefix[0] << 8) | prefix[1];
-        } else {
-          const second = await this.#reader.readExactly(1);
-          length = (prefix[0] << 8) | second[0];
-        }
-        if (length < TAG_LENGTH) {
-          throw new NetworkError(
-            "PROTOCOL_VIOLATION",
-            `noise transport message of ${length} bytes is shorter than its tag`,
-          );
-        }
-        const ciphertext = await this.#reader.readExactly(length);
-        let plaintext: Uint8Array;
+        // Awaited here, not in a helper: a read waiting for the peer (every
+        // quiet connection has one) holds one async frame at this layer.
+        const room = this.#prepareRead(needed);
+        let n: number | null;
         try {
-          plaintext = this.#decrypter.decryptWithAd(EMPTY, ciphertext);
+          n = await this.#lower.readInto(room);
         } catch (err) {
+          throw NetworkError.wrap(err, "CONNECTION_RESET", "read failed");
+        }
+        // Failed or cancelled meanwhile: the buffers are gone.
+        const state = this.#readState as ReadState;
+        if (state === "failed") throw this.#failure!;
+        if (state === "ended") return null;
+        if (n === null) {
+          if (buffered === 0) {
+            // The peer half-closed on a frame boundary: a clean end.
+            this.#readState = "ended";
+            this.#dropReadBuffers();
+            return null;
+          }
           throw new NetworkError(
-            "PROTOCOL_VIOLATION",
-            "noise transport message failed authentication",
-            { cause: err },
+            "CONNECTION_CLOSED",
+            `stream ended after ${buffered} of ${needed} expected bytes`,
           );
         }
-        // A backend that decrypts in place would hand back the reused buffer.
-        if (plaintext.buffer === ciphertext.buffer) plaintext = plaintext.slice();
-        if (plaintext.length > 0) return plaintext;
+        this.#filledRoom = n === room.length;
+        this.#lastRead = n;
+        this.#readEnd += n;
       }
     } catch (err) {
       const error = NetworkError.wrap(err, "PROTOCOL_VIOLATION", "noise transport read");
       if (this.#readState === "open") this.#fail(error);
       throw this.#failure ?? error;
     }
+  }
+
+  /** Takes over what the handshake's reader buffered (the peer's first transport bytes). */
+  async #takeOverReader(reader: ByteReader): Promise<void> {
+    this.#reader = undefined;
+    const pending = reader.buffered;
+    if (pending === 0) return;
+    const bytes = await reader.readExactly(pending);
+    this.#buffer = new Uint8Array(Math.max(READ_BUFFER, pending));
+    this.#buffer.set(bytes);
+    this.#readEnd = pending;
+  }
+
+  /** Decrypts one transport message, a fresh array the caller owns. */
+  #decrypt(ciphertext: Uint8Array): Uint8Array {
+    let plaintext: Uint8Array;
+    try {
+      plaintext = this.#decrypter.decryptWithAd(EMPTY, ciphertext);
+    } catch (err) {
+      throw new NetworkError(
+        "PROTOCOL_VIOLATION",
+        "noise transport message failed authentication",
+        { cause: err },
+      );
+    }
+    // A backend that decrypts in place would hand back the reused buffer.
+    if (plaintext.buffer === ciphertext.buffer) plaintext = plaintext.slice();
+    return plaintext;
+  }
+
+  /**
+   * The room the next read of the connection below lands in, with `needed`
+   * bytes (counted from the first unread one) fitting in the buffer. The
+   * unread bytes move to the front (into a larger buffer when it should
+   * grow) when `needed` would not fit after them or little room is left;
+   * with nothing unread after small traffic, the read waits in the small
+   * buffer and the grown one is kept aside for the next burst.
+   */
+  #prepareRead(needed: number): Uint8Array {
+    let buffer = this.#buffer;
+    let start = this.#readStart;
+    let end = this.#readEnd;
+    if (start === end) {
+      start = end = 0;
+      if (buffer.length <= READ_BUFFER || this.#lastRead <= READ_BUFFER) {
+        if (buffer.length > READ_BUFFER) keptForReuse(this);
+        this.#small ??= new Uint8Array(READ_BUFFER);
+        buffer = this.#small;
+      }
+    }
+    const grow = this.#filledRoom && buffer.length < READ_BUFFER_MAX;
+    if (grow || buffer.length - start < needed || buffer.length - end < buffer.length / 4) {
+      let size = Math.max(needed, grow ? Math.min(buffer.length * 2, READ_BUFFER_MAX) : 0);
+      // Back to the size of the last burst at once, if its buffer was kept.
+      const large = this.#large;
+      if (large !== undefined && large !== buffer && large.length >= size) size = large.length;
+      if (size > buffer.length) {
+        const larger = large !== undefined && large.length === size && large !== buffer
+          ? large
+          : new Uint8Array(size);
+        larger.set(buffer.subarray(start, end));
+        if (size > READ_BUFFER) this.#large = larger;
+        buffer = larger;
+      } else if (start > 0 && start < end) {
+        buffer.copyWithin(0, start, end);
+      }
+      this.#filledRoom = false;
+      end -= start;
+      start = 0;
+    }
+    this.#buffer = buffer;
+    this.#readStart = start;
+    this.#readEnd = end;
+    return buffer.subarray(end);
+  }
+
+  /** The read side ended: its buffers go. */
+  #dropReadBuffers(): void {
+    this.#buffer = EMPTY;
+    this.#readStart = this.#readEnd = 0;
+    this.#small = this.#large = undefined;
   }
 
   /** Decrypts the next message into `buffer`; what does not fit is read next time. */
@@ -315,7 +455,9 @@ export class SecureChannel extends ByteConnection {
     this.#hasReader = true;
     if (this.#readState === "open") this.#readState = "ended";
     this.#leftover = undefined;
-    this.#reader.cancelRead(reason);
+    this.#reader = undefined;
+    this.#dropReadBuffers();
+    this.#lower.cancelRead(reason);
   }
 
   // ---- write side ----
@@ -352,7 +494,12 @@ export class SecureChannel extends ByteConnection {
   #sealAndSend(chunk: Uint8Array): void {
     const frames = Math.ceil(chunk.length / MAX_PLAINTEXT);
     const needed = chunk.length + frames * (LENGTH_PREFIX + TAG_LENGTH);
-    const buffer = this.#pool.take(needed);
+    const pool = needed <= MIN_BUFFER ? SMALL_WRITES : (this.#pool ??= new BufferPool(
+      POOL_SIZE,
+      MIN_BUFFER,
+    ));
+    if (pool !== SMALL_WRITES) keptForReuse(this);
+    const buffer = pool.take(needed);
     let offset = 0;
     for (let start = 0; start < chunk.length; start += MAX_PLAINTEXT) {
       const plaintext = chunk.subarray(start, Math.min(chunk.length, start + MAX_PLAINTEXT));
@@ -371,7 +518,7 @@ export class SecureChannel extends ByteConnection {
       pending = Promise.reject(err);
     }
     if (pending === undefined) {
-      this.#pool.give(buffer);
+      pool.give(buffer);
       return;
     }
     // The connection below keeps the buffer until its write resolves.
@@ -379,16 +526,17 @@ export class SecureChannel extends ByteConnection {
     const tracked: Promise<void> = pending.then(
       () => {
         this.#held -= offset;
-        this.#inFlight.delete(tracked);
-        this.#pool.give(buffer);
+        this.#inFlight!.delete(tracked);
+        // A pool dropped meanwhile (idle release) lets the buffer go.
+        if (pool === SMALL_WRITES || pool === this.#pool) pool.give(buffer);
         this.#wakeWriter();
       },
       (err) => {
-        this.#inFlight.delete(tracked);
+        this.#inFlight!.delete(tracked);
         this.#fail(NetworkError.wrap(err, "CONNECTION_RESET", "noise transport write"));
       },
     );
-    this.#inFlight.add(tracked);
+    (this.#inFlight ??= new Set()).add(tracked);
   }
 
   #wakeWriter(): void {
@@ -411,7 +559,9 @@ export class SecureChannel extends ByteConnection {
     if (this.#writeState === "failed") throw this.#failure!;
     if (this.#writeState === "closed") return;
     this.#writeState = "closed";
-    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+    while (this.#inFlight !== undefined && this.#inFlight.size > 0) {
+      await Promise.all(this.#inFlight);
+    }
     if (this.#failure !== undefined) throw this.#failure;
     try {
       await this.#lower.closeWrite();
@@ -422,6 +572,12 @@ export class SecureChannel extends ByteConnection {
 
   // ---- both ----
 
+  /** Idle for a while: the grown read buffer and the write pool go (the next burst makes them again). */
+  [releaseIdle](): void {
+    this.#pool = undefined;
+    if (this.#buffer !== this.#large) this.#large = undefined;
+  }
+
   /** Fails both directions with `error` and aborts the connection under them. */
   #fail(error: NetworkError): void {
     if (this.#failure !== undefined) return;
@@ -431,6 +587,9 @@ export class SecureChannel extends ByteConnection {
     const room = this.#room;
     this.#room = undefined;
     room?.resolve();
+    this.#pool = undefined;
+    this.#dropReadBuffers();
+    forgetHolder(this);
     this.#lower.abort(error);
   }
 }

@@ -56,7 +56,8 @@ export class GracefulClose {
 
   readonly #hooks: GracefulCloseHooks;
   #state: GracefulCloseState = "open";
-  readonly #readEnd = Promise.withResolvers<void>();
+  /** Made only while `readEnded` waits (most connections never do). */
+  #readEnd: PromiseWithResolvers<void> | undefined;
   readonly #release = Promise.withResolvers<void>();
 
   /** @param hooks what to do on half-close and on release */
@@ -90,7 +91,7 @@ export class GracefulClose {
     if (this.#state === "readEnded" || this.#state === "released") return;
     const writeClosed = this.#state === "writeClosed";
     this.#state = "readEnded";
-    this.#readEnd.resolve();
+    this.#readEnd?.resolve();
     if (writeClosed) this.release();
   }
 
@@ -99,7 +100,7 @@ export class GracefulClose {
     if (this.#state === "released") return;
     this.#state = "released";
     this.#hooks.release();
-    this.#readEnd.resolve();
+    this.#readEnd?.resolve();
     this.#release.resolve();
   }
 
@@ -109,6 +110,7 @@ export class GracefulClose {
    */
   async readEnded(gracePeriod: number): Promise<void> {
     if (this.#state === "readEnded" || this.#state === "released") return;
+    this.#readEnd ??= Promise.withResolvers<void>();
     const grace = Promise.withResolvers<void>();
     const timer = setTimeout(grace.resolve, gracePeriod);
     try {

@@ -69,7 +69,7 @@ function hostOf(addr: Multiaddr): string {
 class PendingInbound extends ForwardingConnection {
   readonly host: string;
   readonly since = performance.now();
-  /** Bytes received so far. */
+  /** Bytes received so far, counted until the first arrived (that is all the gate asks). */
   received = 0;
   #silence: ReturnType<typeof setTimeout> | undefined;
 
@@ -79,16 +79,23 @@ class PendingInbound extends ForwardingConnection {
     this.#silence = setTimeout(onSilent, silence);
   }
 
-  override async read(): Promise<Uint8Array | null> {
-    const chunk = await this.inner.read();
-    if (chunk !== null) this.#progress(chunk.length);
-    return chunk;
+  // Past the first byte, reads go straight through: the connection keeps
+  // this wrapper for its life, and a quiet one always has a read pending.
+
+  override read(): Promise<Uint8Array | null> {
+    if (this.received > 0) return this.inner.read();
+    return this.inner.read().then((chunk) => {
+      if (chunk !== null) this.#progress(chunk.length);
+      return chunk;
+    });
   }
 
-  override async readInto(buffer: Uint8Array): Promise<number | null> {
-    const n = await this.inner.readInto(buffer);
-    if (n !== null) this.#progress(n);
-    return n;
+  override readInto(buffer: Uint8Array): Promise<number | null> {
+    if (this.received > 0) return this.inner.readInto(buffer);
+    return this.inner.readInto(buffer).then((n) => {
+      if (n !== null) this.#progress(n);
+      return n;
+    });
   }
 
   #progress(n: number): void {

@@ -20,7 +20,14 @@
  * without copying. The read size adapts: it starts at 2 KiB, doubles (up to
  * `readChunkSize`) while reads come back full and halves (down to 16 KiB)
  * while they come back small. A reader that reuses one buffer (the Noise
- * channel) reads into it with `readInto` instead.
+ * channel) reads into it with `readInto` instead, and the slab is dropped
+ * then.
+ *
+ * **Idle connections keep no buffers.** The cork's copy buffer starts at 4
+ * KiB and grows (to 64 KiB) only while turns' small writes outgrow it; it is
+ * kept from one turn to the next while the connection writes, and dropped
+ * once it wrote nothing for about a second (`_idle_release.ts`): a process
+ * with a thousand quiet connections does not hold a thousand of them.
  *
  * @module
  */
@@ -30,6 +37,7 @@ import type { Multiaddr } from "../multiaddr.ts";
 import { NetworkError } from "../network_error.ts";
 import { ByteConnection } from "./byte_connection.ts";
 import { GracefulClose } from "./_graceful_close.ts";
+import { forgetHolder, keptForReuse, releaseIdle } from "./_idle_release.ts";
 import { ioError } from "./_io_error.ts";
 
 /**
@@ -106,10 +114,17 @@ const FIRST_READ = 2 * 1024;
 const READS_PER_SLAB = 8;
 /** Writes up to this size are copied into the cork; larger ones are written from the caller's buffer. */
 const COPY_MAX = 16 * 1024;
-/** The cork's copy buffer: room for many small writes of one turn. */
+/**
+ * The cork's copy buffer: room for many small writes of one turn. It starts
+ * at `FIRST_COPY_BUFFER` (a handshake message, a ping, a small message fit)
+ * and grows fourfold, up to `COPY_BUFFER`, after each turn whose small
+ * writes did not fit.
+ */
 const COPY_BUFFER = 64 * 1024;
+const FIRST_COPY_BUFFER = 4 * 1024;
 /** Bytes corked or being written above which writers are asked to wait. */
 const HIGH_WATER = 1024 * 1024;
+const EMPTY = new Uint8Array(0);
 
 /**
  * One end of a connection over a {@linkcode Socket}. `TcpTransport` and
@@ -141,7 +156,8 @@ export class SocketConnection extends ByteConnection {
 
   readonly #socket: Socket;
   readonly #lifecycle: GracefulClose;
-  readonly #options: Required<SocketConnectionOptions>;
+  readonly #closeGracePeriod: number;
+  readonly #readChunkSize: number;
   // Turned into multiaddrs when first asked for: most connections never are.
   readonly #localAddrOf: () => Multiaddr;
   readonly #remoteAddrOf: () => Multiaddr;
@@ -151,7 +167,7 @@ export class SocketConnection extends ByteConnection {
   #failure: NetworkError | undefined;
 
   // ---- read side ----
-  #slab = new Uint8Array(0);
+  #slab = EMPTY;
   #slabUsed = 0;
   /** Reads the next slab holds: one at first, doubling per slab up to READS_PER_SLAB. */
   #slabReads = 1;
@@ -167,8 +183,10 @@ export class SocketConnection extends ByteConnection {
   /** The copy buffer small writes go into, and how much of it is used. */
   #copy: Uint8Array | undefined;
   #copyUsed = 0;
-  /** A copy buffer the socket is done with, for the next turn. */
+  /** A copy buffer the socket is done with, for the next turn (dropped when idle). */
   #spareCopy: Uint8Array | undefined;
+  /** The size of the next copy buffer made. */
+  #copySize = FIRST_COPY_BUFFER;
   /** Bytes corked or being written. */
   #pending = 0;
   /** Resolves when the corked pieces are written (made only when someone waits). */
@@ -195,8 +213,10 @@ export class SocketConnection extends ByteConnection {
     this.#socket = socket;
     this.#localAddrOf = localAddr;
     this.#remoteAddrOf = remoteAddr;
-    this.#options = { ...SOCKET_CONNECTION_DEFAULTS, ...options };
-    this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#options.readChunkSize));
+    this.#closeGracePeriod = options.closeGracePeriod ??
+      SOCKET_CONNECTION_DEFAULTS.closeGracePeriod;
+    this.#readChunkSize = options.readChunkSize ?? SOCKET_CONNECTION_DEFAULTS.readChunkSize;
+    this.#readSize = Math.max(1, Math.min(FIRST_READ, this.#readChunkSize));
     this.#lifecycle = new GracefulClose({
       halfClose: () => {
         socket.closeWrite().catch(() => {
@@ -204,6 +224,8 @@ export class SocketConnection extends ByteConnection {
         });
       },
       release: () => {
+        this.#spareCopy = undefined;
+        forgetHolder(this);
         try {
           socket.close();
         } catch {
@@ -235,36 +257,53 @@ export class SocketConnection extends ByteConnection {
       this.#slabUsed = 0;
     }
     const view = this.#slab.subarray(this.#slabUsed, this.#slabUsed + size);
-    const n = await this.readInto(view);
+    const n = await this.#readSocket(view);
     if (n === null) return null;
     this.#slabUsed += n;
     if (n === size) {
-      this.#readSize = Math.min(size * 2, Math.max(this.#options.readChunkSize, 1));
+      this.#readSize = Math.min(size * 2, Math.max(this.#readChunkSize, 1));
     } else if (n < size / 4 && size > MIN_READ) {
       this.#readSize = Math.max(size / 2, MIN_READ);
     }
     return view.subarray(0, n);
   }
 
-  /** One socket read into `buffer`: the count, `null` at the peer's end. */
-  async readInto(buffer: Uint8Array): Promise<number | null> {
+  /**
+   * One socket read into `buffer`: the count, `null` at the peer's end. A
+   * reader that brings its own buffer has taken over: the slab is dropped
+   * (chunks handed out keep their own views of it).
+   */
+  readInto(buffer: Uint8Array): Promise<number | null> {
+    if (this.#slab !== EMPTY) {
+      this.#slab = EMPTY;
+      this.#slabUsed = 0;
+    }
+    return this.#readSocket(buffer);
+  }
+
+  /**
+   * The socket read itself. Not an async function: an idle connection
+   * always has a read pending, and an async frame would be held for each.
+   */
+  #readSocket(buffer: Uint8Array): Promise<number | null> {
     this.#hasReader = true;
-    if (this.#failure !== undefined) throw this.#failure;
-    let n: number | null;
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    let pending: Promise<number | null>;
     try {
-      n = await this.#socket.read(buffer);
+      pending = this.#socket.read(buffer);
     } catch (err) {
+      pending = Promise.reject(err);
+    }
+    return pending.then((n) => {
+      if (n === null) this.#lifecycle.endRead();
+      return n;
+    }, (err) => {
       const error = this.#failure ?? ioError(err, "read failed", "CONNECTION_RESET");
       this.#lifecycle.endRead();
       // A reset connection is dead both ways: release it now.
       this.#fail(error);
       throw error;
-    }
-    if (n === null) {
-      this.#lifecycle.endRead();
-      return null;
-    }
-    return n;
+    });
   }
 
   /**
@@ -322,15 +361,30 @@ export class SocketConnection extends ByteConnection {
 
   #copyIn(chunk: Uint8Array): void {
     let copy = this.#copy;
-    if (copy === undefined || copy.length - this.#copyUsed < chunk.length) {
-      const spare = this.#spareCopy;
-      this.#spareCopy = undefined;
-      copy = spare !== undefined && spare.length >= chunk.length
-        ? spare
-        : new Uint8Array(Math.max(COPY_BUFFER, chunk.length));
+    const used = this.#copyUsed;
+    if (copy === undefined || copy.length - used < chunk.length) {
+      // Larger copy buffers from now on when this one (or a fresh one) is
+      // too small for the turn: fourfold, up to COPY_BUFFER (>= COPY_MAX).
+      let size = this.#copySize;
+      while (
+        size < (copy === undefined ? chunk.length : used + chunk.length) && size < COPY_BUFFER
+      ) {
+        size *= 4;
+      }
+      this.#copySize = size = Math.min(size, COPY_BUFFER);
+      if (copy !== undefined && used + chunk.length <= size) {
+        // Grown in place: this turn's small writes stay one piece, one system call.
+        const larger = new Uint8Array(size);
+        larger.set(copy.subarray(0, used));
+        copy = larger;
+      } else {
+        const spare = this.#spareCopy;
+        this.#spareCopy = undefined;
+        copy = spare !== undefined && spare.length >= size ? spare : new Uint8Array(size);
+        this.#copyUsed = 0;
+        this.#corked.push(copy.subarray(0, 0));
+      }
       this.#copy = copy;
-      this.#copyUsed = 0;
-      this.#corked.push(copy.subarray(0, 0));
     }
     copy.set(chunk, this.#copyUsed);
     this.#copyUsed += chunk.length;
@@ -376,7 +430,10 @@ export class SocketConnection extends ByteConnection {
           return;
         }
         this.#pending -= written;
-        if (copy !== undefined && copy.length === COPY_BUFFER) this.#spareCopy = copy;
+        if (copy !== undefined && copy.length === this.#copySize && !this.#lifecycle.released) {
+          this.#spareCopy = copy;
+          keptForReuse(this);
+        }
         round?.resolve();
       }
       // Everything is written: a round made while the last write was under
@@ -415,7 +472,7 @@ export class SocketConnection extends ByteConnection {
     if (this.#lifecycle.released) return;
     await this.closeWrite();
     if (!this.#hasReader && !this.readableTaken) void this.#drain();
-    await this.#lifecycle.readEnded(this.#options.closeGracePeriod);
+    await this.#lifecycle.readEnded(this.#closeGracePeriod);
     this.#lifecycle.release();
   }
 
@@ -436,6 +493,12 @@ export class SocketConnection extends ByteConnection {
       ? reason
       : new NetworkError("CONNECTION_RESET", "connection aborted locally", { cause: reason });
     this.#fail(error);
+  }
+
+  /** The cork's spare copy buffer goes: the connection wrote nothing for a while. */
+  [releaseIdle](): void {
+    this.#spareCopy = undefined;
+    this.#copySize = FIRST_COPY_BUFFER;
   }
 
   /** Records `error`, fails waiting writers and releases the socket (a reset when it can). */
