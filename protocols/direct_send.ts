@@ -120,12 +120,17 @@ interface Pending {
   reject: (error: NetworkError) => void;
 }
 
-/** The protocol's counters, resolved once. */
-interface Counters {
+/** The protocol's counters, resolved once (what {@linkcode messageCounters} returns). */
+export interface Counters {
+  /** Messages sent. */
   messagesOut: Series;
+  /** Payload bytes sent. */
   bytesOut: Series;
+  /** Messages received. */
   messagesIn: Series;
+  /** Payload bytes received. */
   bytesIn: Series;
+  /** Messages refused, for one reason. */
   refused(reason: string): Series;
 }
 

@@ -27,6 +27,7 @@ export * from "./memory_transport.ts";
 export * from "./and_then.ts";
 export * from "./with_timeout.ts";
 export * from "./choice.ts";
+export type { InboundLimits } from "./inbound_gate.ts";
 
 // Types of other modules that the API above refers to.
 export type {

@@ -57,7 +57,12 @@ export type { ValidatorNoiseOptions } from "../noise/validator_noise.ts";
 export type { TrustedPeers } from "../noise/trusted_peers.ts";
 export type { ReplayGuard, ReplayGuardOptions } from "../noise/replay_guard.ts";
 export type { Yamux, YamuxOptions, YamuxPingOptions, YamuxState } from "../multiplexing/yamux.ts";
-export type { StreamState, YamuxStream, YamuxStreamStats } from "../multiplexing/yamux_stream.ts";
+export type {
+  Priority,
+  StreamState,
+  YamuxStream,
+  YamuxStreamStats,
+} from "../multiplexing/yamux_stream.ts";
 export type { NegotiateOptions } from "../negotiate/options.ts";
 export type {
   HistogramSeries,
