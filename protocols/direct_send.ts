@@ -50,13 +50,14 @@ import { delay } from "../netcore/_async.ts";
 import { ByteReader } from "../netcore/byte_reader.ts";
 import { KeyedQueue } from "../netcore/channel/keyed_queue.ts";
 import { type Logger, rootLogger } from "../netcore/log.ts";
-import { defaultMetrics, type Metrics, type Series } from "../netcore/metrics.ts";
+import { defaultMetrics, type Metrics } from "../netcore/metrics.ts";
 import type { Priority } from "../netcore/multiplexing/yamux_stream.ts";
 import { NetworkError } from "../netcore/network_error.ts";
 import type { PeerEventStream } from "../netcore/peer/peer_events.ts";
 import type { PeerManager } from "../netcore/peer/peer_manager.ts";
 import type { ProtocolStream } from "../netcore/upgrade/peer_connection.ts";
 import { encodeVarint, varintLength } from "../netcore/varint.ts";
+import { type Counters, messageCounters } from "./_counters.ts";
 
 /** Options for {@linkcode DirectSend}. Defaults in {@linkcode DIRECT_SEND_DEFAULTS}. */
 export interface DirectSendOptions {
@@ -118,20 +119,6 @@ interface Pending {
   message: Uint8Array;
   resolve: () => void;
   reject: (error: NetworkError) => void;
-}
-
-/** The protocol's counters, resolved once (what {@linkcode messageCounters} returns). */
-export interface Counters {
-  /** Messages sent. */
-  messagesOut: Series;
-  /** Payload bytes sent. */
-  bytesOut: Series;
-  /** Messages received. */
-  messagesIn: Series;
-  /** Payload bytes received. */
-  bytesIn: Series;
-  /** Messages refused, for one reason. */
-  refused(reason: string): Series;
 }
 
 /**
@@ -561,32 +548,6 @@ async function readMessage(reader: ByteReader, length: number): Promise<Uint8Arr
     filled += chunk.length;
   }
   return message;
-}
-
-/** The per-protocol counters (the series RPC shares for its messages). */
-export function messageCounters(metrics: Metrics, protocol: string): Counters {
-  const messages = metrics.counter(
-    "validator_network_messages_total",
-    "Messages, by protocol and direction",
-    ["protocol", "direction"],
-  );
-  const bytes = metrics.counter(
-    "validator_network_message_bytes_total",
-    "Message bytes (payloads), by protocol and direction",
-    ["protocol", "direction"],
-  );
-  const refused = metrics.counter(
-    "validator_network_messages_refused_total",
-    "Messages refused, by protocol and reason",
-    ["protocol", "reason"],
-  );
-  return {
-    messagesOut: messages.labels({ protocol, direction: "out" }),
-    bytesOut: bytes.labels({ protocol, direction: "out" }),
-    messagesIn: messages.labels({ protocol, direction: "in" }),
-    bytesIn: bytes.labels({ protocol, direction: "in" }),
-    refused: (reason) => refused.labels({ protocol, reason }),
-  };
 }
 
 /** A sender waiting for room in the queue. */

@@ -55,7 +55,7 @@ import { NetworkError, type NetworkErrorCode } from "../netcore/network_error.ts
 import type { PeerManager } from "../netcore/peer/peer_manager.ts";
 import type { ProtocolStream } from "../netcore/upgrade/peer_connection.ts";
 import { encodeVarint, varintLength } from "../netcore/varint.ts";
-import { messageCounters } from "./direct_send.ts";
+import { messageCounters } from "./_counters.ts";
 
 /** Options for {@linkcode Rpc}. Defaults in {@linkcode RPC_DEFAULTS}. */
 export interface RpcOptions {
