@@ -125,6 +125,8 @@ const LARGE = 1024 * 1024;
 /** Payload header: send time (float64, ms), run id (u32), sequence (u32). */
 const HEADER = 16;
 const MB = 1e6;
+/** Dials in flight in the whole process at most (`maxConcurrentDials` is this / N). */
+const DIALS_IN_PROCESS = 256;
 /** Discovery's refresh interval here: 10 minutes (see the module doc). */
 const DISCOVERY_REFRESH = 600_000;
 
@@ -253,6 +255,13 @@ async function broadcastAll(handle: DirectSendHandle, message: Uint8Array, peers
   }
 }
 
+/** The mesh's dial, refusal and handshake counters (summed over all nodes), one per line. */
+function dialCounters(metrics: MetricsRegistry): string {
+  return metrics.render().split("\n").filter((l) =>
+    !l.startsWith("#") && /dial|refused|handshake|upgrade|replaced|backoff|lost/.test(l)
+  ).join("\n");
+}
+
 /** The network of N validators, meshed. */
 async function buildMesh(
   transport: Transport,
@@ -273,7 +282,13 @@ async function buildMesh(
       validators: keys.map((k) => k.info([])),
       memory,
       // Every node is 127.0.0.1: per-address caps would see one crowd.
-      limits: { maxPendingPerAddress: 4_096, newConnectionsBurst: 100_000 },
+      limits: {
+        maxPendingPerAddress: 4_096,
+        newConnectionsBurst: 100_000,
+        // Every node's handshakes share this process's one thread: bound them
+        // all together, not per node (see the module doc).
+        maxConcurrentDials: Math.max(2, Math.ceil(DIALS_IN_PROCESS / n)),
+      },
       timeouts: {
         backoffInitial: 200,
         backoffMax: 2_000,
@@ -292,6 +307,7 @@ async function buildMesh(
   while (!nets.every((net) => net.peers().length === n - 1)) {
     if (performance.now() - start > 120_000) {
       const counts = nets.map((net) => net.peers().length);
+      console.error(dialCounters(metrics));
       throw new Error(`no full mesh of ${n} in 120 s: peers ${counts.join(",")}`);
     }
     await sleep(5);
@@ -299,11 +315,7 @@ async function buildMesh(
   const meshMs = performance.now() - start;
   if (metricsLines) {
     // What it took: dials, refusals, handshakes (counters summed over all nodes).
-    console.error(
-      metrics.render().split("\n").filter((l) =>
-        !l.startsWith("#") && /dial|refused|handshake|upgrade|replaced|backoff/.test(l)
-      ).join("\n"),
-    );
+    console.error(dialCounters(metrics));
   }
   return { nets, handles, meshMs };
 }

@@ -906,3 +906,69 @@ Deno.test("ConnectivityManager over TCP on loopback: immediate dial, backoff on 
     await log.close();
   }
 });
+
+Deno.test("ConnectivityManager keeps at most maxConcurrentDials dials in flight; the others wait their turn, in order", async () => {
+  const network = new MemoryNetwork();
+  const [va, ...others] = validators(6);
+  const a = await startNode(network, va, { connectTimeout: 100 });
+  const peers = await Promise.all(others.map((v) => startNode(network, v)));
+  for (const p of peers) p.trusted.set(a.v.noise.publicKey, a.peerId);
+  // Each dial first tries an address that hangs until the 100 ms dial timeout.
+  const blackHole = Multiaddr.parse("/memory/9998");
+  network.partition(blackHole, "drop");
+  const { connectivity, dials } = connectivityOf(a, {
+    backoff: { initial: 60_000 },
+    maxConcurrentDials: 2,
+  });
+  try {
+    const t0 = performance.now();
+    connectivity.setEligible(peers.map((p) => entry(p.v, [blackHole, p.addr])));
+    // Two dials start in the call; the three others are due and wait ("dialing").
+    assertEquals(dials.length, 2);
+    for (const p of peers) assertEquals(connectivity.state(p.peerId), "dialing");
+    await waitFor(
+      () => peers.every((p) => a.manager.isConnected(p.peerId)),
+      3_000,
+      "a connected to all five",
+    );
+    assertEquals(dials.length, 5, "each peer dialed once");
+    assertEquals(dials.map((d) => d.peer), peers.map((p) => p.peerId.toString()), "in order");
+    // Two at a time, about 100 ms each: three waves.
+    const starts = dials.map((d) => d.at - t0);
+    assert(starts[2] >= 90 && starts[3] >= 90, `third and fourth waited: ${starts}`);
+    assert(starts[4] >= 180, `fifth waited for two dials: ${starts}`);
+  } finally {
+    network.heal(blackHole);
+    await connectivity.close();
+    await Promise.all([a, ...peers].map((n) => n.manager.close()));
+  }
+});
+
+Deno.test("ConnectivityManager: a waiting dial whose peer leaves the set never starts", async () => {
+  const network = new MemoryNetwork();
+  const [va, ...others] = validators(3);
+  const a = await startNode(network, va, { connectTimeout: 100 });
+  const peers = await Promise.all(others.map((v) => startNode(network, v)));
+  for (const p of peers) p.trusted.set(a.v.noise.publicKey, a.peerId);
+  const blackHole = Multiaddr.parse("/memory/9997");
+  network.partition(blackHole, "drop");
+  const { connectivity, dials } = connectivityOf(a, {
+    backoff: { initial: 60_000 },
+    maxConcurrentDials: 1,
+  });
+  try {
+    connectivity.setEligible(peers.map((p) => entry(p.v, [blackHole, p.addr])));
+    assertEquals(dials.length, 1);
+    // The waiting peer leaves before its turn.
+    connectivity.setEligible([entry(peers[0].v, [blackHole, peers[0].addr])]);
+    assertEquals(connectivity.state(peers[1].peerId), undefined);
+    await waitFor(() => a.manager.isConnected(peers[0].peerId), 2_000, "a connected to the first");
+    await delay(150);
+    assertEquals(dials.length, 1, "the removed peer was never dialed");
+    assert(!a.manager.isConnected(peers[1].peerId));
+  } finally {
+    network.heal(blackHole);
+    await connectivity.close();
+    await Promise.all([a, ...peers].map((n) => n.manager.close()));
+  }
+});

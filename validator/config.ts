@@ -51,6 +51,8 @@ export interface NetworkLimits {
   newConnectionsBurst?: number;
   /** Failed health checks in a row before a peer is dropped. Default 3. */
   healthFailures?: number;
+  /** Outbound dials in flight at once (the others wait their turn). Default 32. */
+  maxConcurrentDials?: number;
 }
 
 /** The defaults of {@linkcode NetworkLimits}. */
@@ -67,6 +69,7 @@ export const LIMIT_DEFAULTS: Readonly<Required<NetworkLimits>> = {
   newConnectionsPerSecond: 200,
   newConnectionsBurst: 2_000,
   healthFailures: 3,
+  maxConcurrentDials: 32,
 };
 
 /**

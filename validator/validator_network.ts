@@ -246,6 +246,7 @@ export class ValidatorNetwork {
       trustedPeers: this.#profile === "validator" ? this.#trusted : undefined,
       backoff: { initial: timeouts.backoffInitial, max: timeouts.backoffMax },
       dialGrace: timeouts.dialGrace,
+      maxConcurrentDials: limits.maxConcurrentDials,
       metrics,
       logger,
     });

@@ -80,6 +80,14 @@ export interface ConnectivityManagerOptions {
    * testnet, the scale bench) sets a few hundred ms. Default 0.
    */
   dialGrace?: number;
+  /**
+   * At most this many dials in flight; the others wait for a slot, in the
+   * order they were due. A handshake costs both ends CPU, and a node that
+   * starts every dial of a large set at once (or a process holding many
+   * nodes, as the scale bench does) can have so many in flight that they
+   * time out faster than they finish, and each retry adds to the pile. Default 32.
+   */
+  maxConcurrentDials?: number;
   /** Random numbers in [0, 1), for the jitter. Default `Math.random`. */
   random?: () => number;
   /** Hears of every dial attempt: for logs and tests. */
@@ -144,6 +152,11 @@ export class ConnectivityManager {
   readonly #backoff: Required<BackoffSchedule>;
   readonly #random: () => number;
   readonly #dialGrace: number;
+  readonly #maxConcurrentDials: number;
+  /** Dials in flight. */
+  #dialing = 0;
+  /** Targets due for a dial, waiting for a slot (in the order they became due). */
+  readonly #waiting = new Set<Target>();
   readonly #onDial: ((peer: PeerId, attempt: number) => void) | undefined;
   readonly #targets = new Map<string, Target>();
   readonly #log: Logger;
@@ -159,6 +172,7 @@ export class ConnectivityManager {
     this.#backoff = { ...CONNECTIVITY_DEFAULTS, ...options.backoff };
     this.#random = options.random ?? Math.random;
     this.#dialGrace = options.dialGrace ?? 0;
+    this.#maxConcurrentDials = Math.max(1, options.maxConcurrentDials ?? 32);
     this.#onDial = options.onDial;
     this.#log = (options.logger ?? rootLogger).child({
       component: "connectivity",
@@ -188,7 +202,7 @@ export class ConnectivityManager {
     const target = this.#targets.get(peer.toString());
     if (target === undefined) return undefined;
     if (this.#manager.isConnected(peer)) return "connected";
-    if (target.dial !== undefined) return "dialing";
+    if (target.dial !== undefined || this.#waiting.has(target)) return "dialing";
     if (target.timer !== undefined) return "backoff";
     return "idle";
   }
@@ -284,6 +298,11 @@ export class ConnectivityManager {
       target.failures = 0;
       return;
     }
+    if (this.#dialing >= this.#maxConcurrentDials) {
+      this.#waiting.add(target);
+      return;
+    }
+    this.#dialing++;
     const controller = new AbortController();
     target.dial = controller;
     const attempt = target.failures + 1;
@@ -309,7 +328,18 @@ export class ConnectivityManager {
       },
     ).finally(() => {
       if (target.dial === controller) target.dial = undefined;
+      this.#dialing--;
+      this.#nextWaiting();
     });
+  }
+
+  /** Dial slots are free: the longest-waiting targets still eligible get them. */
+  #nextWaiting(): void {
+    while (this.#dialing < this.#maxConcurrentDials && this.#waiting.size > 0) {
+      const target: Target = this.#waiting.values().next().value!;
+      this.#waiting.delete(target);
+      if (this.#targets.get(target.peer.toString()) === target) this.#connect(target);
+    }
   }
 
   /** The delay after `failures` failed dials in a row. */
@@ -328,6 +358,7 @@ export class ConnectivityManager {
   }
 
   #stop(target: Target): void {
+    this.#waiting.delete(target);
     if (target.timer !== undefined) clearTimeout(target.timer);
     target.timer = undefined;
     target.dial?.abort(new NetworkError("ABORTED", `${target.peer} left the eligible set`));
@@ -342,6 +373,7 @@ export class ConnectivityManager {
       if (event.type === "new-peer") {
         // Connected (perhaps by the peer's own dial): no retry is due.
         target.failures = 0;
+        this.#waiting.delete(target);
         if (target.timer !== undefined) clearTimeout(target.timer);
         target.timer = undefined;
       } else if (event.reason !== "replaced" && event.reason !== "stale") {
@@ -355,6 +387,7 @@ export class ConnectivityManager {
     if (this.#closed) return;
     this.#closed = true;
     for (const target of this.#targets.values()) this.#stop(target);
+    this.#waiting.clear();
     this.#events?.close();
     await this.#watching;
   }
