@@ -69,11 +69,18 @@ export class BufferPool {
   readonly #made = new WeakSet<ArrayBuffer>();
   readonly #maxKept: number;
   readonly #minSize: number;
+  readonly #maxBytes: number;
+  /** Bytes of the buffers kept. */
+  #keptBytes = 0;
 
-  /** Keeps at most `maxKept` buffers, each at least `minSize` bytes. */
-  constructor(maxKept: number, minSize: number) {
+  /**
+   * Keeps at most `maxKept` buffers and `maxBytes` bytes of them (default:
+   * no byte bound), each buffer at least `minSize` bytes.
+   */
+  constructor(maxKept: number, minSize: number, maxBytes = Number.POSITIVE_INFINITY) {
     this.#maxKept = maxKept;
     this.#minSize = minSize;
+    this.#maxBytes = maxBytes;
   }
 
   /** A view of exactly `length` bytes (contents undefined) over a kept or new buffer. */
@@ -84,6 +91,7 @@ export class BufferPool {
         const buffer = kept[i];
         kept[i] = kept[kept.length - 1];
         kept.pop();
+        this.#keptBytes -= buffer.byteLength;
         return new Uint8Array(buffer, 0, length);
       }
     }
@@ -95,6 +103,12 @@ export class BufferPool {
   /** Gives back a view `take` returned; anything else is ignored. */
   give(view: Uint8Array): void {
     const buffer = view.buffer as ArrayBuffer;
-    if (this.#made.has(buffer) && this.#kept.length < this.#maxKept) this.#kept.push(buffer);
+    if (
+      this.#made.has(buffer) && this.#kept.length < this.#maxKept &&
+      this.#keptBytes + buffer.byteLength <= this.#maxBytes
+    ) {
+      this.#kept.push(buffer);
+      this.#keptBytes += buffer.byteLength;
+    }
   }
 }

@@ -192,7 +192,9 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
 
   /**
    * Queues `message` for `peer`; resolves once it was handed to the
-   * connection (then it is the connection's to deliver).
+   * connection (then it is the connection's to deliver). The message is
+   * kept, not copied, until the peer acknowledges it (it may be written
+   * again on a new connection): do not modify it after the call.
    *
    * @throws {NetworkError} `NOT_CONNECTED` without a connection to the peer;
    *   `FRAME_TOO_LARGE` above `maxMessageSize` (nothing sent); the
@@ -557,6 +559,9 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
+/** A batch of one message this large or larger is written without copying it. */
+const WRITTEN_ALONE = 16 * 1024;
+
 /** Messages written but not acknowledged: at most this many bytes (one larger message alone may). */
 const UNACKED_BYTES = 4 * 1024 * 1024;
 /** ... and at most this many messages. */
@@ -584,7 +589,7 @@ interface Sent {
   count: number;
   /** What was written: each message behind its varint length. */
   bytes: Uint8Array;
-  /** A single large message is written as its length, then itself: `bytes` is the message. */
+  /** A single message of `WRITTEN_ALONE` bytes or more is written as its length, then itself: `bytes` is the message. */
   large: boolean;
   /** Messages before this index are acknowledged. */
   acked: number;
@@ -760,8 +765,10 @@ class PeerSender {
    * it already has), and its senders hear when that completes.
    */
   async #writeBatch(stream: ProtocolStream, items: Pending[]): Promise<void> {
-    const { batchBytes } = this.#owner.options;
-    const large = items.length === 1 && items[0].message.length > batchBytes;
+    // A message that fills a batch alone is written behind its length, not
+    // copied: a copy of a large message costs fresh memory, and the sender
+    // keeps it until acknowledged.
+    const large = items.length === 1 && items[0].message.length >= WRITTEN_ALONE;
     const joined = large ? undefined : join(items);
     const bytes = large ? items[0].message : joined!.buffer;
     const sent: Sent = { first: this.#nextSeq, count: items.length, bytes, large, acked: 0, items };

@@ -59,8 +59,13 @@ export const STARVATION_LIMIT = 64;
 
 /** Data frames this large come from the scheduler's frame pool. */
 const POOLED_FRAME_MIN = 16 * 1024;
-/** Frame buffers the pool keeps for reuse. */
-const FRAME_POOL_SIZE = 4;
+/**
+ * Frame buffers the pool keeps for reuse, in count and bytes: enough for
+ * the frames a busy stream has queued at the high water mark, so a bulk
+ * writer allocates no frame (fresh memory costs page faults).
+ */
+const FRAME_POOL_SIZE = 32;
+const FRAME_POOL_BYTES = 2 * 1024 * 1024;
 /**
  * Header-only frames (window updates, ping answers, resets) queued and not
  * yet written; beyond it the peer floods us without reading and is dropped.
@@ -203,7 +208,7 @@ export class WriteScheduler {
    */
   frameBuffer(length: number): Uint8Array {
     if (length < POOLED_FRAME_MIN) return new Uint8Array(length);
-    this.#pool ??= new BufferPool(FRAME_POOL_SIZE, HEADER_LENGTH + this.#options.maxFrameSize);
+    this.#pool ??= new BufferPool(FRAME_POOL_SIZE, POOLED_FRAME_MIN, FRAME_POOL_BYTES);
     keptForReuse(this);
     return this.#pool.take(length);
   }

@@ -80,8 +80,13 @@ const WRITE_HIGH_WATER = 1024 * 1024;
 const WRITE_SLICE = 16 * MAX_PLAINTEXT;
 /** Smallest write buffer, so bursts of small writes reuse one. */
 const MIN_BUFFER = 16 * 1024;
-/** Large write buffers a channel keeps for reuse once the connection below gave them back. */
-const POOL_SIZE = 8;
+/**
+ * Large write buffers a channel keeps for reuse once the connection below
+ * gave them back, in count and bytes: enough for what the connection holds
+ * at the high water mark, so a bulk writer allocates none per write.
+ */
+const POOL_SIZE = 32;
+const POOL_BYTES = 2 * WRITE_HIGH_WATER;
 /**
  * Buffers of small writes (sealed in at most `MIN_BUFFER` bytes), shared by
  * every channel: the connection below copies such a chunk (it returns
@@ -497,6 +502,7 @@ export class SecureChannel extends ByteConnection {
     const pool = needed <= MIN_BUFFER ? SMALL_WRITES : (this.#pool ??= new BufferPool(
       POOL_SIZE,
       MIN_BUFFER,
+      POOL_BYTES,
     ));
     if (pool !== SMALL_WRITES) keptForReuse(this);
     const buffer = pool.take(needed);
