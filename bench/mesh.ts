@@ -87,6 +87,9 @@ export async function measureMesh(transport: "memory" | "tcp", n: number): Promi
       backoff: { initial: 200, max: 2_000 },
       // The whole network comes up at once: one dial per pair, not two.
       dialGrace: 250,
+      // Every node's handshakes share this process's one thread: bound the
+      // dials in flight in the whole process, not per node.
+      maxConcurrentDials: Math.max(2, Math.ceil(256 / n)),
       metrics,
       logger: quiet,
     });
