@@ -215,6 +215,7 @@ export {
   runPerf,
 } from "./protocols/perf.ts";
 export { ECHO_PROTOCOL, handleEcho } from "./protocols/echo.ts";
+export type { DirectSendMessage } from "./protocols/direct_send.ts";
 
 // Observability.
 export {

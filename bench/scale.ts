@@ -371,7 +371,12 @@ export async function measureScale(
   const peers = n - 1;
   const receivers = new Receivers();
   const consumers = handles.slice(1).map(async (handle) => {
-    for await (const ev of handle.events) if (ev.type === "message") receivers.deliver(ev.message);
+    for await (const ev of handle.events) {
+      if (ev.type !== "message") continue;
+      receivers.deliver(ev.message);
+      // Done with it: a large message's buffer serves the next one.
+      ev.release();
+    }
   });
   const sender = handles[0];
   // Discovery goes on exchanging records for a while after the mesh is

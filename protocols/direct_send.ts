@@ -58,6 +58,12 @@ import type { PeerManager } from "../netcore/peer/peer_manager.ts";
 import type { ProtocolStream } from "../netcore/upgrade/peer_connection.ts";
 import { encodeVarint, varintLength } from "../netcore/varint.ts";
 import { type Counters, messageCounters } from "./_counters.ts";
+import {
+  MessageBuffers,
+  NO_RELEASE,
+  POOLED_MESSAGE_MIN,
+  type PooledMessage,
+} from "./_message_buffers.ts";
 
 /** Options for {@linkcode DirectSend}. Defaults in {@linkcode DIRECT_SEND_DEFAULTS}. */
 export interface DirectSendOptions {
@@ -83,6 +89,13 @@ export interface DirectSendOptions {
    * those handed over but never acknowledged are counted lost. Default 1_000.
    */
   resendGrace?: number;
+  /**
+   * Bytes of buffers for large received messages (64 KiB and more) kept for
+   * reuse: a message whose event's `release()` was called gives its buffer
+   * back, and the next large message reuses it instead of fresh memory.
+   * 0 keeps none. Default 16 MiB.
+   */
+  messageBufferBytes?: number;
   /** Where messages, bytes and refusals are counted. Default `defaultMetrics`. */
   metrics?: Metrics;
   /** The logger. Default `rootLogger`. */
@@ -98,6 +111,7 @@ export const DIRECT_SEND_DEFAULTS = {
   inboundQueue: 1024,
   batchBytes: 64 * 1024,
   resendGrace: 1_000,
+  messageBufferBytes: 16 * 1024 * 1024,
 };
 
 /**
@@ -105,8 +119,25 @@ export const DIRECT_SEND_DEFAULTS = {
  * peer's stream (it closed it; its messages before came first).
  */
 export type DirectSendEvent =
-  | { readonly type: "message"; readonly peer: PeerId; readonly message: Uint8Array }
+  | DirectSendMessage
   | { readonly type: "end"; readonly peer: PeerId };
+
+/**
+ * A message received. The application owns `message`; once it is done with
+ * it, `release()` may give a large message's buffer back for the next one
+ * (optional: without it the garbage collector takes the buffer). After
+ * `release()` the message must not be used: its bytes will be overwritten.
+ */
+export interface DirectSendMessage {
+  /** `message`. */
+  readonly type: "message";
+  /** The sender. */
+  readonly peer: PeerId;
+  /** The message's bytes. */
+  readonly message: Uint8Array;
+  /** Gives the message's buffer back for reuse; does nothing for small messages, or a second time. */
+  readonly release: () => void;
+}
 
 /** Options for {@linkcode DirectSend.sendTo}. */
 export interface SendOptions {
@@ -150,6 +181,8 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
   readonly #inboundOrder = new Map<string, { epoch: number; next: number }>();
   /** The inbound streams being read, with their acknowledgements (reset when we close). */
   readonly #reading = new Map<ProtocolStream, AckWriter>();
+  /** Buffers of large received messages, given back by the application. */
+  readonly #buffers: MessageBuffers;
   #events: PeerEventStream | undefined;
   #closed = false;
 
@@ -165,7 +198,9 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       inboundQueue: options.inboundQueue ?? DIRECT_SEND_DEFAULTS.inboundQueue,
       batchBytes: options.batchBytes ?? DIRECT_SEND_DEFAULTS.batchBytes,
       resendGrace: options.resendGrace ?? DIRECT_SEND_DEFAULTS.resendGrace,
+      messageBufferBytes: options.messageBufferBytes ?? DIRECT_SEND_DEFAULTS.messageBufferBytes,
     };
+    this.#buffers = new MessageBuffers(this.#options.messageBufferBytes);
     const metrics = options.metrics ?? defaultMetrics;
     this.#inbound = new KeyedQueue(this.#options.inboundQueue, {
       name: `direct_send:${options.protocol}:in`,
@@ -278,6 +313,7 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
     for (const [stream] of reading) stream.abort(error);
     this.#inbound.close();
     await Promise.allSettled([...this.#tasks]);
+    this.#buffers.clear();
   }
 
   // ---- internals shared with PeerSender ----
@@ -420,7 +456,7 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           waited.abort();
           throw new NetworkError("FRAME_TOO_LARGE", `message of ${length} bytes exceeds ${max}`);
         }
-        const message = await readMessage(reader, length);
+        const { bytes: message, release } = await readMessage(reader, length, this.#buffers);
         const number = seq++;
         if (number >= order.next) {
           // Claimed before the wait below: a second stream of the same
@@ -432,7 +468,9 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           // meanwhile, so flow control stalls this peer alone.
           // Counted as taken at once: with room, the queue took it already
           // (and the application may have it before this function resumes).
-          const pushing = this.#inbound.push(key, { type: "message", peer, message }, { signal });
+          const pushing = this.#inbound.push(key, { type: "message", peer, message, release }, {
+            signal,
+          });
           pushed = number + 1;
           acks.took(length);
           try {
@@ -447,6 +485,7 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           }
         } else {
           this.#counters.refused("duplicate").inc();
+          release();
           pushed = Math.max(pushed, number + 1);
           acks.took(length);
         }
@@ -535,21 +574,33 @@ const MAX_SENDERS_REMEMBERED = 4096;
 
 /**
  * Reads a message of `length` bytes: a copy into one buffer (a view of the
- * frames it arrived in would hold their buffers).
+ * frames it arrived in would hold their buffers), from `buffers` when large.
  */
-async function readMessage(reader: ByteReader, length: number): Promise<Uint8Array> {
-  if (reader.buffered >= length) return (await reader.readExactly(length)).slice();
-  const message = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const chunk = await reader.readSome(length - filled);
-    if (chunk === undefined) {
-      throw new NetworkError("CONNECTION_CLOSED", `stream ended inside a ${length}-byte message`);
-    }
-    message.set(chunk, filled);
-    filled += chunk.length;
+async function readMessage(
+  reader: ByteReader,
+  length: number,
+  buffers: MessageBuffers,
+): Promise<PooledMessage> {
+  if (length < POOLED_MESSAGE_MIN && reader.buffered >= length) {
+    return { bytes: (await reader.readExactly(length)).slice(), release: NO_RELEASE };
   }
-  return message;
+  const taken = buffers.take(length);
+  const message = taken.bytes;
+  let filled = 0;
+  try {
+    while (filled < length) {
+      const chunk = await reader.readSome(length - filled);
+      if (chunk === undefined) {
+        throw new NetworkError("CONNECTION_CLOSED", `stream ended inside a ${length}-byte message`);
+      }
+      message.set(chunk, filled);
+      filled += chunk.length;
+    }
+  } catch (err) {
+    taken.release();
+    throw err;
+  }
+  return taken;
 }
 
 /** A sender waiting for room in the queue. */

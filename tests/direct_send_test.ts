@@ -577,3 +577,59 @@ Deno.test("direct send: messages and bytes are counted per protocol and directio
     assertEquals(counted("b", p2, "out"), [0, 0]);
   });
 });
+
+// ---- buffers of large messages --------------------------------------------------------
+
+/** The next event of `ds`, which must be a message. */
+async function nextMessage(ds: DirectSend) {
+  const event = await ds.receive({ signal: AbortSignal.timeout(5_000) });
+  if (event?.type !== "message") throw new Error(`expected a message, got ${event?.type}`);
+  return event;
+}
+
+Deno.test("direct send: a large message given back with release() lends its buffer to the next one; one kept is never reused", async () => {
+  await withNet("validator", async (net) => {
+    const { b, sender, receiver } = await pair(net);
+    const large = (fill: number, size = 100_000) => new Uint8Array(size).fill(fill);
+    await sender.sendTo(b.peerId, large(1));
+    const first = await nextMessage(receiver);
+    assertEquals(first.message.length, 100_000);
+    assert(first.message.every((x) => x === 1));
+    first.release();
+    first.release(); // a second call does nothing
+
+    // The next message of a similar size lands in the same buffer.
+    await sender.sendTo(b.peerId, large(2, 90_000));
+    const second = await nextMessage(receiver);
+    assert(second.message.buffer === first.message.buffer, "the released buffer is reused");
+    assertEquals(second.message.length, 90_000);
+    assert(second.message.every((x) => x === 2));
+
+    // Not released: the next large message gets a buffer of its own, and
+    // this one stays intact.
+    await sender.sendTo(b.peerId, large(3));
+    const third = await nextMessage(receiver);
+    assert(third.message.buffer !== second.message.buffer, "a kept message is never reused");
+    assert(second.message.every((x) => x === 2), "the kept message is intact");
+    assert(third.message.every((x) => x === 3));
+
+    // Small messages come from no pool: release() does nothing.
+    await sender.sendTo(b.peerId, numbered(7));
+    const small = await nextMessage(receiver);
+    small.release();
+    assertEquals(seqOf(small.message), 7);
+  });
+});
+
+Deno.test("direct send: messageBufferBytes 0 keeps no buffer: a released message's buffer is not reused", async () => {
+  await withNet("validator", async (net) => {
+    const { b, sender, receiver } = await pair(net, { b: { messageBufferBytes: 0 } });
+    await sender.sendTo(b.peerId, new Uint8Array(100_000).fill(1));
+    const first = await nextMessage(receiver);
+    first.release();
+    await sender.sendTo(b.peerId, new Uint8Array(100_000).fill(2));
+    const second = await nextMessage(receiver);
+    assert(second.message.buffer !== first.message.buffer);
+    assert(first.message.every((x) => x === 1), "released, but not overwritten");
+  });
+});

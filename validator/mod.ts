@@ -51,6 +51,7 @@ export type {
   PartitionMode,
 } from "../memsocket/memory_network.ts";
 export type { MemorySocket } from "../memsocket/memory_socket.ts";
+export type { DirectSendMessage } from "../protocols/direct_send.ts";
 export type {
   Multiaddr,
   MultiaddrComponent,

@@ -14,7 +14,7 @@ import type {
   PeerEventStream,
   PeerMetadata,
 } from "../netcore/peer/peer_events.ts";
-import type { DirectSend } from "../protocols/direct_send.ts";
+import type { DirectSend, DirectSendMessage } from "../protocols/direct_send.ts";
 import type { Rpc } from "../protocols/rpc.ts";
 import { mergeEvents } from "./_merge.ts";
 
@@ -53,10 +53,12 @@ export type PeerChange =
     readonly reason: DisconnectReason;
   };
 
-/** What a DirectSend handle's `events` yield. */
-export type DirectSendHandleEvent =
-  | PeerChange
-  | { readonly type: "message"; readonly peer: PeerId; readonly message: Uint8Array };
+/**
+ * What a DirectSend handle's `events` yield: peer changes, and messages
+ * (`release()` on a message gives a large one's buffer back for the next;
+ * see {@linkcode DirectSendMessage}).
+ */
+export type DirectSendHandleEvent = PeerChange | DirectSendMessage;
 
 /** What an RPC handle's `events` yield: answer each request once. */
 export type RpcHandleEvent =
