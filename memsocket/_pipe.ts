@@ -10,6 +10,11 @@ interface Queued {
   deliverAt: number;
 }
 
+/** Pieces this large or larger are copied into buffers the pipe reuses. */
+const REUSED_MIN = 16 * 1024;
+/** Buffers a pipe keeps for reuse (their bytes are bounded by its capacity too). */
+const REUSED_KEPT = 8;
+
 /**
  * Where a pipe is: `open` carries bytes; `ended` (the writer's FIN: reads
  * drain what is queued, then see the end); `errored` (reset: every read and
@@ -36,6 +41,13 @@ export class Pipe {
   #error: Error | undefined;
   /** The reader is gone: accept and drop what is written, as a socket whose reader closed. */
   #discarding = false;
+  /**
+   * Buffers of pieces already read, for the next large writes: the pipe
+   * stands for a kernel's socket buffer, which allocates nothing per write
+   * either (fresh memory per write would bound a bulk transfer here).
+   */
+  readonly #spare: ArrayBuffer[] = [];
+  #spareBytes = 0;
   /** Bytes stay queued (not delivered) while held: a partition. */
   #held = false;
   #readable: PromiseWithResolvers<void> | undefined;
@@ -62,7 +74,7 @@ export class Pipe {
       const room = this.#capacity - this.#buffered;
       if (room > 0) {
         // A copy: the writer may reuse its buffer as soon as this resolves.
-        const piece = data.slice(0, room);
+        const piece = this.#copy(data.subarray(0, room));
         this.#queue.push({ bytes: piece, deliverAt: performance.now() + this.#latency() });
         this.#buffered += piece.length;
         this.#wakeReader();
@@ -107,7 +119,37 @@ export class Pipe {
     }
   }
 
+  /** A copy of `data`, in a reused buffer when it is large. */
+  #copy(data: Uint8Array): Uint8Array {
+    if (data.length < REUSED_MIN) return data.slice();
+    const spare = this.#spare;
+    let buffer: ArrayBuffer | undefined;
+    for (let i = spare.length - 1; i >= 0; i--) {
+      if (spare[i].byteLength >= data.length) {
+        buffer = spare[i];
+        spare[i] = spare[spare.length - 1];
+        spare.pop();
+        this.#spareBytes -= buffer.byteLength;
+        break;
+      }
+    }
+    // Power-of-two sizes, so buffers fit the next pieces of a similar size.
+    buffer ??= new ArrayBuffer(2 ** Math.ceil(Math.log2(data.length)));
+    const piece = new Uint8Array(buffer, 0, data.length);
+    piece.set(data);
+    return piece;
+  }
+
   #shift(): void {
+    const done = this.#queue[this.#head].bytes;
+    const buffer = done.buffer as ArrayBuffer;
+    if (
+      done.length >= REUSED_MIN && this.#spare.length < REUSED_KEPT &&
+      this.#spareBytes + buffer.byteLength <= this.#capacity
+    ) {
+      this.#spare.push(buffer);
+      this.#spareBytes += buffer.byteLength;
+    }
     this.#queue[this.#head++] = undefined!;
     this.#headOffset = 0;
     if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {

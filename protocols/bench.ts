@@ -86,6 +86,8 @@ export function serveBench(manager: PeerManager, metrics?: Metrics): () => Promi
         const key = event.peer.toString();
         if (event.type === "message") {
           counts.set(key, (counts.get(key) ?? 0) + 1);
+          // Counted, done with: a large message's buffer serves the next one.
+          event.release();
           continue;
         }
         const n = counts.get(key) ?? 0;

@@ -581,3 +581,36 @@ Deno.test("MemoryTransport: an echo through the Web Streams edge", async () => {
   await Promise.all([a.closed, b.closed]);
   await listener.close();
 });
+
+Deno.test("MemorySocket: large writes land in buffers the pipe reuses; each piece read is the one written, even with the writer's buffer refilled at once", async () => {
+  const [a, b] = MemorySocket.pair("/memory/1", "/memory/2", 256 * 1024);
+  const sizes = [16 * 1024, 70_000, 100_000, 20_000, 65_536, 200_000, 17_000, 16_384];
+  const expected: number[] = [];
+  const reading = (async () => {
+    const got: number[] = [];
+    const buffer = new Uint8Array(7_000);
+    while (true) {
+      const n = await b.read(buffer);
+      if (n === null) return got;
+      for (let i = 0; i < n; i++) got.push(buffer[i]);
+    }
+  })();
+  const scratch = new Uint8Array(200_000);
+  for (let round = 0; round < 6; round++) {
+    for (const [i, size] of sizes.entries()) {
+      const fill = (round * sizes.length + i) & 0xff;
+      let at = 0;
+      while (at < size) {
+        scratch.fill(fill, 0, size - at);
+        at += await a.write(scratch.subarray(0, size - at));
+        scratch.fill(0xee); // the writer reuses its buffer as soon as the write resolved
+      }
+      for (let k = 0; k < size; k++) expected.push(fill);
+    }
+  }
+  await a.closeWrite();
+  const got = await reading;
+  assertEquals(got.length, expected.length);
+  assertEquals(got.findIndex((x, i) => x !== expected[i]), -1);
+  b.close();
+});
