@@ -26,12 +26,7 @@ export type {
   MultiaddrProtocol,
   TcpEndpoint,
 } from "../netcore/multiaddr.ts";
-export type {
-  PeerDialOptions,
-  PeerManager,
-  PeerManagerOptions,
-  StreamHandler,
-} from "../netcore/peer/peer_manager.ts";
+export type { PeerDialOptions, PeerManager, StreamHandler } from "../netcore/peer/peer_manager.ts";
 export type {
   DisconnectReason,
   PeerEvent,
@@ -40,66 +35,33 @@ export type {
   PeerMetadata,
 } from "../netcore/peer/peer_events.ts";
 export type {
-  Authenticated,
   Direction,
-  MultiplexOptions,
   OpenStreamOptions,
   PeerConnection,
   ProtocolStream,
   SecurityProfile,
 } from "../netcore/upgrade/peer_connection.ts";
 export type { ByteConnection } from "../netcore/transport/byte_connection.ts";
-export type {
-  DialOptions,
-  Listener,
-  ListenOptions,
-  Role,
-  Transport,
-  Upgrade,
-  UpgradeContext,
-} from "../netcore/transport/transport.ts";
-export type { InboundLimits } from "../netcore/transport/inbound_gate.ts";
-export type {
-  NetworkError,
-  NetworkErrorCode,
-  NetworkErrorOptions,
-} from "../netcore/network_error.ts";
+export type { DialOptions, Listener, ListenOptions, Role } from "../netcore/transport/transport.ts";
+export type { NetworkError, NetworkErrorCode } from "../netcore/network_error.ts";
 export type { Ed25519Identity } from "../netcore/identity/ed25519_identity.ts";
 export type { PeerId } from "../netcore/identity/peer_id.ts";
-export type {
-  CryptoBackend,
-  KeyPair,
-  NoiseCipher,
-  NoiseDh,
-  NoiseHash,
-} from "../netcore/noise/crypto.ts";
-export type {
-  SecureChannel,
-  SecureChannelInit,
-  TransportCipher,
-} from "../netcore/noise/secure_channel.ts";
-export type {
-  Yamux,
-  YamuxOptions,
-  YamuxPingOptions,
-  YamuxState,
-} from "../netcore/multiplexing/yamux.ts";
+export type { KeyPair } from "../netcore/noise/crypto.ts";
+export type { SecureChannel } from "../netcore/noise/secure_channel.ts";
+export type { Yamux, YamuxPingOptions, YamuxState } from "../netcore/multiplexing/yamux.ts";
 export type {
   Priority,
   StreamState,
   YamuxStream,
   YamuxStreamStats,
 } from "../netcore/multiplexing/yamux_stream.ts";
-export type { NegotiateOptions } from "../netcore/negotiate/options.ts";
-export type { ByteReader } from "../netcore/byte_reader.ts";
 export type {
   HistogramSeries,
   Labels,
   Metric,
-  MetricFamily,
   MetricKind,
   Metrics,
   Series,
   SeriesOf,
 } from "../netcore/metrics.ts";
-export type { LogFields, Logger, LogLevel, LogSink } from "../netcore/log.ts";
+export type { LogFields, Logger, LogLevel } from "../netcore/log.ts";

@@ -58,12 +58,7 @@ export type {
   MultiaddrProtocol,
   TcpEndpoint,
 } from "../netcore/multiaddr.ts";
-export type {
-  PeerDialOptions,
-  PeerManager,
-  PeerManagerOptions,
-  StreamHandler,
-} from "../netcore/peer/peer_manager.ts";
+export type { PeerDialOptions, PeerManager, StreamHandler } from "../netcore/peer/peer_manager.ts";
 export type {
   DisconnectReason,
   PeerEvent,
@@ -72,47 +67,24 @@ export type {
   PeerMetadata,
 } from "../netcore/peer/peer_events.ts";
 export type {
-  Authenticated,
   Direction,
-  MultiplexOptions,
   OpenStreamOptions,
   PeerConnection,
   ProtocolStream,
   SecurityProfile,
 } from "../netcore/upgrade/peer_connection.ts";
-export type {
-  NetworkError,
-  NetworkErrorCode,
-  NetworkErrorOptions,
-} from "../netcore/network_error.ts";
+export type { NetworkError, NetworkErrorCode } from "../netcore/network_error.ts";
 export type { Ed25519Identity } from "../netcore/identity/ed25519_identity.ts";
 export type { PeerId } from "../netcore/identity/peer_id.ts";
-export type {
-  CryptoBackend,
-  KeyPair,
-  NoiseCipher,
-  NoiseDh,
-  NoiseHash,
-} from "../netcore/noise/crypto.ts";
-export type {
-  SecureChannel,
-  SecureChannelInit,
-  TransportCipher,
-} from "../netcore/noise/secure_channel.ts";
-export type {
-  Yamux,
-  YamuxOptions,
-  YamuxPingOptions,
-  YamuxState,
-} from "../netcore/multiplexing/yamux.ts";
+export type { KeyPair } from "../netcore/noise/crypto.ts";
+export type { SecureChannel } from "../netcore/noise/secure_channel.ts";
+export type { Yamux, YamuxPingOptions, YamuxState } from "../netcore/multiplexing/yamux.ts";
 export type {
   Priority,
   StreamState,
   YamuxStream,
   YamuxStreamStats,
 } from "../netcore/multiplexing/yamux_stream.ts";
-export type { NegotiateOptions } from "../netcore/negotiate/options.ts";
-export type { ByteReader } from "../netcore/byte_reader.ts";
 export type {
   HistogramSeries,
   Labels,
@@ -124,4 +96,4 @@ export type {
   Series,
   SeriesOf,
 } from "../netcore/metrics.ts";
-export type { LogFields, Logger, LogLevel, LogSink } from "../netcore/log.ts";
+export type { LogFields, Logger, LogLevel } from "../netcore/log.ts";

@@ -18,7 +18,6 @@ export * from "./libp2p_node.ts";
 
 // Types of other modules that the API above refers to.
 export type {
-  Authenticated,
   Direction,
   MultiplexOptions,
   OpenStreamOptions,
@@ -44,7 +43,7 @@ export type {
   UpgradeContext,
 } from "../transport/transport.ts";
 export type { InboundLimits } from "../transport/inbound_gate.ts";
-export type { NetworkError, NetworkErrorCode, NetworkErrorOptions } from "../network_error.ts";
+export type { NetworkError, NetworkErrorCode } from "../network_error.ts";
 export type {
   Multiaddr,
   MultiaddrComponent,
@@ -56,7 +55,7 @@ export type { PeerId } from "../identity/peer_id.ts";
 export type { PeerRecord } from "../identity/peer_record.ts";
 export type { TrustedPeers, TrustedPeerSet } from "../noise/trusted_peers.ts";
 export type { CryptoBackend, KeyPair, NoiseCipher, NoiseDh, NoiseHash } from "../noise/crypto.ts";
-export type { SecureChannel, SecureChannelInit, TransportCipher } from "../noise/secure_channel.ts";
+export type { SecureChannel } from "../noise/secure_channel.ts";
 export type { Libp2pNoiseOptions } from "../noise/libp2p_noise.ts";
 export type { Yamux, YamuxOptions, YamuxPingOptions, YamuxState } from "../multiplexing/yamux.ts";
 export type {
@@ -66,15 +65,13 @@ export type {
   YamuxStreamStats,
 } from "../multiplexing/yamux_stream.ts";
 export type { NegotiateOptions } from "../negotiate/options.ts";
-export type { ByteReader } from "../byte_reader.ts";
 export type {
   HistogramSeries,
   Labels,
   Metric,
-  MetricFamily,
   MetricKind,
   Metrics,
   Series,
   SeriesOf,
 } from "../metrics.ts";
-export type { LogFields, Logger, LogLevel, LogSink } from "../log.ts";
+export type { LogFields, Logger, LogLevel } from "../log.ts";
