@@ -267,6 +267,32 @@ export class ByteReader implements ByteSource {
   }
 
   /**
+   * Fills `buffer` with the stream's next `buffer.length` bytes (a copy: the
+   * caller owns the buffer, whatever the chunks it came in).
+   *
+   * @throws {NetworkError} `CONNECTION_CLOSED` when the stream ends first,
+   *   `CONNECTION_RESET` when it errors
+   */
+  async readFully(buffer: Uint8Array): Promise<void> {
+    const n = buffer.length;
+    // What is buffered is copied without waiting (often all of it).
+    let filled = Math.min(n, this.buffered);
+    buffer.set(this.#chunk.subarray(this.#offset, this.#offset + filled));
+    this.#offset += filled;
+    while (filled < n) {
+      const chunk = await this.readSome(n - filled);
+      if (chunk === undefined) {
+        throw new NetworkError(
+          "CONNECTION_CLOSED",
+          `stream ended after ${filled} of ${n} expected bytes`,
+        );
+      }
+      buffer.set(chunk, filled);
+      filled += chunk.length;
+    }
+  }
+
+  /**
    * Up to `max` bytes: what is buffered, or else the next chunk. `undefined`
    * at the end of the stream.
    */

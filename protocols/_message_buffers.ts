@@ -18,10 +18,10 @@
 import { forgetHolder, keptForReuse, releaseIdle } from "../netcore/transport/_idle_release.ts";
 
 /** Messages this large or larger are read into pooled buffers. */
-export const POOLED_MESSAGE_MIN = 64 * 1024;
+const POOLED_MESSAGE_MIN = 64 * 1024;
 
 /** Does nothing: the release of a message that came from no pool. */
-export const NO_RELEASE = (): void => {};
+const NO_RELEASE = (): void => {};
 
 /** A message's bytes and the way to give them back. */
 export interface PooledMessage {

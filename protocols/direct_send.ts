@@ -58,12 +58,7 @@ import type { PeerManager } from "../netcore/peer/peer_manager.ts";
 import type { ProtocolStream } from "../netcore/upgrade/peer_connection.ts";
 import { encodeVarint, varintLength } from "../netcore/varint.ts";
 import { type Counters, messageCounters } from "./_counters.ts";
-import {
-  MessageBuffers,
-  NO_RELEASE,
-  POOLED_MESSAGE_MIN,
-  type PooledMessage,
-} from "./_message_buffers.ts";
+import { MessageBuffers, type PooledMessage } from "./_message_buffers.ts";
 
 /** Options for {@linkcode DirectSend}. Defaults in {@linkcode DIRECT_SEND_DEFAULTS}. */
 export interface DirectSendOptions {
@@ -581,21 +576,9 @@ async function readMessage(
   length: number,
   buffers: MessageBuffers,
 ): Promise<PooledMessage> {
-  if (length < POOLED_MESSAGE_MIN && reader.buffered >= length) {
-    return { bytes: (await reader.readExactly(length)).slice(), release: NO_RELEASE };
-  }
   const taken = buffers.take(length);
-  const message = taken.bytes;
-  let filled = 0;
   try {
-    while (filled < length) {
-      const chunk = await reader.readSome(length - filled);
-      if (chunk === undefined) {
-        throw new NetworkError("CONNECTION_CLOSED", `stream ended inside a ${length}-byte message`);
-      }
-      message.set(chunk, filled);
-      filled += chunk.length;
-    }
+    await reader.readFully(taken.bytes);
   } catch (err) {
     taken.release();
     throw err;

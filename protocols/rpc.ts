@@ -466,17 +466,8 @@ async function answer(stream: ProtocolStream, status: Status, message: string): 
 
 /** Reads `length` bytes into one buffer of its own. */
 async function readBody(reader: ByteReader, length: number): Promise<Uint8Array> {
-  if (reader.buffered >= length) return (await reader.readExactly(length)).slice();
   const body = new Uint8Array(length);
-  let filled = 0;
-  while (filled < length) {
-    const chunk = await reader.readSome(length - filled);
-    if (chunk === undefined) {
-      throw new NetworkError("CONNECTION_CLOSED", `stream ended inside a ${length}-byte message`);
-    }
-    body.set(chunk, filled);
-    filled += chunk.length;
-  }
+  await reader.readFully(body);
   return body;
 }
 

@@ -589,3 +589,16 @@ Deno.test("reuseBuffer: views are reused, read() hands out copies that later rea
   assertEquals(await reader.read(), null);
   await Promise.all([a.close(), b.close()]);
 });
+
+Deno.test("readFully fills the buffer across chunks (a copy), leaves the rest buffered, and fails CONNECTION_CLOSED at an early end", async () => {
+  const { source, arrays } = chunks([1, 2], [3, 4, 5], [6]);
+  const reader = new ByteReader(source);
+  assertEquals(list(await reader.readSome(1)), [1]);
+  const buffer = new Uint8Array(3);
+  await reader.readFully(buffer); // 2 buffered, then the next chunk
+  assertEquals([...buffer], [2, 3, 4]);
+  arrays[1].fill(0);
+  assertEquals([...buffer], [2, 3, 4], "a copy, not a view");
+  assertEquals(reader.buffered, 1);
+  await assertRejectsCode(() => reader.readFully(new Uint8Array(3)), "CONNECTION_CLOSED");
+});
