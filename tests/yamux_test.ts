@@ -795,6 +795,26 @@ Deno.test("yamux: keepalive: an unanswered ping aborts the session with TIMEOUT 
   peer.raw.abort();
 });
 
+Deno.test("yamux: keepalive: a late answer is not death while other frames arrive; silence is", async () => {
+  const peer = rawPeer({ keepAliveInterval: 20, pingTimeout: 50 });
+  // The peer never answers our pings but keeps sending its own, as a busy
+  // peer whose answer waits behind a deep queue still sends something.
+  for (let i = 1; i <= 15; i++) {
+    await peer.write(
+      encodeFrameHeader({ type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: i }),
+    );
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // 300 ms: six ping timeouts passed, with traffic in each.
+  assertEquals(peer.muxer.state, "open");
+  // Silence: the next unanswered ping ends the session.
+  const start = performance.now();
+  await peer.muxer.closed;
+  assert(performance.now() - start < 1000);
+  assertEquals(peer.muxer.error?.code, "TIMEOUT");
+  peer.raw.abort();
+});
+
 Deno.test("yamux: the peer aborting the connection ends open streams with CONNECTION_RESET", async () => {
   const { client, server } = sessionPair();
   const inbound = server[Symbol.asyncIterator]().next();

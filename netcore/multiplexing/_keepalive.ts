@@ -24,6 +24,12 @@ export interface PingsOptions {
   keepAliveInterval: number;
   /** How long a keepalive ping may stay unanswered, in ms. */
   pingTimeout: number;
+  /**
+   * When the peer last sent anything, in `performance.now()` time. A ping
+   * whose answer is late while other frames arrive means a busy peer or a
+   * deep queue, not a dead one.
+   */
+  lastReceived(): number;
   /** A keepalive ping went unanswered: the session is dead. */
   onDead(error: NetworkError): void;
 }
@@ -126,10 +132,11 @@ export class Pings {
     this.#keepAlivePending = true;
     const { pingTimeout } = this.#options;
     const deadline = new Deadline(pingTimeout, { what: "yamux keepalive ping" });
+    const sent = performance.now();
     try {
       await this.ping(deadline.signal);
     } catch (err) {
-      if (deadline.expired && this.#stopped === undefined) {
+      if (deadline.expired && this.#stopped === undefined && this.#options.lastReceived() <= sent) {
         this.#options.onDead(
           new NetworkError("TIMEOUT", `yamux: keepalive ping unanswered for ${pingTimeout} ms`, {
             cause: err,

@@ -100,7 +100,10 @@ export interface YamuxOptions {
   maxUnackedOutboundStreams?: number;
   /** Interval of keepalive pings in ms; 0 turns them off. Default 30_000. */
   keepAliveInterval?: number;
-  /** How long a keepalive ping may stay unanswered before the session is aborted, in ms. Default 10_000. */
+  /**
+   * How long a keepalive ping may stay unanswered, with nothing else
+   * received meanwhile, before the session is aborted, in ms. Default 10_000.
+   */
   pingTimeout?: number;
   /** How long `close()` lets existing streams finish before resetting them, in ms. Default 5_000. */
   closeTimeout?: number;
@@ -360,6 +363,7 @@ export class Yamux<C extends Connection = Connection>
       send: (id) => this.#writer.sendHeader(FrameType.Ping, Flag.SYN, 0, id),
       keepAliveInterval: o.keepAliveInterval,
       pingTimeout: o.pingTimeout,
+      lastReceived: () => this.#lastReceived,
       onDead: (error) => this.#fail(error, GoAwayCode.InternalError),
     });
     const grown = this.#metrics.windowGrown;
