@@ -305,12 +305,60 @@ export class ByteReader implements ByteSource {
   }
 
   /**
+   * Fills `buffer` from what is buffered, without waiting, when enough is
+   * buffered; false (nothing consumed) when more must be read first: the
+   * synchronous path of {@linkcode ByteReader.readFully} for a loop over
+   * many small messages.
+   *
+   * @example
+   * ```ts
+   * import { ByteReader } from "./byte_reader.ts";
+   * async function fill(reader: ByteReader, buffer: Uint8Array): Promise<void> {
+   *   if (!reader.tryReadFully(buffer)) await reader.readFully(buffer);
+   * }
+   * ```
+   */
+  tryReadFully(buffer: Uint8Array): boolean {
+    const n = buffer.length;
+    if (this.buffered < n) return false;
+    buffer.set(this.#chunk.subarray(this.#offset, this.#offset + n));
+    this.#offset += n;
+    return true;
+  }
+
+  /**
+   * An unsigned varint, at most `max`, when it is buffered whole, without
+   * waiting; `undefined` (nothing consumed) when more must be read first:
+   * the synchronous path of {@linkcode ByteReader.readVarint}.
+   *
+   * @example
+   * ```ts
+   * import { ByteReader } from "./byte_reader.ts";
+   * async function length(reader: ByteReader): Promise<number> {
+   *   return reader.tryReadVarint(1 << 20) ?? await reader.readVarint(1 << 20);
+   * }
+   * ```
+   *
+   * @throws {NetworkError} `FRAME_TOO_LARGE` above `max`, `PROTOCOL_VIOLATION`
+   *   for a malformed varint
+   */
+  tryReadVarint(max = Number.MAX_SAFE_INTEGER): number | undefined {
+    if (this.buffered === 0) return undefined;
+    const decoded = decodeVarint(this.#chunk, this.#offset, max);
+    if (decoded === undefined) return undefined;
+    this.#offset += decoded.length;
+    return decoded.value;
+  }
+
+  /**
    * An unsigned varint, at most `max`.
    *
    * @throws {NetworkError} `FRAME_TOO_LARGE` above `max`, `PROTOCOL_VIOLATION`
    *   for a malformed varint, `CONNECTION_CLOSED` when the stream ends first
    */
   async readVarint(max = Number.MAX_SAFE_INTEGER): Promise<number> {
+    const whole = this.tryReadVarint(max);
+    if (whole !== undefined) return whole;
     const bytes = new Uint8Array(MAX_VARINT_BYTES);
     for (let i = 0; i < MAX_VARINT_BYTES; i++) {
       if (this.buffered === 0 && !(await this.#fill())) {

@@ -435,8 +435,14 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
       }
       const order = known;
       pushed = seq;
-      while (!(await reader.atEnd())) {
-        const length = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+      while (true) {
+        // Messages already buffered are taken without waiting: a frame of
+        // small messages costs no promise per message.
+        let length = reader.tryReadVarint(Number.MAX_SAFE_INTEGER);
+        if (length === undefined) {
+          if (await reader.atEnd()) break;
+          length = await reader.readVarint(Number.MAX_SAFE_INTEGER);
+        }
         if (length > max) {
           // Tell the sender which one, so it drops it and goes on, and give it
           // a moment to reset the stream itself: our reset would discard the
@@ -451,7 +457,9 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           waited.abort();
           throw new NetworkError("FRAME_TOO_LARGE", `message of ${length} bytes exceeds ${max}`);
         }
-        const { bytes: message, release } = await readMessage(reader, length, this.#buffers);
+        const taken = this.#buffers.take(length);
+        if (!reader.tryReadFully(taken.bytes)) await readMessage(reader, taken);
+        const { bytes: message, release } = taken;
         const number = seq++;
         if (number >= order.next) {
           // Claimed before the wait below: a second stream of the same
@@ -463,13 +471,21 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
           // meanwhile, so flow control stalls this peer alone.
           // Counted as taken at once: with room, the queue took it already
           // (and the application may have it before this function resumes).
-          const pushing = this.#inbound.push(key, { type: "message", peer, message, release }, {
-            signal,
-          });
+          const event: DirectSendEvent = { type: "message", peer, message, release };
+          const offered = this.#inbound.tryPush(key, event);
           pushed = number + 1;
           acks.took(length);
           try {
-            await pushing;
+            if (offered.status === "full") {
+              await this.#inbound.push(key, event, { signal });
+              // The application fell behind: it gets a whole turn to catch
+              // up, rather than every later message waiting for room alone.
+              await new Promise((resolve) => setTimeout(resolve, 0));
+            } else {
+              // A turn for the application after each message keeps its
+              // queue short.
+              await undefined;
+            }
           } catch (err) {
             // The stream closed while the application did not read. Unless we
             // acknowledged it, give the number back: the sender's next stream
@@ -568,22 +584,17 @@ const CLOSE_GRACE = 100;
 const MAX_SENDERS_REMEMBERED = 4096;
 
 /**
- * Reads a message of `length` bytes: a copy into one buffer (a view of the
- * frames it arrived in would hold their buffers), from `buffers` when large.
+ * Reads a message into its buffer, `taken` (a copy: a view of the frames it
+ * arrived in would hold their buffers), giving the buffer back if the
+ * stream fails first.
  */
-async function readMessage(
-  reader: ByteReader,
-  length: number,
-  buffers: MessageBuffers,
-): Promise<PooledMessage> {
-  const taken = buffers.take(length);
+async function readMessage(reader: ByteReader, taken: PooledMessage): Promise<void> {
   try {
     await reader.readFully(taken.bytes);
   } catch (err) {
     taken.release();
     throw err;
   }
-  return taken;
 }
 
 /** A sender waiting for room in the queue. */

@@ -602,3 +602,43 @@ Deno.test("readFully fills the buffer across chunks (a copy), leaves the rest bu
   assertEquals(reader.buffered, 1);
   await assertRejectsCode(() => reader.readFully(new Uint8Array(3)), "CONNECTION_CLOSED");
 });
+
+Deno.test("tryReadVarint and tryReadFully take only what is buffered whole, consuming nothing otherwise", async () => {
+  // A varint of 300 (0xac 0x02) split across chunks, then 3 bytes, then 2 of 4.
+  const { source } = chunks([0xac], [0x02, 7, 8, 9], [1, 2]);
+  const reader = new ByteReader(source);
+  assertEquals(reader.tryReadVarint(), undefined, "nothing buffered yet");
+  await reader.atEnd(); // buffers the first chunk: half a varint
+  assertEquals([reader.tryReadVarint(), reader.buffered], [undefined, 1], "half a varint stays");
+  assertEquals(await reader.readVarint(), 300);
+  const three = new Uint8Array(3);
+  assert(reader.tryReadFully(three));
+  assertEquals([...three], [7, 8, 9]);
+  await reader.atEnd();
+  const four = new Uint8Array(4);
+  assert(!reader.tryReadFully(four), "2 of 4 buffered");
+  assertEquals(reader.buffered, 2);
+  await assertRejectsCode(() => reader.readFully(four), "CONNECTION_CLOSED");
+});
+
+Deno.test("tryReadVarint enforces the bound and minimal encoding as readVarint does", async () => {
+  const { source } = chunks([...encodeVarint(1000)], [0x80, 0x00]);
+  const reader = new ByteReader(source);
+  await reader.atEnd();
+  let error: unknown;
+  try {
+    reader.tryReadVarint(999);
+  } catch (err) {
+    error = err;
+  }
+  assert(NetworkError.is(error, "FRAME_TOO_LARGE"), String(error));
+  const again = new ByteReader(chunks([0x80, 0x00]).source);
+  await again.atEnd();
+  try {
+    again.tryReadVarint();
+    error = undefined;
+  } catch (err) {
+    error = err;
+  }
+  assert(NetworkError.is(error, "PROTOCOL_VIOLATION"), String(error));
+});
