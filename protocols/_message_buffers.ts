@@ -9,8 +9,15 @@
  *
  * Buffers come in power-of-two sizes from {@linkcode POOLED_MESSAGE_MIN}
  * up, the pool keeps at most `maxBytes` of them, and drops all it keeps
- * after about a second unused (`_idle_release.ts`). Internal to
- * `protocols/`.
+ * after about a second unused (`_idle_release.ts`).
+ *
+ * Small messages, at the other end, are views of shared blocks of
+ * {@linkcode SMALL_BLOCK} bytes: an `ArrayBuffer` of its own costs each
+ * message more than the rest of its way through the receiver (V8 allocates
+ * every one through a locked allocator), and a view of an existing one a
+ * fifth of that. The price, as with Rust's `Bytes` split off a read buffer
+ * or Node's pooled `Buffer`s: a small message kept alive keeps its block,
+ * at most {@linkcode SMALL_BLOCK} bytes, alive. Internal to `protocols/`.
  *
  * @module
  */
@@ -19,6 +26,11 @@ import { forgetHolder, keptForReuse, releaseIdle } from "../netcore/transport/_i
 
 /** Messages this large or larger are read into pooled buffers. */
 const POOLED_MESSAGE_MIN = 64 * 1024;
+
+/** The block small messages share. */
+export const SMALL_BLOCK = 2048;
+/** Messages up to this size are views of a shared block (at most 16 to a block's worth kept alive by one). */
+export const SMALL_MESSAGE_MAX = 128;
 
 /** Does nothing: the release of a message that came from no pool. */
 const NO_RELEASE = (): void => {};
@@ -37,6 +49,9 @@ export class MessageBuffers {
   /** Kept buffers by size (a power of two). */
   #kept = new Map<number, ArrayBuffer[]>();
   #keptBytes = 0;
+  /** The block small messages are carved from, and how much of it is used. */
+  #block: ArrayBuffer | undefined;
+  #blockUsed = 0;
 
   /** Keeps at most `maxBytes` bytes of buffers; 0 keeps none. */
   constructor(maxBytes: number) {
@@ -44,11 +59,21 @@ export class MessageBuffers {
   }
 
   /**
-   * A buffer of `length` bytes (contents undefined) and its release; below
-   * {@linkcode POOLED_MESSAGE_MIN}, a fresh array and a release that does
-   * nothing.
+   * A buffer of `length` bytes (contents undefined) and its release; up to
+   * {@linkcode SMALL_MESSAGE_MAX}, a view of a shared block, and below
+   * {@linkcode POOLED_MESSAGE_MIN} a fresh array, both with a release that
+   * does nothing.
    */
   take(length: number): PooledMessage {
+    if (length <= SMALL_MESSAGE_MAX) {
+      if (this.#block === undefined || this.#blockUsed + length > SMALL_BLOCK) {
+        this.#block = new ArrayBuffer(SMALL_BLOCK);
+        this.#blockUsed = 0;
+      }
+      const bytes = new Uint8Array(this.#block, this.#blockUsed, length);
+      this.#blockUsed += length;
+      return { bytes, release: NO_RELEASE };
+    }
     if (length < POOLED_MESSAGE_MIN || this.#maxBytes === 0) {
       return { bytes: new Uint8Array(length), release: NO_RELEASE };
     }

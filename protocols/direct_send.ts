@@ -122,6 +122,10 @@ export type DirectSendEvent =
  * it, `release()` may give a large message's buffer back for the next one
  * (optional: without it the garbage collector takes the buffer). After
  * `release()` the message must not be used: its bytes will be overwritten.
+ * Messages of up to 128 bytes are views of a 2 KiB block shared with the
+ * messages received around them (cheaper than a buffer each): one kept for
+ * long keeps its block alive, so an application that keeps a few small
+ * messages out of many keeps copies (`message.slice()`).
  */
 export interface DirectSendMessage {
   /** `message`. */
