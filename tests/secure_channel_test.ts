@@ -193,7 +193,7 @@ Deno.test("a huge write goes down in slices of 16 full frames, never one giant b
   await release(a, b);
 });
 
-Deno.test("small writes of one turn leave in ONE socket write (the cork); those made while it is in flight leave together in the next", async () => {
+Deno.test("small writes of one turn leave as ONE Noise message in ONE socket write; those made while it is in flight leave together in the next", async () => {
   const [socketA, socketB] = memorySocketPair();
   const gate = Promise.withResolvers<void>();
   const socketWrites = recordSocketWrites(socketA, gate.promise);
@@ -203,12 +203,16 @@ Deno.test("small writes of one turn leave in ONE socket write (the cork); those 
   const receiver = channelOn(b, keys.bToA, keys.aToB, keys.backend);
   const messages = Array.from({ length: 99 }, (_, i) => new Uint8Array(100).fill(i));
 
-  // One turn: 50 small writes, each taken at once (encrypted, copied into the cork).
+  // One turn: 50 small writes, each taken at once (copied into the turn's batch).
   const returned = messages.slice(0, 50).map((m) => sender.write(m));
   assert(returned.every((r) => r === undefined), "small writes do not wait for the socket");
   assertEquals(socketWrites.length, 0, "nothing leaves before the end of the turn");
   await delay(5);
-  assertEquals(socketWrites.map((w) => parseFrames(w).length), [50], "one socket write, 50 frames");
+  assertEquals(
+    socketWrites.map((w) => parseFrames(w).map((f) => f.length)),
+    [[50 * 100 + 16]],
+    "one socket write, one message",
+  );
 
   // That socket write is held in flight; 49 more writes over several turns.
   for (let i = 50; i < 99; i++) {
@@ -225,9 +229,9 @@ Deno.test("small writes of one turn leave in ONE socket write (the cork); those 
   const reading = readAllFrom(receiver);
   await sender.closeWrite();
   assertEquals(
-    socketWrites.map((w) => parseFrames(w).length),
-    [50, 49],
-    "the 49 frames made meanwhile went down in one socket write",
+    socketWrites.map((w) => parseFrames(w).map((f) => f.length)),
+    [[50 * 100 + 16], [49 * 100 + 16]],
+    "the 49 writes made meanwhile went down in one message, in one socket write",
   );
   assertEquals(await reading, concat(messages));
   await release(a, b);
@@ -355,7 +359,8 @@ Deno.test("readInto: a message larger than the buffer is read in parts, nothing 
     parts.push(buffer.slice(0, n));
   }
   assertEquals(concat(parts), concat([data, encoder.encode("tail")]));
-  assertEquals(parts.slice(0, 4).map((p) => p.length), [3000, 3000, 3000, 1000]);
+  // Both writes of the turn are one message of 10 004 bytes, read in parts.
+  assertEquals(parts.map((p) => p.length), [3000, 3000, 3000, 1004]);
   await release();
 });
 
@@ -685,3 +690,18 @@ Deno.test("a channel whose read buffer grew for a burst lets it go when idle, an
   }
   await release();
 });
+
+for (const kind of ["memory", "tcp"] as const) {
+  Deno.test(`small and large writes mixed in one turn arrive in order over ${kind} (batched small writes are sealed before a large one)`, async () => {
+    const [a, b, release] = await securePair(kind);
+    const sizes = [100, 100_000, 7, 20_000, 16 * 1024, 1, 70_000, 3];
+    const chunks = sizes.map((n) => randomBytes(n));
+    const reading = readAllFrom(b);
+    // No await between them: one turn.
+    const pending = chunks.map((chunk) => a.write(chunk));
+    await Promise.all(pending);
+    await a.closeWrite();
+    assertEquals(await reading, concat(chunks));
+    await release();
+  });
+}

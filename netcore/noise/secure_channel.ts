@@ -74,6 +74,14 @@ export interface TransportCipher {
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array): Uint8Array;
 }
 
+/** Small writes of one turn, sealed together. */
+interface Batch {
+  plaintext: Uint8Array;
+  used: number;
+  /** The message, once sealed. */
+  sealed: Uint8Array | undefined;
+}
+
 /** Once this many encrypted bytes are held by the connection below, writes wait. */
 const WRITE_HIGH_WATER = 1024 * 1024;
 /** Largest part of one write encrypted into one buffer: 16 full frames (about 1 MiB). */
@@ -94,6 +102,14 @@ const POOL_BYTES = 2 * WRITE_HIGH_WATER;
  * channel makes it. A few cover the writes the connection holds a while.
  */
 const SMALL_WRITES = new BufferPool(4, MIN_BUFFER);
+/**
+ * Writes up to this size made in one turn are sealed together, in one
+ * Noise message, when the turn's writes leave (over a connection that can
+ * defer a write): a yamux frame each would otherwise cost a message each.
+ */
+const BATCHED_WRITE_MAX = 16 * 1024;
+/** A batch's first plaintext buffer; it grows (up to a full message) for larger batches. */
+const FIRST_BATCH_BUFFER = 4 * 1024;
 /** The read buffer a channel starts with, and waits for the peer in after small traffic. */
 const READ_BUFFER = 4 * 1024;
 /** The largest the read buffer grows to while reads fill it. */
@@ -206,6 +222,10 @@ export class SecureChannel extends ByteConnection {
   #inFlight: Set<Promise<void>> | undefined;
   /** Wakes a writer waiting for the held bytes to drop. */
   #room: PromiseWithResolvers<void> | undefined;
+  /** This turn's small writes, to be sealed as one message where the connection below said. */
+  #batch: Batch | undefined;
+  /** A batch's plaintext buffer, for the next batch (dropped when idle). */
+  #spareBatchBuffer: Uint8Array | undefined;
 
   /** Takes over the connection a handshake completed on. */
   constructor(init: SecureChannelInit) {
@@ -475,6 +495,12 @@ export class SecureChannel extends ByteConnection {
   write(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#writeState !== "open") return Promise.reject(this.#writeError());
     if (chunk.length === 0) return undefined;
+    if (chunk.length <= BATCHED_WRITE_MAX && this.#lower.writeDeferred !== undefined) {
+      this.#batched(chunk);
+      return undefined;
+    }
+    // What was batched before goes first: nonces follow the order on the wire.
+    if (this.#batch !== undefined) this.#seal(this.#batch);
     if (chunk.length > WRITE_SLICE) return this.#writeLarge(chunk);
     this.#sealAndSend(chunk);
     if (this.#held > WRITE_HIGH_WATER) return this.#waitForRoom();
@@ -488,6 +514,59 @@ export class SecureChannel extends ByteConnection {
       this.#sealAndSend(chunk.subarray(start, start + WRITE_SLICE));
       if (this.#held > WRITE_HIGH_WATER) await this.#waitForRoom();
     }
+  }
+
+  /** Adds `chunk` to this turn's batch, sealing the batch now if it is full. */
+  #batched(chunk: Uint8Array): void {
+    let batch = this.#batch;
+    if (batch !== undefined && batch.used + chunk.length > MAX_PLAINTEXT) {
+      this.#seal(batch);
+      batch = undefined;
+    }
+    if (batch === undefined) {
+      const spare = this.#spareBatchBuffer;
+      this.#spareBatchBuffer = undefined;
+      const made: Batch = {
+        plaintext: spare ?? new Uint8Array(FIRST_BATCH_BUFFER),
+        used: 0,
+        sealed: undefined,
+      };
+      // Throws if the connection below is closed or failed: then so is this write.
+      this.#lower.writeDeferred!(() => this.#seal(made));
+      this.#batch = batch = made;
+      keptForReuse(this);
+    }
+    if (batch.used + chunk.length > batch.plaintext.length) {
+      const larger = new Uint8Array(
+        Math.min(MAX_PLAINTEXT, Math.max(2 * batch.plaintext.length, batch.used + chunk.length)),
+      );
+      larger.set(batch.plaintext.subarray(0, batch.used));
+      batch.plaintext = larger;
+    }
+    batch.plaintext.set(chunk, batch.used);
+    batch.used += chunk.length;
+  }
+
+  /** Seals `batch` (once) as one message: now, or when the connection below writes its place. */
+  #seal(batch: Batch): Uint8Array {
+    if (batch.sealed !== undefined) return batch.sealed;
+    if (this.#batch === batch) this.#batch = undefined;
+    const length = batch.used + TAG_LENGTH;
+    const sealed = new Uint8Array(LENGTH_PREFIX + length);
+    sealed[0] = length >>> 8;
+    sealed[1] = length & 0xff;
+    // A failed channel writes nothing more; the connection below is aborted.
+    if (this.#failure === undefined) {
+      this.#encrypter.encryptWithAd(
+        EMPTY,
+        batch.plaintext.subarray(0, batch.used),
+        sealed.subarray(LENGTH_PREFIX),
+      );
+    }
+    batch.sealed = this.#failure === undefined ? sealed : EMPTY;
+    if (batch.plaintext.length <= MIN_BUFFER) this.#spareBatchBuffer = batch.plaintext;
+    batch.plaintext = EMPTY;
+    return batch.sealed;
   }
 
   #writeError(): NetworkError {
@@ -581,6 +660,7 @@ export class SecureChannel extends ByteConnection {
   /** Idle for a while: the grown read buffer and the write pool go (the next burst makes them again). */
   [releaseIdle](): void {
     this.#pool = undefined;
+    this.#spareBatchBuffer = undefined;
     if (this.#buffer !== this.#large) this.#large = undefined;
   }
 
@@ -594,6 +674,7 @@ export class SecureChannel extends ByteConnection {
     this.#room = undefined;
     room?.resolve();
     this.#pool = undefined;
+    this.#batch = this.#spareBatchBuffer = undefined;
     this.#dropReadBuffers();
     forgetHolder(this);
     this.#lower.abort(error);

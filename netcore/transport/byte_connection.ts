@@ -137,10 +137,14 @@ export class ForwardingConnection extends ByteConnection {
   /** The connection forwarded to. */
   protected readonly inner: Connection;
 
+  /** The inner connection's deferred write, when it has one. */
+  readonly writeDeferred: ((produce: () => Uint8Array) => void) | undefined;
+
   /** Forwards to `inner`. */
   constructor(inner: Connection) {
     super();
     this.inner = inner;
+    this.writeDeferred = inner.writeDeferred?.bind(inner);
   }
 
   /** The inner connection's local address. */

@@ -78,6 +78,18 @@ export interface ByteSink {
    *   `CONNECTION_RESET` when the connection failed (a promise rejects)
    */
   write(chunk: Uint8Array): Promise<void> | undefined;
+  /**
+   * Optional: holds a place among the turn's writes, and when they leave
+   * (in one socket write) calls `produce` and writes its bytes there. For a
+   * layer that frames the turn's small writes as one piece only once the
+   * turn is over: the Noise channel seals them in one message instead of
+   * one each. A connection without it (a yamux stream) takes writes one by
+   * one.
+   *
+   * @throws {NetworkError} `CONNECTION_CLOSED` after `closeWrite()`,
+   *   `CONNECTION_RESET` when the connection failed
+   */
+  writeDeferred?(produce: () => Uint8Array): void;
   /** Half-closes after the bytes already written: the peer's reads end after them. */
   closeWrite(): Promise<void>;
 }

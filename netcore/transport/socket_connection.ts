@@ -127,6 +127,25 @@ const HIGH_WATER = 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 
 /**
+ * A round's pieces (deferred ones made): several that together fit a copy
+ * buffer are joined in one (a system call costs more than copying them:
+ * the Noise channel's message of the turn beside a handshake message, say).
+ */
+function joinSmall(made: Uint8Array[]): Uint8Array[] {
+  if (made.length < 2) return made;
+  let total = 0;
+  for (const piece of made) total += piece.length;
+  if (total > COPY_BUFFER) return made;
+  const joined = new Uint8Array(total);
+  let at = 0;
+  for (const piece of made) {
+    joined.set(piece, at);
+    at += piece.length;
+  }
+  return [joined];
+}
+
+/**
  * One end of a connection over a {@linkcode Socket}. `TcpTransport` and
  * `MemoryTransport` make these; construct one yourself only to wrap a socket
  * you opened.
@@ -178,8 +197,11 @@ export class SocketConnection extends ByteConnection {
   #discarding = false;
 
   // ---- write side: the cork ----
-  /** Corked pieces in order: copy buffers and large chunks of the callers'. */
-  readonly #corked: Uint8Array[] = [];
+  /**
+   * Corked pieces in order: copy buffers, large chunks of the callers', and
+   * deferred pieces, made when they leave.
+   */
+  readonly #corked: (Uint8Array | (() => Uint8Array))[] = [];
   /** The copy buffer small writes go into, and how much of it is used. */
   #copy: Uint8Array | undefined;
   #copyUsed = 0;
@@ -359,6 +381,15 @@ export class SocketConnection extends ByteConnection {
     return this.#round.promise;
   }
 
+  /** Holds the place of bytes `produce` makes when this turn's writes leave. */
+  writeDeferred(produce: () => Uint8Array): void {
+    if (this.#failure !== undefined) throw this.#failure;
+    if (this.#writeClosed) throw new NetworkError("CONNECTION_CLOSED", "write after close");
+    this.#copy = undefined;
+    this.#corked.push(produce);
+    this.#scheduleFlush();
+  }
+
   #copyIn(chunk: Uint8Array): void {
     let copy = this.#copy;
     const used = this.#copyUsed;
@@ -415,7 +446,13 @@ export class SocketConnection extends ByteConnection {
         this.#copy = undefined;
         let written = 0;
         try {
-          for (const piece of pieces) {
+          const made = pieces.map((piece) => {
+            if (typeof piece !== "function") return piece;
+            const bytes = piece();
+            this.#pending += bytes.length;
+            return bytes;
+          });
+          for (const piece of joinSmall(made)) {
             let offset = 0;
             while (offset < piece.length) {
               offset += await this.#socket.write(piece.subarray(offset));

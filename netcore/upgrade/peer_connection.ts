@@ -7,7 +7,7 @@
  */
 
 import type { PeerId } from "../identity/peer_id.ts";
-import { defaultMetrics, type Metric, type Metrics, perScope } from "../metrics.ts";
+import { defaultMetrics, type Metric, type Metrics, perScope, type Series } from "../metrics.ts";
 import type { Multiaddr } from "../multiaddr.ts";
 import { Yamux, type YamuxOptions } from "../multiplexing/yamux.ts";
 import type { Priority, YamuxStream } from "../multiplexing/yamux_stream.ts";
@@ -154,9 +154,39 @@ interface StreamMetrics {
   open: Metric;
   total: Metric;
   bytes: Metric;
+  /** The series of each (protocol, direction), looked up once: a stream per request makes this hot. */
+  series: Map<string, StreamSeries>;
+}
+
+/** The series one (protocol, direction) counts its streams in. */
+interface StreamSeries {
+  total: Series;
+  open: Series;
+  bytesIn: Series;
+  bytesOut: Series;
+}
+
+/** Most (protocol, direction) pairs whose series are kept looked up (protocols are few; a bound all the same). */
+const MAX_SERIES_CACHED = 256;
+
+function seriesOf(metrics: StreamMetrics, protocol: string, direction: string): StreamSeries {
+  const key = direction + " " + protocol;
+  let series = metrics.series.get(key);
+  if (series === undefined) {
+    series = {
+      total: metrics.total.labels({ protocol, direction }),
+      open: metrics.open.labels({ protocol, direction }),
+      bytesIn: metrics.bytes.labels({ protocol, direction: "in" }),
+      bytesOut: metrics.bytes.labels({ protocol, direction: "out" }),
+    };
+    if (metrics.series.size >= MAX_SERIES_CACHED) metrics.series.clear();
+    metrics.series.set(key, series);
+  }
+  return series;
 }
 
 const streamMetrics = perScope((metrics): StreamMetrics => ({
+  series: new Map(),
   open: metrics.gauge(
     "validator_network_streams_open",
     "Open streams whose protocol was negotiated, by protocol and direction (inbound/outbound)",
@@ -442,15 +472,14 @@ export class PeerConnection implements ConnectionLifecycle, AsyncIterable<YamuxS
   #protocolStream(stream: YamuxStream, protocol: string, negotiated: Connection): ProtocolStream {
     stream.protocol = protocol;
     const direction = stream.direction;
-    const metrics = this.#metrics;
-    metrics.total.labels({ protocol, direction }).inc();
-    const open = metrics.open.labels({ protocol, direction });
-    open.inc();
+    const series = seriesOf(this.#metrics, protocol, direction);
+    series.total.inc();
+    series.open.inc();
     stream.closed.then(() => {
-      open.dec();
+      series.open.dec();
       const { bytesReceived, bytesSent } = stream.stats();
-      metrics.bytes.labels({ protocol, direction: "in" }).inc(bytesReceived);
-      metrics.bytes.labels({ protocol, direction: "out" }).inc(bytesSent);
+      series.bytesIn.inc(bytesReceived);
+      series.bytesOut.inc(bytesSent);
     });
     return new NegotiatedStream(stream, protocol, negotiated);
   }
