@@ -363,14 +363,17 @@ Deno.test("the listener sends its header at once to a dialer that waits for it",
   assertEquals((await handling).protocol, "/a");
 });
 
-Deno.test("a silent peer times out, within the deadline", async () => {
+Deno.test("a silent peer times out, within the deadline, and the connection is aborted", async () => {
   const [a, b] = memoryPair();
   const peer = new ScriptedPeer(b);
+  const spoke = peer.readLine();
   const started = performance.now();
   await assertRejectsCode(selectProtocol(a, ["/a"], { timeout: 50 }), "TIMEOUT");
   const elapsed = performance.now() - started;
   assert(elapsed >= 45 && elapsed < 1000, `timed out after ${elapsed} ms`);
-  assertEquals(await peer.readLine(), MULTISTREAM_PROTOCOL_ID, "the dialer did speak");
+  assertEquals(await spoke, MULTISTREAM_PROTOCOL_ID, "the dialer did speak");
+  assertEquals(await peer.readLine(), "/a");
+  await assertRejectsCode(() => peer.readLine(), "CONNECTION_RESET");
   const [, silentDialer] = memoryPair();
   await assertRejectsCode(handleProtocol(silentDialer, ["/a"], { timeout: 20 }), "TIMEOUT");
 });

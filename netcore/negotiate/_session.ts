@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Deadline } from "../_async.ts";
+import { abortError } from "../_async.ts";
 import { ByteReader } from "../byte_reader.ts";
 import { defaultMetrics } from "../metrics.ts";
 import { NetworkError } from "../network_error.ts";
@@ -42,7 +42,11 @@ export class Session {
   readonly #reader: ByteReader;
   readonly #options: ResolvedOptions;
   readonly #role: Role;
-  #deadline: Deadline | undefined;
+  /** The deadline's timer and the listener on the caller's signal, while armed. */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #onAbort: (() => void) | undefined;
+  /** The deadline's (or the caller's signal's) error, once it fired. */
+  #expired: NetworkError | undefined;
   #done = false;
 
   /** Reads `conn` from now on; arms nothing yet. */
@@ -63,16 +67,48 @@ export class Session {
     return this.#reader.buffered;
   }
 
-  /** Starts the deadline and follows the caller's signal. */
+  /**
+   * Starts the deadline and follows the caller's signal. Either one ends
+   * the negotiation by aborting the connection with its error, which the
+   * pending read or write then rejects with: a plain timer, no
+   * `AbortController` or promise race per read (a stream per request makes
+   * this per request), and a connection whose negotiation failed is of no
+   * use anyway.
+   */
   arm(): void {
-    this.#deadline = new Deadline(this.#options.timeout, {
-      what: "protocol negotiation",
-      signal: this.#options.signal,
-    });
+    const { timeout, signal } = this.#options;
+    if (signal?.aborted) {
+      this.#expired = abortError(signal);
+      return;
+    }
+    this.#timer = setTimeout(
+      () =>
+        this.#expire(
+          new NetworkError("TIMEOUT", `protocol negotiation timed out after ${timeout} ms`),
+        ),
+      timeout,
+    );
+    if (signal !== undefined) {
+      const onAbort = () => this.#expire(abortError(signal));
+      this.#onAbort = onAbort;
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
   }
 
-  #race<T>(promise: Promise<T>): Promise<T> {
-    return this.#deadline === undefined ? promise : this.#deadline.race(promise);
+  #expire(error: NetworkError): void {
+    if (this.#done || this.#expired !== undefined) return;
+    this.#expired = error;
+    this.#clear();
+    this.#conn.abort(error);
+  }
+
+  #clear(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#onAbort !== undefined) {
+      this.#options.signal?.removeEventListener("abort", this.#onAbort);
+    }
+    this.#onAbort = undefined;
   }
 
   /**
@@ -81,12 +117,12 @@ export class Session {
    * layer's first bytes share a socket write.
    */
   async write(bytes: Uint8Array): Promise<void> {
-    this.#deadline?.check();
+    if (this.#expired !== undefined) throw this.#expired;
     try {
       const room = this.#conn.write(bytes);
-      if (room !== undefined) await this.#race(room);
+      if (room !== undefined) await room;
     } catch (err) {
-      throw NetworkError.wrap(err, "CONNECTION_RESET", "negotiation write failed");
+      throw this.#expired ?? NetworkError.wrap(err, "CONNECTION_RESET", "negotiation write failed");
     }
   }
 
@@ -98,17 +134,24 @@ export class Session {
    *   `CONNECTION_RESET` when the stream ends or fails, `TIMEOUT`, `ABORTED`
    */
   async readLine(): Promise<string> {
-    const length = await this.#race(this.#reader.readVarint(this.#options.maxLineLength));
-    if (length === 0) {
-      throw new NetworkError("PROTOCOL_VIOLATION", "empty negotiation message");
+    if (this.#expired !== undefined) throw this.#expired;
+    let line: Uint8Array;
+    try {
+      const length = await this.#reader.readVarint(this.#options.maxLineLength);
+      if (length === 0) {
+        throw new NetworkError("PROTOCOL_VIOLATION", "empty negotiation message");
+      }
+      line = await this.#reader.readExactly(length);
+    } catch (err) {
+      throw this.#expired ?? err;
     }
-    return decodeLine(await this.#race(this.#reader.readExactly(length)));
+    return decodeLine(line);
   }
 
   /** Stops the deadline (optimistic mode, once agreed, reads on through the reader). */
   disarm(): void {
     this.#done = true;
-    this.#deadline?.clear();
+    this.#clear();
   }
 
   /**

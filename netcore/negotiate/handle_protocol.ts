@@ -44,7 +44,8 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
  * write as whatever the caller writes next in this turn (Noise message 2,
  * a handler's first answer).
  *
- * On failure the connection is mid-negotiation: close or abort it.
+ * On failure the connection is mid-negotiation: close or abort it (past
+ * the deadline, or when the signal fires, it is aborted already).
  *
  * @param conn the raw connection, secure channel or substream to negotiate on
  * @param protocols the protocols we speak, or a test for them (an exception

@@ -31,11 +31,14 @@ export const MULTISTREAM_PROTOCOL_ID = "/multistream/1.0.0";
  * ```
  */
 export interface NegotiateOptions {
-  /** Cancels the negotiation; it rejects with an `ABORTED` `NetworkError`. */
+  /**
+   * Cancels the negotiation; it rejects with an `ABORTED` `NetworkError` and
+   * the connection is aborted.
+   */
   signal?: AbortSignal;
   /**
    * Deadline for the whole negotiation in ms; past it the negotiation rejects
-   * with `TIMEOUT`. Default 10_000.
+   * with `TIMEOUT` and the connection is aborted. Default 10_000.
    */
   timeout?: number;
   /**

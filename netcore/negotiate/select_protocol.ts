@@ -18,7 +18,8 @@ import { MULTISTREAM_PROTOCOL_ID, type Negotiated, type NegotiateOptions } from 
  * are read however they are split into chunks. Bytes the listener sends right
  * after its acceptance stay in the returned stream.
  *
- * On failure the connection is mid-negotiation: close or abort it.
+ * On failure the connection is mid-negotiation: close or abort it (past
+ * the deadline, or when the signal fires, it is aborted already).
  *
  * @param conn the raw connection, secure channel or substream to negotiate on
  * @param protocols the protocols we speak, most preferred first
