@@ -705,3 +705,15 @@ for (const kind of ["memory", "tcp"] as const) {
     await release();
   });
 }
+
+Deno.test("a small write once the connection below failed rejects (it does not throw), and the channel fails", async () => {
+  const keys = randomKeys();
+  const [rawA, , releaseRaw] = await rawPair("memory");
+  const channel = channelOn(rawA, keys.aToB, keys.bToA, keys.backend);
+  rawA.abort(new NetworkError("CONNECTION_RESET", "gone"));
+  const result = channel.write(new Uint8Array(10));
+  assert(result !== undefined, "a failed write says so");
+  await assertRejectsCode(result, "CONNECTION_RESET");
+  await assertRejectsCode(() => channel.write(new Uint8Array(10))!, "CONNECTION_RESET");
+  await releaseRaw();
+});

@@ -496,7 +496,13 @@ export class SecureChannel extends ByteConnection {
     if (this.#writeState !== "open") return Promise.reject(this.#writeError());
     if (chunk.length === 0) return undefined;
     if (chunk.length <= BATCHED_WRITE_MAX && this.#lower.writeDeferred !== undefined) {
-      this.#batched(chunk);
+      try {
+        this.#batched(chunk);
+      } catch (err) {
+        const error = NetworkError.wrap(err, "CONNECTION_RESET", "noise transport write");
+        this.#fail(error);
+        return Promise.reject(error);
+      }
       return undefined;
     }
     // What was batched before goes first: nonces follow the order on the wire.
@@ -531,7 +537,7 @@ export class SecureChannel extends ByteConnection {
         used: 0,
         sealed: undefined,
       };
-      // Throws if the connection below is closed or failed: then so is this write.
+      // Throws if the connection below is closed or failed: the channel fails with it.
       this.#lower.writeDeferred!(() => this.#seal(made));
       this.#batch = batch = made;
       keptForReuse(this);
