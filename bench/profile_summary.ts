@@ -7,6 +7,9 @@
  * ```sh
  * deno run -A --cpu-prof --cpu-prof-dir=/tmp/prof cli.ts ping /ip4/127.0.0.1/tcp/N/p2p/... --count 30000
  * deno run --allow-read bench/profile_summary.ts /tmp/prof/*.cpuprofile --ops 30000
+ * # only the samples from 29964 to 34050 ms after the profile started (a run that
+ * # printed when its measured part began and ended, e.g. bench/scale.ts --trace):
+ * deno run --allow-read bench/profile_summary.ts /tmp/prof/*.cpuprofile --window 29964,34050
  * ```
  *
  * The listener's profile is written when it exits on SIGINT (`kill -INT`).
@@ -43,6 +46,7 @@ export interface ProfileRow {
 export function summariseProfile(
   profile: CpuProfile,
   ops: number,
+  window: { fromMs: number; toMs: number } = { fromMs: 0, toMs: Number.POSITIVE_INFINITY },
 ): { busyMicrosPerOp: number; rows: ProfileRow[] } {
   const where = new Map<number, string>();
   for (const node of profile.nodes) {
@@ -55,10 +59,13 @@ export function summariseProfile(
   }
   const totals = new Map<string, number>();
   let busy = 0;
+  let at = 0;
   for (let i = 0; i < profile.samples.length; i++) {
+    const dt = profile.timeDeltas[i] ?? 0;
+    at += dt;
+    if (at < window.fromMs * 1000 || at > window.toMs * 1000) continue;
     const place = where.get(profile.samples[i]) ?? "?";
     if (place === "(idle)") continue;
-    const dt = profile.timeDeltas[i] ?? 0;
     busy += dt;
     totals.set(place, (totals.get(place) ?? 0) + dt);
   }
@@ -71,17 +78,27 @@ export function summariseProfile(
 }
 
 if (import.meta.main) {
-  const files = Deno.args.filter((arg, i) => !arg.startsWith("--") && Deno.args[i - 1] !== "--ops");
+  const valued = new Set(["--ops", "--window"]);
+  const files = Deno.args.filter((arg, i) =>
+    !arg.startsWith("--") && !valued.has(Deno.args[i - 1])
+  );
   const opsAt = Deno.args.indexOf("--ops");
   const ops = opsAt >= 0 ? Number(Deno.args[opsAt + 1]) : 1;
-  if (files.length === 0 || !(ops > 0)) {
-    console.error("usage: profile_summary.ts FILE.cpuprofile... [--ops N]");
+  const windowAt = Deno.args.indexOf("--window");
+  const [fromMs, toMs] = windowAt >= 0
+    ? Deno.args[windowAt + 1].split(",").map(Number)
+    : [0, Number.POSITIVE_INFINITY];
+  if (files.length === 0 || !(ops > 0) || !(fromMs <= toMs)) {
+    console.error(
+      "usage: profile_summary.ts FILE.cpuprofile... [--ops N] [--window FROM_MS,TO_MS]",
+    );
     Deno.exit(2);
   }
   for (const file of files) {
     const { busyMicrosPerOp, rows } = summariseProfile(
       JSON.parse(await Deno.readTextFile(file)),
       ops,
+      { fromMs, toMs },
     );
     console.log(`${file}: busy ${busyMicrosPerOp.toFixed(1)} us per op`);
     for (const row of rows.slice(0, 25)) {

@@ -13,9 +13,9 @@
  *
  * Small messages, at the other end, are views of shared blocks of
  * {@linkcode SMALL_BLOCK} bytes: an `ArrayBuffer` of its own costs each
- * message more than the rest of its way through the receiver (V8 allocates
- * every one through a locked allocator), and a view of an existing one a
- * fifth of that. The price, as with Rust's `Bytes` split off a read buffer
+ * message more than the rest of its way through the receiver (a backing
+ * store allocated, and later freed, for each), and a view of an existing one
+ * a sixth of that (`bench/alloc_bench.ts`). The price, as with Rust's `Bytes` split off a read buffer
  * or Node's pooled `Buffer`s: a small message kept alive keeps its block,
  * at most {@linkcode SMALL_BLOCK} bytes, alive. Internal to `protocols/`.
  *
@@ -29,7 +29,7 @@ const POOLED_MESSAGE_MIN = 64 * 1024;
 
 /** The block small messages share. */
 export const SMALL_BLOCK = 2048;
-/** Messages up to this size are views of a shared block (at most 16 to a block's worth kept alive by one). */
+/** Messages up to this size are views of a shared block (one kept alive keeps its block, 16 times its size at most). */
 export const SMALL_MESSAGE_MAX = 128;
 
 /** Does nothing: the release of a message that came from no pool. */

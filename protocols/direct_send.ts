@@ -484,7 +484,7 @@ export class DirectSend implements AsyncIterable<DirectSendEvent> {
               await this.#inbound.push(key, event, { signal });
               // The application fell behind: it gets a whole turn to catch
               // up, rather than every later message waiting for room alone.
-              await new Promise((resolve) => setTimeout(resolve, 0));
+              await delay(0);
             } else {
               // A turn for the application after each message keeps its
               // queue short.

@@ -445,19 +445,26 @@ function notOurTimeout(error: NetworkError): NetworkError {
 /** Messages up to this size are copied behind their header into one write; larger ones are written as they are. */
 const SMALL_WRITE = 16 * 1024;
 
-/** Writes `varint length || message`, small ones in one write. */
-async function writeMessage(stream: ProtocolStream, message: Uint8Array): Promise<void> {
+/**
+ * Writes `[status] || varint length || message` (a request has no status
+ * byte): a small message copied behind its header into one write (one
+ * frame), a large one written as it is, behind its header.
+ */
+async function writeMessage(
+  stream: ProtocolStream,
+  message: Uint8Array,
+  status?: Status,
+): Promise<void> {
+  const head = status === undefined ? 0 : 1;
   const prefix = varintLength(message.length);
-  if (message.length <= SMALL_WRITE) {
-    const framed = new Uint8Array(prefix + message.length);
-    encodeVarint(message.length, framed, 0);
-    framed.set(message, prefix);
-    const room = stream.write(framed);
-    if (room !== undefined) await room;
-    return;
-  }
-  let room = stream.write(encodeVarint(message.length));
+  const small = message.length <= SMALL_WRITE;
+  const header = new Uint8Array(head + prefix + (small ? message.length : 0));
+  if (status !== undefined) header[0] = status;
+  encodeVarint(message.length, header, head);
+  if (small) header.set(message, head + prefix);
+  let room = stream.write(header);
   if (room !== undefined) await room;
+  if (small) return;
   room = stream.write(message);
   if (room !== undefined) await room;
 }
@@ -468,20 +475,7 @@ async function writeAnswer(
   status: Status,
   payload: Uint8Array,
 ): Promise<void> {
-  if (payload.length <= SMALL_WRITE) {
-    // One write, one frame: the status, the length and the payload.
-    const prefix = varintLength(payload.length);
-    const framed = new Uint8Array(1 + prefix + payload.length);
-    framed[0] = status;
-    encodeVarint(payload.length, framed, 1);
-    framed.set(payload, 1 + prefix);
-    const room = stream.write(framed);
-    if (room !== undefined) await room;
-  } else {
-    const room = stream.write(new Uint8Array([status]));
-    if (room !== undefined) await room;
-    await writeMessage(stream, payload);
-  }
+  await writeMessage(stream, payload, status);
   await stream.closeWrite();
 }
 

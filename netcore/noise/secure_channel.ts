@@ -557,22 +557,21 @@ export class SecureChannel extends ByteConnection {
   #seal(batch: Batch): Uint8Array {
     if (batch.sealed !== undefined) return batch.sealed;
     if (this.#batch === batch) this.#batch = undefined;
+    const plaintext = batch.plaintext;
+    batch.plaintext = EMPTY;
+    // A failed channel writes nothing more; the connection below is aborted.
+    if (this.#failure !== undefined) return batch.sealed = EMPTY;
     const length = batch.used + TAG_LENGTH;
     const sealed = new Uint8Array(LENGTH_PREFIX + length);
     sealed[0] = length >>> 8;
     sealed[1] = length & 0xff;
-    // A failed channel writes nothing more; the connection below is aborted.
-    if (this.#failure === undefined) {
-      this.#encrypter.encryptWithAd(
-        EMPTY,
-        batch.plaintext.subarray(0, batch.used),
-        sealed.subarray(LENGTH_PREFIX),
-      );
-    }
-    batch.sealed = this.#failure === undefined ? sealed : EMPTY;
-    if (batch.plaintext.length <= MIN_BUFFER) this.#spareBatchBuffer = batch.plaintext;
-    batch.plaintext = EMPTY;
-    return batch.sealed;
+    this.#encrypter.encryptWithAd(
+      EMPTY,
+      plaintext.subarray(0, batch.used),
+      sealed.subarray(LENGTH_PREFIX),
+    );
+    if (plaintext.length <= MIN_BUFFER) this.#spareBatchBuffer = plaintext;
+    return batch.sealed = sealed;
   }
 
   #writeError(): NetworkError {
